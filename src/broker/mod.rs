@@ -1,0 +1,1 @@
+//! An embedded, in-memory STOMP broker for tests and demos (not durable).

@@ -1,0 +1,68 @@
+//! The `ssm` command line.
+//!
+//! Each subcommand lives in its own file with its `clap` arguments and a `run` function, so that
+//! the command line mirrors the library's modules. Every command exits 0 on success and 1 with a
+//! one-line reason on stderr on any failure.
+
+use clap::{Parser, Subcommand};
+
+pub mod broker;
+pub mod demo;
+pub mod enqueue;
+pub mod open;
+pub mod queue;
+pub mod receive;
+pub mod seal;
+pub mod send;
+
+/// Secure STOMP Messenger: signed, encrypted store-and-forward messaging over STOMP brokers.
+#[derive(Debug, Parser)]
+#[command(name = "ssm", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `ssm`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole protocol on this machine: PKI, embedded broker, receiver and sender.
+    Demo(demo::Args),
+    /// Send the messages of an outgoing queue to a receiver through a broker.
+    Send(send::Args),
+    /// Receive messages from a broker, verify them and store them in the incoming queue.
+    Receive(receive::Args),
+    /// Run the embedded STOMP broker (in memory, not durable: for tests and demos).
+    Broker(broker::Args),
+    /// Sign and encrypt a message as a sender does (`openssl smime` compatible).
+    Seal(seal::Args),
+    /// Decrypt and verify a message as a receiver does (`openssl smime` compatible).
+    Open(open::Args),
+    /// Add files (or stdin) to an outgoing queue, as the accounting client does.
+    Enqueue(enqueue::Args),
+    /// Inspect or clean an outgoing queue.
+    Queue(queue::Args),
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Receive(args) => receive::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::Seal(args) => seal::run(args),
+        Command::Open(args) => open::run(args),
+        Command::Enqueue(args) => enqueue::run(args),
+        Command::Queue(args) => queue::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("ssm: error: {err:#}");
+            1
+        }
+    }
+}

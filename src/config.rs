@@ -1,0 +1,1 @@
+//! INI configuration files and command-line overrides, as typed settings.

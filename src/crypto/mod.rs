@@ -1,0 +1,1 @@
+//! Message protection: `encrypt(sign(base64(zlib(msg))))` and back, via OpenSSL's PKCS#7.

@@ -1,0 +1,1 @@
+//! Throwaway certificate authorities and certificates for tests and `ssm demo`.

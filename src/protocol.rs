@@ -1,0 +1,1 @@
+//! SSM message types and headers, and their mapping to STOMP frames (no I/O).

@@ -1,0 +1,1 @@
+//! Durable message queues on disk in the `dirq` format.

@@ -1,0 +1,1 @@
+//! The receiver (SSM server) state machine.

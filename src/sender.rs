@@ -1,0 +1,1 @@
+//! The sender (SSM client) state machine.
