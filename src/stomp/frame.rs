@@ -718,7 +718,8 @@ mod tests {
 
     #[test]
     fn errors_on_malformed_input() {
-        let cases: &[(&[u8], fn(&FrameError) -> bool)] = &[
+        type Check = fn(&FrameError) -> bool;
+        let cases: &[(&[u8], Check)] = &[
             (b"HELLO\n\n\0", |e| {
                 matches!(e, FrameError::UnknownCommand(_))
             }),
