@@ -479,6 +479,12 @@ impl Router {
         let mut touched: Vec<String> = Vec::new();
         for p in pending.rev() {
             let Some(qname) = p.queue else { continue };
+            // An idle queue is forgotten even while its messages await acks; bring it back.
+            // A temp queue is gone for good with its owner, and its messages with it.
+            if !qname.starts_with(REMOTE_TEMP_QUEUE) && !self.queues.contains_key(&qname) {
+                let q = Queue::new(Arc::from(qname.as_str()), None);
+                self.queues.insert(qname.clone(), q);
+            }
             if let Some(q) = self.queues.get_mut(&qname) {
                 q.items.push_front((p.msg, true));
                 if !touched.contains(&qname) {
