@@ -184,6 +184,9 @@ pub async fn start(cfg: BrokerConfig) -> std::io::Result<BrokerHandle> {
     })
 }
 
+/// Most refused connections being sent their ERROR at once.
+const MAX_REFUSING: usize = 64;
+
 /// Counts live connections; the count drops when the connection task ends or is aborted.
 struct Slot(Arc<AtomicUsize>);
 
@@ -200,6 +203,7 @@ async fn accept_loop(
 ) {
     let mut conns = JoinSet::new();
     let live = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             _ = &mut stopped => break,
@@ -208,7 +212,16 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     if live.load(Ordering::Relaxed) >= shared.config.max_connections {
                         tracing::warn!(%peer, max = shared.config.max_connections, "too many connections; refusing");
-                        conns.spawn(reject(stream));
+                        // Explaining the refusal takes a task for a moment; under a flood of
+                        // connections, stop explaining and just close them.
+                        if refusing.load(Ordering::Relaxed) < MAX_REFUSING {
+                            refusing.fetch_add(1, Ordering::Relaxed);
+                            let slot = Slot(refusing.clone());
+                            conns.spawn(async move {
+                                let _slot = slot;
+                                reject(stream).await;
+                            });
+                        }
                         continue;
                     }
                     live.fetch_add(1, Ordering::Relaxed);

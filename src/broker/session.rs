@@ -40,6 +40,8 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most items written before a flush.
 const WRITE_BATCH: usize = 64;
+/// Bytes buffered for writing before the writer waits for the socket.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Headers of a SEND that are not copied into the MESSAGE (they are the broker's to set, or
 /// requests to the broker, like `receipt`).
@@ -148,6 +150,8 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let (rd, wr) = stream.into_split();
     let mut reader = FramedRead::new(rd, StompCodec::new(limits));
     let mut writer = FramedWrite::new(wr, StompCodec::new(limits));
+    // Let a batch of frames build up before the sink insists on writing (one flush per batch).
+    writer.set_backpressure_boundary(WRITE_BUFFER);
 
     let connect = match tokio::time::timeout(HANDSHAKE_TIMEOUT, next_frame(&mut reader)).await {
         Err(_) => {
