@@ -380,3 +380,28 @@ async fn dropping_the_handle_stops_the_broker() {
     drop(b);
     expect_closed(&mut c.framed).await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_receipts_is_not_read_either() {
+    let b = broker().await;
+    let mut c = connect(b.local_addr()).await;
+    // Large receipt ids make large RECEIPTs, so socket buffers fill quickly.
+    let id = "r".repeat(16 * 1024);
+    let frame = format!("ACK\nid:0\nreceipt:{id}\n\n\0").into_bytes();
+    let mut sent = 0;
+    let blocked = loop {
+        let write = c.framed.get_mut().write_all(&frame);
+        match tokio::time::timeout(std::time::Duration::from_millis(500), write).await {
+            Err(_) => break true,
+            Ok(r) => r.unwrap(),
+        }
+        sent += 1;
+        if sent == 5000 {
+            break false;
+        }
+    };
+    assert!(
+        blocked,
+        "the broker kept reading and queueing replies without bound"
+    );
+}

@@ -25,6 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::message::Message;
@@ -42,6 +43,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const WRITE_BATCH: usize = 64;
 /// Bytes buffered for writing before the writer waits for the socket.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Most of its own frames (RECEIPTs, non-fatal ERRORs) a connection may have waiting to be
+/// written; beyond it the broker stops reading from that client until it reads its answers.
+const MAX_UNWRITTEN_REPLIES: usize = 1024;
 
 /// Headers of a SEND that are not copied into the MESSAGE (they are the broker's to set, or
 /// requests to the broker, like `receipt`).
@@ -200,18 +204,20 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         shared: shared.clone(),
         key,
     };
+    let replies = Arc::new(Semaphore::new(MAX_UNWRITTEN_REPLIES));
     let mut ctx = Ctx {
         shared: &shared,
         key,
         name: &name,
         version,
         tx,
+        replies: replies.clone(),
         next_msg: 1,
     };
 
     let end = {
         let rfut = ctx.read_loop(&mut reader, hb.expect);
-        let wfut = write_loop(&mut writer, rx, hb.send);
+        let wfut = write_loop(&mut writer, rx, hb.send, &replies);
         tokio::pin!(rfut, wfut);
         tokio::select! {
             end = &mut rfut => {
@@ -274,6 +280,7 @@ async fn write_loop(
     writer: &mut Writer,
     mut rx: UnboundedReceiver<Out>,
     heartbeat: Option<Duration>,
+    replies: &Semaphore,
 ) -> Result<(), FrameError> {
     loop {
         let next = match heartbeat {
@@ -296,7 +303,10 @@ async fn write_loop(
                     SinkExt::<Item>::flush(writer).await?;
                     return SinkExt::<Item>::close(writer).await;
                 }
-                Out::Frame(f) => Item::Frame(f),
+                Out::Frame(f) => {
+                    replies.add_permits(1);
+                    Item::Frame(f)
+                }
                 Out::Deliver(d) => Item::Frame(message_frame(d)),
             };
             match writer.feed(item).await {
@@ -369,12 +379,24 @@ struct Ctx<'a> {
     name: &'a Arc<str>,
     version: Version,
     tx: UnboundedSender<Out>,
+    /// Bounds this connection's own unwritten frames (see [`MAX_UNWRITTEN_REPLIES`]).
+    replies: Arc<Semaphore>,
     next_msg: u64,
 }
 
 impl Ctx<'_> {
     fn router(&self) -> std::sync::MutexGuard<'_, Router> {
         self.shared.router()
+    }
+
+    /// Queues one of the connection's own frames, waiting (and so not reading from the client)
+    /// while too many are still unwritten.
+    async fn reply(&self, frame: Frame) {
+        if let Ok(permit) = self.replies.acquire().await {
+            // The writer gives the permit back once the frame is written.
+            permit.forget();
+        }
+        let _ = self.tx.send(Out::Frame(frame));
     }
 
     /// Queues the final frame and a close request, after removing the connection from the
@@ -422,7 +444,7 @@ impl Ctx<'_> {
             match self.handle(&frame) {
                 Ok(()) => {
                     if let Some(r) = frame.header("receipt") {
-                        let _ = self.tx.send(Out::Frame(receipt_frame(r)));
+                        self.reply(receipt_frame(r)).await;
                     }
                 }
                 Err(refusal) if refusal.close => {
@@ -430,9 +452,8 @@ impl Ctx<'_> {
                     return self.finish(error_frame(&refusal.message, Some(&frame)));
                 }
                 Err(refusal) => {
-                    let _ = self
-                        .tx
-                        .send(Out::Frame(error_frame(&refusal.message, Some(&frame))));
+                    self.reply(error_frame(&refusal.message, Some(&frame)))
+                        .await;
                 }
             }
         }
