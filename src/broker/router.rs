@@ -602,3 +602,180 @@ fn deliver(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::ByteBudget;
+    use bytes::Bytes;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    struct Fixture {
+        router: Router,
+        budget: Arc<ByteBudget>,
+        n: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                router: Router::default(),
+                budget: Arc::new(ByteBudget::new(1 << 20)),
+                n: 0,
+            }
+        }
+
+        fn session(&mut self, key: SessionKey) -> UnboundedReceiver<Out> {
+            let (tx, rx) = unbounded_channel();
+            self.router
+                .add_session(key, Arc::from(format!("s{key}")), tx);
+            rx
+        }
+
+        fn msg(&mut self, body: &str) -> Arc<Message> {
+            self.n += 1;
+            Message::new(
+                format!("m{}", self.n),
+                vec![],
+                Bytes::from(body.to_string()),
+                &self.budget,
+            )
+            .unwrap()
+        }
+
+        fn send(&mut self, from: SessionKey, dest: &str, body: &str) -> bool {
+            let m = self.msg(body);
+            self.router.send(from, dest, m).unwrap()
+        }
+    }
+
+    fn deliveries(rx: &mut UnboundedReceiver<Out>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            if let Out::Deliver(d) = o {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn bodies(ds: &[Delivery]) -> Vec<&[u8]> {
+        ds.iter().map(|d| &d.msg.body[..]).collect()
+    }
+
+    #[test]
+    fn round_robin_and_requeue_in_order_on_disconnect() {
+        let mut f = Fixture::new();
+        let mut a = f.session(1);
+        let mut b = f.session(2);
+        f.router
+            .subscribe(1, "a", "/queue/q", AckMode::ClientIndividual)
+            .unwrap();
+        f.router
+            .subscribe(2, "b", "/queue/q", AckMode::Auto)
+            .unwrap();
+        for body in ["0", "1", "2", "3"] {
+            assert!(f.send(3, "/queue/q", body));
+        }
+        let da = deliveries(&mut a);
+        let db = deliveries(&mut b);
+        assert_eq!(bodies(&da), vec![b"0", b"2"]);
+        assert_eq!(bodies(&db), vec![b"1", b"3"]);
+        assert!(da.iter().all(|d| d.ack.is_some()));
+        assert!(db.iter().all(|d| d.ack.is_none()));
+        f.router.remove_session(1);
+        let again = deliveries(&mut b);
+        assert_eq!(bodies(&again), vec![b"0", b"2"]);
+        assert!(again.iter().all(|d| d.redelivered));
+        drop((da, db, again));
+        assert_eq!(
+            f.budget.used(),
+            0,
+            "every message is released once consumed"
+        );
+    }
+
+    #[test]
+    fn messages_wait_for_a_consumer_and_topics_do_not() {
+        let mut f = Fixture::new();
+        f.send(1, "/queue/w", "kept");
+        f.send(1, "/topic/t", "dropped");
+        assert_eq!(f.router.queue_depth("/queue/w"), 1);
+        let mut c = f.session(2);
+        f.router
+            .subscribe(2, "s", "/queue/w", AckMode::Auto)
+            .unwrap();
+        f.router
+            .subscribe(2, "t", "/topic/t", AckMode::Auto)
+            .unwrap();
+        assert_eq!(bodies(&deliveries(&mut c)), vec![b"kept"]);
+        assert_eq!(f.router.queue_depth("/queue/w"), 0);
+    }
+
+    #[test]
+    fn temp_queues_are_per_connection_and_vanish_with_it() {
+        let mut f = Fixture::new();
+        let mut owner = f.session(1);
+        let mut other = f.session(2);
+        let wide = f.router.implicit_temp_queue(1, "x");
+        assert_eq!(wide, "/remote-temp-queue/s1.x");
+        assert_eq!(
+            f.router.subscribe(2, "steal", &wide, AckMode::Auto),
+            Err(RouteError::NotOwner(wide.clone()))
+        );
+        f.router
+            .subscribe(2, "own", "/temp-queue/x", AckMode::Auto)
+            .unwrap();
+        assert!(f.send(2, &wide, "reply"));
+        let d = deliveries(&mut owner);
+        assert_eq!(bodies(&d), vec![b"reply"]);
+        assert_eq!(&*d[0].subscription, "/temp-queue/x");
+        assert_eq!(&*d[0].destination, "/temp-queue/x");
+        assert!(deliveries(&mut other).is_empty());
+        drop(d);
+        f.router.remove_session(1);
+        assert!(!f.send(2, &wide, "too late"), "departed temp queue");
+        assert_eq!(f.budget.used(), 0);
+    }
+
+    #[test]
+    fn client_ack_is_cumulative_per_subscription() {
+        let mut f = Fixture::new();
+        let mut c = f.session(1);
+        f.router
+            .subscribe(1, "s", "/queue/c", AckMode::Client)
+            .unwrap();
+        for body in ["0", "1", "2"] {
+            f.send(2, "/queue/c", body);
+        }
+        let ds = deliveries(&mut c);
+        let id = ds[1].ack.unwrap().to_string();
+        drop(ds);
+        assert!(f.router.ack(1, AckRef::AckId(&id), true));
+        assert!(!f.router.ack(1, AckRef::AckId(&id), true), "already acked");
+        f.router.unsubscribe(1, "s").unwrap();
+        assert_eq!(f.router.queue_depth("/queue/c"), 1);
+    }
+
+    #[test]
+    fn unsupported_destinations_and_duplicate_ids_are_refused() {
+        let mut f = Fixture::new();
+        let _c = f.session(1);
+        let m = f.msg("x");
+        assert!(matches!(
+            f.router.send(1, "/exchange/x", m),
+            Err(RouteError::UnsupportedDestination(_))
+        ));
+        f.router
+            .subscribe(1, "s", "/topic/a", AckMode::Auto)
+            .unwrap();
+        assert_eq!(
+            f.router.subscribe(1, "s", "/topic/b", AckMode::Auto),
+            Err(RouteError::DuplicateSubscription("s".into()))
+        );
+        assert_eq!(
+            f.router.unsubscribe(1, "nope"),
+            Err(RouteError::NoSuchSubscription("nope".into()))
+        );
+    }
+}
