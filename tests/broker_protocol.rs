@@ -185,6 +185,11 @@ async fn malformed_input_gets_an_error_then_close() {
     };
     let cases: &[(bool, &[u8], &str)] = &[
         (true, b"HELLO\n\n\0", "unknown STOMP command"),
+        (
+            true,
+            b"\rSEND\ndestination:/queue/a\n\n\0",
+            "malformed header",
+        ),
         (false, b"garbage\n\n\0", "unknown STOMP command"),
         (
             false,
