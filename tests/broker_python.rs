@@ -1,6 +1,7 @@
 //! The real `ssm broker` binary serves the stock Python `stomp.py` client: request/reply through
 //! a temporary queue, ActiveMQ style (the requester subscribes to `/temp-queue/x`, the
-//! responder answers to the rewritten `reply-to`). Also checks that SIGTERM stops it cleanly.
+//! responder answers to the rewritten `reply-to`) and RabbitMQ style (no subscription; the
+//! `reply-to` alone creates the temp queue). Also checks that SIGTERM stops it cleanly.
 
 #[path = "support/stomppy.rs"]
 mod stomppy;
@@ -51,6 +52,19 @@ print("body=" + f.body)
 print("subscription=" + f.headers["subscription"])
 print("destination=" + f.headers["destination"])
 print("reply_to=" + rl.reply_to)
+
+# RabbitMQ style: no SUBSCRIBE, the reply-to alone makes the temp queue.
+req2 = stomp.Connection12([(host, port)])
+ql2 = Requester()
+req2.set_listener("q", ql2)
+req2.connect(wait=True)
+req2.send(destination="/queue/req", body="ping2", headers={"reply-to": "/temp-queue/y"})
+if not ql2.done.wait(10):
+    print("NO IMPLICIT REPLY")
+    sys.exit(1)
+print("implicit_body=" + ql2.frame.body)
+print("implicit_subscription=" + ql2.frame.headers["subscription"])
+req2.disconnect()
 req.disconnect()
 resp.disconnect()
 "#;
@@ -111,6 +125,11 @@ fn ssm_broker_binary_serves_stomp_py_request_reply() {
     assert!(
         stdout.contains("reply_to=/remote-temp-queue/"),
         "reply-to not rewritten: {stdout}"
+    );
+    assert!(stdout.contains("implicit_body=pong:ping2\n"), "{stdout}");
+    assert!(
+        stdout.contains("implicit_subscription=/temp-queue/y\n"),
+        "{stdout}"
     );
     assert!(
         broker_out.status.success(),
