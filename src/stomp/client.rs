@@ -47,6 +47,10 @@ use super::addr::BrokerAddr;
 use super::frame::{Command, Frame, FrameError, Item, Limits, StompCodec, Version};
 use super::tls::{TlsConfig, TlsConnector, TlsError};
 
+/// The shortest pause between rounds, whatever the configuration says, so that a zero backoff
+/// cannot spin on a dead broker list.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
 /// How to reach and talk to a set of brokers.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -67,7 +71,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// How long [`ClientHandle::send_with_receipt`] waits for its RECEIPT.
     pub receipt_timeout: Duration,
-    /// Pause after the first failed round over the broker list.
+    /// Pause after the first failed round over the broker list (plus up to 25% random jitter).
     pub initial_backoff: Duration,
     /// Longest pause between rounds (the pause doubles up to this).
     pub max_backoff: Duration,
@@ -354,6 +358,18 @@ impl Shared {
     }
 }
 
+/// Removes a receipt waiter when dropped.
+struct Forget<'a> {
+    shared: &'a Shared,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.shared.take(self.id);
+    }
+}
+
 /// A byte stream to a broker: TCP or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -400,18 +416,20 @@ impl ClientHandle {
         let id = self.shared.next_id("rcpt");
         frame.set_header("receipt", id.clone());
         let rx = self.shared.register(&id)?;
+        // Forgets the waiter however this call ends (error, timeout, or the caller dropping
+        // the future), so unanswered receipts do not pile up.
+        let _forget = Forget {
+            shared: &self.shared,
+            id: &id,
+        };
         let exchange = async {
             self.send(frame).await?;
             rx.await.map_err(|_| self.shared.error())?
         };
-        let result = match timeout(self.shared.receipt_timeout, exchange).await {
+        match timeout(self.shared.receipt_timeout, exchange).await {
             Ok(r) => r,
             Err(_) => Err(StompError::ReceiptTimeout),
-        };
-        if result.is_err() {
-            self.shared.take(&id);
         }
-        result
     }
 
     /// Subscribes to `destination` (waiting for the broker's receipt) and returns the
@@ -537,7 +555,7 @@ impl Client {
         }
         // Bad TLS files will not get better by retrying: fail at once.
         let tls = cfg.tls.as_ref().map(TlsConnector::new).transpose()?;
-        let mut backoff = cfg.initial_backoff;
+        let mut backoff = cfg.initial_backoff.max(MIN_BACKOFF);
         let mut round = 0u32;
         loop {
             round += 1;
@@ -562,9 +580,19 @@ impl Client {
                     last: Box::new(last),
                 });
             }
-            warn!(round, "all brokers failed; retrying in {backoff:?}");
-            tokio::time::sleep(backoff).await;
-            backoff = backoff.saturating_mul(2).min(cfg.max_backoff);
+            // Up to a quarter more, so that many clients cut off by one broker restart do not
+            // all come back at the same instant.
+            let jitter = backoff.mul_f64(rand::random::<f64>() / 4.0);
+            warn!(
+                round,
+                "all brokers failed; retrying in {:?}",
+                backoff + jitter
+            );
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = backoff
+                .saturating_mul(2)
+                .min(cfg.max_backoff)
+                .max(MIN_BACKOFF);
         }
     }
 

@@ -124,6 +124,15 @@ async fn vhost_and_version_fallbacks() {
 }
 
 #[test]
+fn client_types_can_move_between_tasks() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Client>();
+    send_sync::<ClientHandle>();
+    send_sync::<StompError>();
+}
+
+#[test]
 fn broker_kinds() {
     for (server, kind) in [
         (Some("RabbitMQ/3.10.0"), BrokerKind::RabbitMq),
@@ -405,6 +414,27 @@ async fn detects_missing_heartbeats_and_tolerates_present_ones() {
 }
 
 #[tokio::test]
+async fn an_abandoned_receipt_wait_is_forgotten() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = accept(&l, V12).await;
+        let f = next_frame(&mut conn).await;
+        (conn, f)
+    });
+    let client = Client::connect(&cfg(vec![addr])).await.unwrap();
+    let h = client.handle();
+    let r = timeout(
+        Duration::from_millis(200),
+        h.send_with_receipt(Frame::new(Command::Send).with_header("destination", "/q/a")),
+    )
+    .await;
+    assert!(r.is_err(), "the fake broker never answers");
+    let (_conn, f) = server.await.unwrap();
+    assert!(f.header("receipt").is_some());
+    assert!(h.shared.lock().pending.is_empty());
+}
+
+#[tokio::test]
 async fn fails_over_to_the_next_broker() {
     let dead = dead_port().await;
     // A broker that refuses the login with an ERROR is also skipped.
@@ -447,7 +477,7 @@ async fn backs_off_between_rounds_and_gives_up() {
         }
         other => panic!("{other:?}"),
     }
-    // Two pauses: 150 ms, then 300 ms capped to 200 ms.
+    // Two pauses: 150 ms, then 300 ms capped to 200 ms (each with up to 25% jitter).
     assert!(
         took >= Duration::from_millis(350) && took < Duration::from_secs(3),
         "{took:?}"
