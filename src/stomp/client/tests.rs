@@ -405,7 +405,7 @@ async fn detects_missing_heartbeats_and_tolerates_present_ones() {
     let took = started.elapsed();
     assert!(matches!(err, StompError::HeartbeatTimeout), "{err:?}");
     assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(600) && took < Duration::from_millis(2500),
         "{took:?}"
     );
     let r = pending.await.unwrap();
