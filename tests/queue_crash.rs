@@ -25,7 +25,11 @@ fn a_leftover_tmp_file_is_invisible_and_purged() {
     fs::write(&tmp, b"partial").unwrap();
     assert_eq!(q.names().unwrap(), vec![kept.clone()]);
     assert_eq!(q.count().unwrap(), 1);
-    assert_eq!(q.purge().unwrap().temporary_removed, 0, "too young to purge");
+    assert_eq!(
+        q.purge().unwrap().temporary_removed,
+        0,
+        "too young to purge"
+    );
     backdate(&tmp, 301);
     assert_eq!(q.purge().unwrap().temporary_removed, 1);
     assert!(!tmp.exists());
@@ -77,10 +81,7 @@ fn kill_writers_in_a_loop(kind: &str) {
     let q = Outgoing::open(&qpath, kind).unwrap();
     let names = q.names().unwrap();
     for name in &names {
-        assert!(
-            q.get(name).unwrap() == payload,
-            "element {name} is partial"
-        );
+        assert!(q.get(name).unwrap() == payload, "element {name} is partial");
     }
     let leftovers = walk(&qpath).len() - names.len();
     eprintln!("{kind}: {} complete, {leftovers} other files", names.len());
