@@ -142,17 +142,32 @@ impl Dirq {
         let mut files = Vec::new();
         for (field, data) in rec.fields() {
             let p = temp.join(field);
-            let f =
-                durable::create_new_file(&p, data, self.modes.file).map_err(io_err("write", &p))?;
-            files.push((p, f));
+            match durable::create_new_file(&p, data, self.modes.file) {
+                Ok(f) => files.push((p, f)),
+                Err(e) => {
+                    drop(files);
+                    let _ = delete_element_dir(&temp);
+                    return Err(io_err("write", &p)(e));
+                }
+            }
         }
         Ok(Built { temp, files })
     }
 
     fn add_chunk(&self, recs: &[Record]) -> Result<Vec<String>, QueueError> {
-        let mut built = Vec::with_capacity(recs.len());
+        let mut built: Vec<Built> = Vec::with_capacity(recs.len());
         for rec in recs {
-            built.push(self.build(rec)?);
+            match self.build(rec) {
+                Ok(b) => built.push(b),
+                Err(e) => {
+                    // Best effort: leave nothing for purge to find; the error is what matters.
+                    for b in built {
+                        drop(b.files);
+                        let _ = delete_element_dir(&b.temp);
+                    }
+                    return Err(e);
+                }
+            }
         }
         // Round 1: the data and the element directories themselves.
         for b in &built {
