@@ -356,7 +356,15 @@ impl Dirq {
         match durable::make_dir(&p, self.modes.dir) {
             Ok(true) => {}
             Ok(false) => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            // AlreadyExists here means the lock existed and the element has gone since.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
+                ) =>
+            {
+                return Ok(false)
+            }
             Err(e) => return Err(io_err("create lock directory", &p)(e)),
         }
         // RACE (as in dirq): another process may have locked and removed the element while our
