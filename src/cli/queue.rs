@@ -59,7 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let info = match queue.info(&name) {
                     Ok(info) => info,
                     // Taken by a sender since the listing: not in the queue any more.
-                    Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                    Err(e)
+                        if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) =>
+                    {
                         continue
                     }
                     Err(e) => return Err(e.into()),
