@@ -476,9 +476,13 @@ brokers_status_line() {
   else
     tls=DOWN; anon=; ok=1
   fi
-  pid_alive "$pid" || pid="none (not started by this script)"
-  printf '%s: stomp %s:%s %s, stomp+tls %s:%s %s%s, pid %s\n' "$name" "$SSM_BROKER_HOST" \
-    "$port" "$plain" "$SSM_BROKER_HOST" "$tport" "$tls" "${anon:+ ($anon)}" "$pid"
+  local who="pid $pid"
+  if ! pid_alive "$pid"; then
+    if [[ $plain == up || $tls == up ]]; then who="not started by this script"
+    else who="not running"; fi
+  fi
+  printf '%s: stomp %s:%s %s, stomp+tls %s:%s %s%s, %s\n' "$name" "$SSM_BROKER_HOST" \
+    "$port" "$plain" "$SSM_BROKER_HOST" "$tport" "$tls" "${anon:+ ($anon)}" "$who"
   return "$ok"
 }
 
@@ -504,7 +508,7 @@ brokers_env() {
 }
 
 brokers_usage() {
-  sed -n '5,16p' "$SSM_BROKER_CTL" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,14p' "$SSM_BROKER_CTL" | sed 's/^# \{0,1\}//' >&2
 }
 
 brokers_main() {
