@@ -99,6 +99,8 @@ pid_alive() {
     [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
 }
 
+pid_gone() { ! pid_alive "${1:-}"; }
+
 # stop_pid NAME PID: SIGTERM (graceful in both brokers), SIGKILL after 30 s, wait until gone.
 stop_pid() {
   local name=$1 pid=$2 deadline=$((SECONDS + 30))
@@ -125,10 +127,10 @@ run_as() {
 # PID is written by the process itself before it execs, so it is right however setsid forks.
 launch() {
   local pidfile=$1 logfile=$2 dir=$3; shift 3
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner sh
   (cd "$dir" && exec setsid sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@") \
     >"$logfile" 2>&1 </dev/null 9>&- &
-  local i
-  for i in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
+  for _ in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
   brokers_log "no pid file $pidfile after launch"; return 1
 }
 
@@ -297,7 +299,7 @@ rmq_stop() {
     stop_pid rabbitmq "$pid"
     # The rabbitmq-server shell script that waited on the node exits right after it.
     local lpid; lpid=$(cat "$RMQ_DIR/launch.pid" 2>/dev/null || true)
-    wait_until 10 eval '! pid_alive "$lpid"' || true
+    wait_until 10 pid_gone "$lpid" || true
     brokers_log "rabbitmq stopped in $(( $(brokers_now_ms) - t0 )) ms"
   else
     brokers_log "rabbitmq not running"
