@@ -99,6 +99,17 @@ pid_alive() {
     [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
 }
 
+# pid_file_read FILE MARK: the PID in FILE if that process's command line contains MARK (so a
+# stale file whose PID was reused by another process is ignored); nothing otherwise.
+pid_file_read() {
+  local pid; pid=$(cat "$1" 2>/dev/null || true)
+  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF -- "$2"
+  then
+    echo "$pid"
+  fi
+  return 0
+}
+
 pid_gone() { ! pid_alive "${1:-}"; }
 
 # stop_pid NAME PID: SIGTERM (graceful in both brokers), SIGKILL after 30 s, wait until gone.
@@ -198,7 +209,7 @@ RMQ_DIR=$SSM_BROKER_DIR/rabbitmq
 
 rmq_install() { brokers_apt_install rabbitmq-server; }
 
-rmq_pid() { cat "$RMQ_DIR/rabbitmq.pid" 2>/dev/null || true; }
+rmq_pid() { pid_file_read "$RMQ_DIR/rabbitmq.pid" "$RMQ_DIR"; }
 
 rmq_running() { pid_alive "$(rmq_pid)"; }
 
@@ -277,7 +288,7 @@ rmq_start() {
 # After a failed start the node may not have written its pid yet: stop via the launcher script
 # (its TERM trap stops the node), else the node.
 rmq_stop_launched() {
-  local lpid; lpid=$(cat "$RMQ_DIR/launch.pid" 2>/dev/null || true)
+  local lpid; lpid=$(pid_file_read "$RMQ_DIR/launch.pid" rabbitmq-server)
   if [[ -s $RMQ_DIR/rabbitmq.pid ]]; then rmq_stop
   elif pid_alive "$lpid"; then stop_pid rabbitmq-server "$lpid"
   fi
@@ -298,7 +309,7 @@ rmq_stop() {
     local t0; t0=$(brokers_now_ms)
     stop_pid rabbitmq "$pid"
     # The rabbitmq-server shell script that waited on the node exits right after it.
-    local lpid; lpid=$(cat "$RMQ_DIR/launch.pid" 2>/dev/null || true)
+    local lpid; lpid=$(pid_file_read "$RMQ_DIR/launch.pid" rabbitmq-server)
     wait_until 10 pid_gone "$lpid" || true
     brokers_log "rabbitmq stopped in $(( $(brokers_now_ms) - t0 )) ms"
   else
@@ -324,7 +335,7 @@ AMQ_DIR=$SSM_BROKER_DIR/activemq
 
 amq_install() { brokers_apt_install activemq; }
 
-amq_pid() { cat "$AMQ_DIR/activemq.pid" 2>/dev/null || true; }
+amq_pid() { pid_file_read "$AMQ_DIR/activemq.pid" "$AMQ_DIR"; }
 
 amq_running() { pid_alive "$(amq_pid)"; }
 
