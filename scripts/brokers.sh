@@ -94,9 +94,13 @@ wait_until() {
 }
 
 # pid_alive PID: the process exists (and is not a zombie).
+# Reads /proc rather than ps: minimal Debian images have no procps.
 pid_alive() {
-  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null &&
-    [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
+  local stat
+  [[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }   # the state letter follows the parenthesised command name
+  [[ ${stat:0:1} != Z ]]
 }
 
 # pid_file_read FILE MARK: the PID in FILE if that process's command line contains MARK (so a
@@ -166,6 +170,11 @@ pki_valid() {
 pki_ensure() {
   local d=$SSM_TEST_TLS_DIR
   pki_valid && return 0
+  # The directory is replaced wholesale: refuse to do that to one that is not a test PKI.
+  if [[ -d $d && -n $(ls -A "$d" 2>/dev/null) && ! -e $d/ca.pem ]]; then
+    brokers_log "$d is not empty and holds no ca.pem; not replacing it (set SSM_TEST_TLS_DIR)"
+    return 1
+  fi
   brokers_log "generating test PKI in $d"
   local t
   t=$(mktemp -d "${d%/}.new.XXXXXX") || return 1
