@@ -43,16 +43,17 @@ pub struct SenderOverrides {
     /// Outgoing queue directory ([messaging] path).
     #[arg(long, value_name = "OUTQ")]
     pub path: Option<PathBuf>,
-    /// Outgoing queue layout ([messaging] path_type).
+    /// Outgoing queue layout ([messaging] path_type) [default: dirq].
     #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
     pub path_type: Option<PathType>,
-    /// Encryption cipher ([messaging] cipher).
+    /// Encryption cipher ([messaging] cipher) [default: des3].
     #[arg(long, value_enum, ignore_case = true, value_name = "CIPHER")]
     pub cipher: Option<Cipher>,
-    /// Seconds to wait for an ack before resending ([messaging] ack_timeout).
+    /// Seconds to wait for an ack before resending ([messaging] ack_timeout) [default: 60].
     #[arg(long, value_name = "SECS")]
     pub ack_timeout: Option<NonZeroU64>,
-    /// Sends of one message before giving up on it for this run ([messaging] max_attempts).
+    /// Sends of one message before giving up on it for this run ([messaging] max_attempts)
+    /// [default: 5].
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<NonZeroU32>,
     /// Keep running and send new messages as they appear in the queue.
@@ -64,7 +65,7 @@ pub struct SenderOverrides {
     /// Broker passcode ([broker] passcode).
     #[arg(long, value_name = "P")]
     pub passcode: Option<String>,
-    /// Connect to the broker with TLS ([broker] use_ssl = true).
+    /// Connect to the broker with TLS ([broker] use_ssl = true; a file's default is already on).
     #[arg(long)]
     pub tls: bool,
     /// Directory of CA certificates trusted for the broker's TLS certificate
@@ -121,7 +122,7 @@ pub struct ReceiverOverrides {
     /// Broker passcode ([broker] passcode).
     #[arg(long, value_name = "P")]
     pub passcode: Option<String>,
-    /// Connect to the broker with TLS ([broker] use_ssl = true).
+    /// Connect to the broker with TLS ([broker] use_ssl = true; a file's default is already on).
     #[arg(long)]
     pub tls: bool,
     /// Directory of CA certificates trusted for the broker's TLS certificate
