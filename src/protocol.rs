@@ -779,4 +779,100 @@ mod tests {
             "ssm-msg-id header missing"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn printable() -> impl Strategy<Value = String> {
+            "[ -~]{1,80}"
+        }
+
+        fn md5() -> impl Strategy<Value = String> {
+            "[0-9a-f]{32}"
+        }
+
+        fn any_message() -> impl Strategy<Value = SsmMessage> {
+            prop_oneof![
+                (printable(), proptest::option::of(md5()))
+                    .prop_map(|(reply_to, reack)| SsmMessage::CertReq { reply_to, reack }),
+                "[ -~\n]{0,200}".prop_map(|cert_pem| SsmMessage::CertResp { cert_pem }),
+                (
+                    printable(),
+                    proptest::option::of(printable()),
+                    proptest::option::of(md5()),
+                    proptest::collection::vec(any::<u8>(), 0..256)
+                )
+                    .prop_map(|(id, reply_to, reack, body)| SsmMessage::Msg {
+                        id,
+                        reply_to,
+                        reack,
+                        body: Bytes::from(body),
+                    }),
+                (md5(), proptest::option::of(printable())).prop_map(|(m, ack_for)| {
+                    SsmMessage::Ack {
+                        outcome: AckOutcome::Stored(m),
+                        ack_for,
+                    }
+                }),
+                (
+                    proptest::option::of(".{0,300}"),
+                    proptest::option::of(printable())
+                )
+                    .prop_map(|(reason, ack_for)| SsmMessage::Ack {
+                        outcome: AckOutcome::Rejected {
+                            reason: reason
+                                .map(|r| sanitize_reason(&r))
+                                .filter(|r| !r.is_empty()),
+                        },
+                        ack_for,
+                    }),
+                proptest::option::of(md5()).prop_map(|reack| SsmMessage::Ping { reack }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn round_trip(m in any_message()) {
+                prop_assert_eq!(SsmMessage::from_frame(&m.to_frame(TOPIC)), Ok(m));
+            }
+
+            #[test]
+            fn hostile_frames_never_panic(
+                headers in proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just(headers::MSG_TYPE.to_string()),
+                            Just(headers::MSG_ID.to_string()),
+                            Just(headers::REPLY_TO.to_string()),
+                            Just(headers::REACK.to_string()),
+                            Just(headers::REACK_ALT.to_string()),
+                            Just(headers::REASON.to_string()),
+                            Just(headers::ACK_FOR.to_string()),
+                            ".{0,10}",
+                        ],
+                        prop_oneof![
+                            Just("certreq".to_string()),
+                            Just("certresp".to_string()),
+                            Just("msg".to_string()),
+                            Just("ack".to_string()),
+                            Just("ping".to_string()),
+                            Just(REJECTED.to_string()),
+                            md5(),
+                            ".{0,40}",
+                        ],
+                    ),
+                    0..8,
+                ),
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut frame = Frame::new(Command::Message).with_body(body);
+                frame.headers = headers;
+                if let Ok(m) = SsmMessage::from_frame(&frame) {
+                    // Whatever was accepted is clean enough to send on.
+                    prop_assert_eq!(SsmMessage::from_frame(&m.to_frame(TOPIC)), Ok(m));
+                }
+            }
+        }
+    }
 }
