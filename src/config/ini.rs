@@ -35,6 +35,9 @@ impl IniReader {
         defaults.comment_symbols = vec!['#', ';'];
         defaults.delimiters = vec!['=', ':'];
         let mut ini = Ini::new_from_defaults(defaults);
+        // Editors on some systems start files with a byte-order mark; it is not part of the
+        // first section header.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         ini.read(text.to_string())
             .map_err(|message| ConfigError::Syntax {
                 origin: origin.to_string(),
