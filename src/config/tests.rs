@@ -681,6 +681,9 @@ ack_timeout = 2m
 ";
     let (c, warnings) = sender(text).unwrap();
     assert_eq!(warnings, Vec::<String>::new());
+    let (with_bom, warnings) = sender(&format!("\u{feff}{text}\r\n")).unwrap();
+    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(with_bom, c);
     assert_eq!(
         c.broker.brokers,
         vec![("mq.example.org".to_string(), 61613)]
