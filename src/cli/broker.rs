@@ -1,10 +1,82 @@
-//! `ssm broker`.
+//! `ssm broker`: runs the embedded in-memory STOMP broker ([`crate::broker`]) until SIGINT or
+//! SIGTERM. Not durable: for tests, demos and single-machine use.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::broker::{self, BrokerConfig};
 
 /// Arguments of `ssm broker`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port, logged at start).
+    #[arg(long, default_value = "127.0.0.1:61613")]
+    pub listen: SocketAddr,
+    /// Most simultaneous connections; more are sent an ERROR and closed.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most bytes held in messages (queued, unacknowledged or unwritten); a SEND beyond it is
+    /// refused with an ERROR.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub max_queued_bytes: usize,
+    /// Largest frame body accepted, in bytes; a larger frame is answered with an ERROR and the
+    /// connection closed.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_frame_size: usize,
+    /// Heart-beat period the broker offers in both directions, in milliseconds (0 disables).
+    #[arg(long, default_value_t = 10_000)]
+    pub heartbeat_ms: u64,
+}
 
 /// Runs `ssm broker`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ssm broker` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another subscriber may already be installed (e.g. when embedded); keep it then.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let mut cfg = BrokerConfig {
+        listen: args.listen,
+        max_connections: args.max_connections,
+        max_queued_bytes: args.max_queued_bytes,
+        heartbeat: (
+            Duration::from_millis(args.heartbeat_ms),
+            Duration::from_millis(args.heartbeat_ms),
+        ),
+        ..BrokerConfig::default()
+    };
+    cfg.limits.max_body = args.max_frame_size;
+
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let handle = broker::start(cfg)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(addr = %handle.local_addr(), "press Ctrl-C to stop; messages are kept in memory only");
+        wait_for_signal().await?;
+        tracing::info!("stopping");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
 }

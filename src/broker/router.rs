@@ -1,0 +1,781 @@
+//! Destinations and subscriptions: where each message goes.
+//!
+//! The router is plain data behind one mutex, shared by all connections; every operation is
+//! short and never awaits. It knows four kinds of destination:
+//!
+//! - `/topic/<name>`: fanned out to the current subscribers, dropped when there is none.
+//! - `/queue/<name>`: kept until consumed; subscribers compete (round-robin).
+//! - `/temp-queue/<name>`: a queue private to the connection that names it. Its broker-wide name
+//!   is `/remote-temp-queue/<session>.<name>` ([`temp_queue_key`]); only its owner can consume
+//!   it, anyone can send to the broker-wide name, and it vanishes with its owner.
+//! - `/remote-temp-queue/<session>.<name>`: the broker-wide name of a temp queue.
+//!
+//! Guarantees: a queue message is removed only when it is acknowledged (or written, for `auto`
+//! subscriptions); unacknowledged messages go back to the head of their queue, marked
+//! redelivered, when they are NACKed or their subscription or connection ends.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::message::Message;
+use crate::stomp::Frame;
+
+/// Prefix of topics.
+pub const TOPIC: &str = "/topic/";
+/// Prefix of queues.
+pub const QUEUE: &str = "/queue/";
+/// Prefix of a connection's private temporary queues.
+pub const TEMP_QUEUE: &str = "/temp-queue/";
+/// Prefix of the broker-wide names of temporary queues.
+pub const REMOTE_TEMP_QUEUE: &str = "/remote-temp-queue/";
+
+/// The broker-wide name of the temp queue `name` (the part after `/temp-queue/`) of `session`.
+pub fn temp_queue_key(session: &str, name: &str) -> String {
+    format!("{REMOTE_TEMP_QUEUE}{session}.{name}")
+}
+
+/// What a connection's writer is asked to write.
+#[derive(Debug)]
+pub enum Out {
+    /// A frame built by the connection itself (RECEIPT, ERROR…).
+    Frame(Frame),
+    /// A message delivery; the writer builds the MESSAGE frame.
+    Deliver(Delivery),
+    /// Flush, close the write side, and stop.
+    Close,
+}
+
+/// One delivery of a message to one subscription.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// The `destination` header, as the consumer knows the destination.
+    pub destination: Arc<str>,
+    /// The `subscription` header.
+    pub subscription: Arc<str>,
+    /// The `ack` id, for subscriptions that must acknowledge.
+    pub ack: Option<u64>,
+    /// Whether the message was delivered before.
+    pub redelivered: bool,
+}
+
+/// How a subscription acknowledges messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Delivered means consumed.
+    Auto,
+    /// An ACK acknowledges this message and every earlier one of the subscription.
+    Client,
+    /// An ACK acknowledges exactly one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses the `ack` header of a SUBSCRIBE.
+    pub fn parse(s: &str) -> Option<AckMode> {
+        match s {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+}
+
+/// Why the router refused an operation; the connection answers with an ERROR frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// The destination has no prefix the broker knows.
+    #[error(
+        "unsupported destination {0:?} (use /topic/, /queue/, /temp-queue/ or /remote-temp-queue/)"
+    )]
+    UnsupportedDestination(String),
+    /// The subscription id is already used on this connection.
+    #[error("subscription id {0:?} is already in use")]
+    DuplicateSubscription(String),
+    /// No subscription has this id.
+    #[error("no subscription with id {0:?}")]
+    NoSuchSubscription(String),
+    /// A connection tried to consume another connection's temp queue.
+    #[error("temporary queue {0:?} belongs to another connection")]
+    NotOwner(String),
+}
+
+/// Identifies a connection inside the router.
+pub type SessionKey = u64;
+
+struct Consumer {
+    session: SessionKey,
+    sub: Arc<str>,
+    ack: AckMode,
+    /// Created by a SEND with `reply-to` (RabbitMQ style), not by a SUBSCRIBE.
+    implicit: bool,
+}
+
+struct Queue {
+    /// The name shown in `destination` on delivery.
+    shown: Arc<str>,
+    items: VecDeque<(Arc<Message>, bool)>,
+    consumers: Vec<Consumer>,
+    next: usize,
+    /// The owning connection of a temp queue.
+    owner: Option<SessionKey>,
+}
+
+impl Queue {
+    fn new(shown: Arc<str>, owner: Option<SessionKey>) -> Queue {
+        Queue {
+            shown,
+            items: VecDeque::new(),
+            consumers: Vec::new(),
+            next: 0,
+            owner,
+        }
+    }
+}
+
+struct TopicSub {
+    session: SessionKey,
+    sub: Arc<str>,
+    ack: AckMode,
+}
+
+struct Topic {
+    shown: Arc<str>,
+    subs: Vec<TopicSub>,
+}
+
+enum Target {
+    Topic(String),
+    Queue(String),
+}
+
+struct Subscription {
+    target: Target,
+}
+
+struct Pending {
+    msg: Arc<Message>,
+    sub: Arc<str>,
+    mode: AckMode,
+    /// The queue to return the message to if it is not acknowledged (none for topics).
+    queue: Option<String>,
+}
+
+struct Session {
+    name: Arc<str>,
+    tx: UnboundedSender<Out>,
+    subs: HashMap<Arc<str>, Subscription>,
+    pending: BTreeMap<u64, Pending>,
+    next_ack: u64,
+    temp_queues: Vec<String>,
+}
+
+/// How an ACK or NACK names the message it is about.
+#[derive(Debug, Clone, Copy)]
+pub enum AckRef<'a> {
+    /// STOMP 1.2: the `id` header, the `ack` header of the MESSAGE.
+    AckId(&'a str),
+    /// STOMP 1.0/1.1: the `message-id` header, with the `subscription` header when given.
+    MessageId(&'a str, Option<&'a str>),
+}
+
+/// Where every message goes. See the module documentation.
+#[derive(Default)]
+pub struct Router {
+    sessions: HashMap<SessionKey, Session>,
+    topics: HashMap<String, Topic>,
+    queues: HashMap<String, Queue>,
+}
+
+impl Router {
+    /// Registers a connection that completed its handshake.
+    pub fn add_session(&mut self, key: SessionKey, name: Arc<str>, tx: UnboundedSender<Out>) {
+        self.sessions.insert(
+            key,
+            Session {
+                name,
+                tx,
+                subs: HashMap::new(),
+                pending: BTreeMap::new(),
+                next_ack: 1,
+                temp_queues: Vec::new(),
+            },
+        );
+    }
+
+    /// Forgets a connection: ends its subscriptions, deletes its temp queues (and what they
+    /// hold), and returns its unacknowledged queue messages to their queues.
+    pub fn remove_session(&mut self, key: SessionKey) {
+        let Some(mut session) = self.sessions.remove(&key) else {
+            return;
+        };
+        for (id, sub) in session.subs.drain() {
+            self.detach(key, &id, &sub.target);
+        }
+        for name in session.temp_queues.drain(..) {
+            if let Some(q) = self.queues.remove(&name) {
+                if !q.items.is_empty() {
+                    tracing::debug!(queue = %name, dropped = q.items.len(), "temp queue deleted with its connection");
+                }
+            }
+        }
+        let pending = std::mem::take(&mut session.pending);
+        self.requeue(pending.into_values());
+    }
+
+    /// Subscribes `sub` of connection `key` to `destination`.
+    pub fn subscribe(
+        &mut self,
+        key: SessionKey,
+        sub: &str,
+        destination: &str,
+        ack: AckMode,
+    ) -> Result<(), RouteError> {
+        let Some(session) = self.sessions.get(&key) else {
+            return Ok(());
+        };
+        if session.subs.contains_key(sub) {
+            return Err(RouteError::DuplicateSubscription(sub.to_string()));
+        }
+        let sub: Arc<str> = Arc::from(sub);
+        let target = if destination.starts_with(TOPIC) {
+            let topic = self
+                .topics
+                .entry(destination.to_string())
+                .or_insert_with(|| Topic {
+                    shown: Arc::from(destination),
+                    subs: Vec::new(),
+                });
+            topic.subs.push(TopicSub {
+                session: key,
+                sub: sub.clone(),
+                ack,
+            });
+            Target::Topic(destination.to_string())
+        } else {
+            let qkey = self.queue_for_consumer(key, destination)?;
+            let Some(q) = self.queues.get_mut(&qkey) else {
+                return Ok(()); // queue_for_consumer created it
+            };
+            // An explicit subscription replaces the implicit, RabbitMQ-style one.
+            q.consumers.retain(|c| !c.implicit);
+            q.consumers.push(Consumer {
+                session: key,
+                sub: sub.clone(),
+                ack,
+                implicit: false,
+            });
+            Target::Queue(qkey)
+        };
+        let pump = match &target {
+            Target::Queue(q) => Some(q.clone()),
+            Target::Topic(_) => None,
+        };
+        if let Some(session) = self.sessions.get_mut(&key) {
+            session.subs.insert(sub, Subscription { target });
+        }
+        if let Some(q) = pump {
+            self.pump(&q);
+        }
+        Ok(())
+    }
+
+    /// Ends subscription `sub` of connection `key`; its unacknowledged queue messages go back to
+    /// their queue.
+    pub fn unsubscribe(&mut self, key: SessionKey, sub: &str) -> Result<(), RouteError> {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some((id, subscription)) = session.subs.remove_entry(sub) else {
+            return Err(RouteError::NoSuchSubscription(sub.to_string()));
+        };
+        let ids: Vec<u64> = session
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sub == id)
+            .map(|(k, _)| *k)
+            .collect();
+        let back: Vec<Pending> = ids
+            .iter()
+            .filter_map(|k| session.pending.remove(k))
+            .collect();
+        self.detach(key, &id, &subscription.target);
+        self.requeue(back.into_iter());
+        Ok(())
+    }
+
+    /// Routes a message sent by connection `key` to `destination`. Returns `Ok(false)` when the
+    /// destination is a departed connection's temp queue (the message is dropped).
+    pub fn send(
+        &mut self,
+        key: SessionKey,
+        destination: &str,
+        msg: Arc<Message>,
+    ) -> Result<bool, RouteError> {
+        if destination.starts_with(TOPIC) {
+            self.publish(destination, msg);
+            return Ok(true);
+        }
+        let qkey = if let Some(name) = destination.strip_prefix(TEMP_QUEUE) {
+            self.ensure_temp_queue(key, name)
+        } else if destination.starts_with(REMOTE_TEMP_QUEUE) {
+            if !self.queues.contains_key(destination) {
+                return Ok(false);
+            }
+            destination.to_string()
+        } else if destination.starts_with(QUEUE) {
+            self.queues
+                .entry(destination.to_string())
+                .or_insert_with(|| Queue::new(Arc::from(destination), None));
+            destination.to_string()
+        } else {
+            return Err(RouteError::UnsupportedDestination(destination.to_string()));
+        };
+        if let Some(q) = self.queues.get_mut(&qkey) {
+            q.items.push_back((msg, false));
+        }
+        self.pump(&qkey);
+        Ok(true)
+    }
+
+    /// RabbitMQ style: a SEND with `reply-to: /temp-queue/<name>` makes that temp queue exist
+    /// and, unless the connection subscribed to it, delivers it to the connection with
+    /// `subscription: /temp-queue/<name>`. Returns the broker-wide name to put in `reply-to`.
+    pub fn implicit_temp_queue(&mut self, key: SessionKey, name: &str) -> String {
+        let qkey = self.ensure_temp_queue(key, name);
+        if let Some(q) = self.queues.get_mut(&qkey) {
+            if q.consumers.is_empty() {
+                q.consumers.push(Consumer {
+                    session: key,
+                    sub: q.shown.clone(),
+                    ack: AckMode::Auto,
+                    implicit: true,
+                });
+            }
+        }
+        self.pump(&qkey);
+        qkey
+    }
+
+    /// Handles an ACK (`ack == true`) or NACK from connection `key`. Returns `false` if no
+    /// unacknowledged message matches.
+    pub fn ack(&mut self, key: SessionKey, which: AckRef<'_>, ack: bool) -> bool {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        let found = match which {
+            AckRef::AckId(id) => id
+                .parse::<u64>()
+                .ok()
+                .filter(|id| session.pending.contains_key(id)),
+            AckRef::MessageId(mid, sub) => session
+                .pending
+                .iter()
+                .find(|(_, p)| p.msg.id == mid && sub.map_or(true, |s| &*p.sub == s))
+                .map(|(k, _)| *k),
+        };
+        let Some(id) = found else {
+            return false;
+        };
+        let Some(target) = session.pending.get(&id) else {
+            return false;
+        };
+        let ids: Vec<u64> = if target.mode == AckMode::Client {
+            let sub = target.sub.clone();
+            session
+                .pending
+                .range(..=id)
+                .filter(|(_, p)| p.sub == sub)
+                .map(|(k, _)| *k)
+                .collect()
+        } else {
+            vec![id]
+        };
+        let done: Vec<Pending> = ids
+            .iter()
+            .filter_map(|k| session.pending.remove(k))
+            .collect();
+        if !ack {
+            self.requeue(done.into_iter());
+        }
+        true
+    }
+
+    /// Number of messages waiting in `queue` (for tests and diagnostics).
+    pub fn queue_depth(&self, queue: &str) -> usize {
+        self.queues.get(queue).map_or(0, |q| q.items.len())
+    }
+
+    /// The key of the queue a SUBSCRIBE to `destination` by `key` consumes.
+    fn queue_for_consumer(
+        &mut self,
+        key: SessionKey,
+        destination: &str,
+    ) -> Result<String, RouteError> {
+        if let Some(name) = destination.strip_prefix(TEMP_QUEUE) {
+            Ok(self.ensure_temp_queue(key, name))
+        } else if destination.starts_with(REMOTE_TEMP_QUEUE) {
+            match self.queues.get(destination) {
+                Some(q) if q.owner == Some(key) => Ok(destination.to_string()),
+                _ => Err(RouteError::NotOwner(destination.to_string())),
+            }
+        } else if destination.starts_with(QUEUE) {
+            self.queues
+                .entry(destination.to_string())
+                .or_insert_with(|| Queue::new(Arc::from(destination), None));
+            Ok(destination.to_string())
+        } else {
+            Err(RouteError::UnsupportedDestination(destination.to_string()))
+        }
+    }
+
+    fn ensure_temp_queue(&mut self, key: SessionKey, name: &str) -> String {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return String::new();
+        };
+        let qkey = temp_queue_key(&session.name, name);
+        if !self.queues.contains_key(&qkey) {
+            session.temp_queues.push(qkey.clone());
+            let shown: Arc<str> = Arc::from(format!("{TEMP_QUEUE}{name}"));
+            self.queues
+                .insert(qkey.clone(), Queue::new(shown, Some(key)));
+        }
+        qkey
+    }
+
+    /// Removes subscription `sub` of `key` from its topic or queue.
+    fn detach(&mut self, key: SessionKey, sub: &Arc<str>, target: &Target) {
+        match target {
+            Target::Topic(name) => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.subs.retain(|s| !(s.session == key && s.sub == *sub));
+                    if t.subs.is_empty() {
+                        self.topics.remove(name);
+                    }
+                }
+            }
+            Target::Queue(name) => {
+                if let Some(q) = self.queues.get_mut(name) {
+                    q.consumers.retain(|c| !(c.session == key && c.sub == *sub));
+                    if q.consumers.is_empty() {
+                        q.next = 0;
+                    } else {
+                        q.next %= q.consumers.len();
+                    }
+                    if q.owner.is_none() && q.consumers.is_empty() && q.items.is_empty() {
+                        self.queues.remove(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns unacknowledged messages to the head of their queues, in their original order.
+    fn requeue(&mut self, pending: impl DoubleEndedIterator<Item = Pending>) {
+        let mut touched: Vec<String> = Vec::new();
+        for p in pending.rev() {
+            let Some(qname) = p.queue else { continue };
+            // An idle queue is forgotten even while its messages await acks; bring it back.
+            // A temp queue is gone for good with its owner, and its messages with it.
+            if !qname.starts_with(REMOTE_TEMP_QUEUE) && !self.queues.contains_key(&qname) {
+                let q = Queue::new(Arc::from(qname.as_str()), None);
+                self.queues.insert(qname.clone(), q);
+            }
+            if let Some(q) = self.queues.get_mut(&qname) {
+                q.items.push_front((p.msg, true));
+                if !touched.contains(&qname) {
+                    touched.push(qname);
+                }
+            }
+        }
+        for q in touched {
+            self.pump(&q);
+        }
+    }
+
+    /// Delivers a topic message to every current subscriber.
+    fn publish(&mut self, destination: &str, msg: Arc<Message>) {
+        let Some(topic) = self.topics.get(destination) else {
+            return; // no subscriber: dropped, as real brokers do
+        };
+        for s in &topic.subs {
+            if let Some(session) = self.sessions.get_mut(&s.session) {
+                deliver(
+                    session,
+                    &msg,
+                    &topic.shown,
+                    &s.sub,
+                    s.ack,
+                    false,
+                    None,
+                    destination,
+                );
+            }
+        }
+    }
+
+    /// Hands waiting messages of queue `qkey` to its consumers, round-robin.
+    fn pump(&mut self, qkey: &str) {
+        let Some(q) = self.queues.get_mut(qkey) else {
+            return;
+        };
+        while !q.items.is_empty() && !q.consumers.is_empty() {
+            let n = q.consumers.len();
+            let mut delivered = false;
+            for _ in 0..n {
+                let idx = q.next % n;
+                q.next = (idx + 1) % n;
+                let c = &q.consumers[idx];
+                let Some(session) = self.sessions.get_mut(&c.session) else {
+                    continue;
+                };
+                let Some((msg, redelivered)) = q.items.front() else {
+                    break;
+                };
+                if deliver(
+                    session,
+                    msg,
+                    &q.shown,
+                    &c.sub,
+                    c.ack,
+                    *redelivered,
+                    Some(qkey),
+                    qkey,
+                ) {
+                    q.items.pop_front();
+                    delivered = true;
+                    break;
+                }
+            }
+            if !delivered {
+                break; // every consumer's connection is going away; keep the messages
+            }
+        }
+    }
+}
+
+/// Sends one delivery to a connection's writer, recording it as pending if it needs an ACK.
+/// Returns `false` if the connection's writer is gone.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    session: &mut Session,
+    msg: &Arc<Message>,
+    shown: &Arc<str>,
+    sub: &Arc<str>,
+    mode: AckMode,
+    redelivered: bool,
+    queue: Option<&str>,
+    log_dest: &str,
+) -> bool {
+    let ack = if mode == AckMode::Auto {
+        None
+    } else {
+        let id = session.next_ack;
+        session.next_ack += 1;
+        Some(id)
+    };
+    let out = Out::Deliver(Delivery {
+        msg: msg.clone(),
+        destination: shown.clone(),
+        subscription: sub.clone(),
+        ack,
+        redelivered,
+    });
+    if session.tx.send(out).is_err() {
+        tracing::debug!(destination = %log_dest, "consumer connection closing; delivery skipped");
+        return false;
+    }
+    if let Some(id) = ack {
+        session.pending.insert(
+            id,
+            Pending {
+                msg: msg.clone(),
+                sub: sub.clone(),
+                mode,
+                queue: queue.map(str::to_string),
+            },
+        );
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::ByteBudget;
+    use bytes::Bytes;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+    struct Fixture {
+        router: Router,
+        budget: Arc<ByteBudget>,
+        n: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                router: Router::default(),
+                budget: Arc::new(ByteBudget::new(1 << 20)),
+                n: 0,
+            }
+        }
+
+        fn session(&mut self, key: SessionKey) -> UnboundedReceiver<Out> {
+            let (tx, rx) = unbounded_channel();
+            self.router
+                .add_session(key, Arc::from(format!("s{key}")), tx);
+            rx
+        }
+
+        fn msg(&mut self, body: &str) -> Arc<Message> {
+            self.n += 1;
+            Message::new(
+                format!("m{}", self.n),
+                vec![],
+                Bytes::from(body.to_string()),
+                &self.budget,
+            )
+            .unwrap()
+        }
+
+        fn send(&mut self, from: SessionKey, dest: &str, body: &str) -> bool {
+            let m = self.msg(body);
+            self.router.send(from, dest, m).unwrap()
+        }
+    }
+
+    fn deliveries(rx: &mut UnboundedReceiver<Out>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            if let Out::Deliver(d) = o {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn bodies(ds: &[Delivery]) -> Vec<&[u8]> {
+        ds.iter().map(|d| &d.msg.body[..]).collect()
+    }
+
+    #[test]
+    fn round_robin_and_requeue_in_order_on_disconnect() {
+        let mut f = Fixture::new();
+        let mut a = f.session(1);
+        let mut b = f.session(2);
+        f.router
+            .subscribe(1, "a", "/queue/q", AckMode::ClientIndividual)
+            .unwrap();
+        f.router
+            .subscribe(2, "b", "/queue/q", AckMode::Auto)
+            .unwrap();
+        for body in ["0", "1", "2", "3"] {
+            assert!(f.send(3, "/queue/q", body));
+        }
+        let da = deliveries(&mut a);
+        let db = deliveries(&mut b);
+        assert_eq!(bodies(&da), vec![b"0", b"2"]);
+        assert_eq!(bodies(&db), vec![b"1", b"3"]);
+        assert!(da.iter().all(|d| d.ack.is_some()));
+        assert!(db.iter().all(|d| d.ack.is_none()));
+        f.router.remove_session(1);
+        let again = deliveries(&mut b);
+        assert_eq!(bodies(&again), vec![b"0", b"2"]);
+        assert!(again.iter().all(|d| d.redelivered));
+        drop((da, db, again));
+        assert_eq!(
+            f.budget.used(),
+            0,
+            "every message is released once consumed"
+        );
+    }
+
+    #[test]
+    fn messages_wait_for_a_consumer_and_topics_do_not() {
+        let mut f = Fixture::new();
+        f.send(1, "/queue/w", "kept");
+        f.send(1, "/topic/t", "dropped");
+        assert_eq!(f.router.queue_depth("/queue/w"), 1);
+        let mut c = f.session(2);
+        f.router
+            .subscribe(2, "s", "/queue/w", AckMode::Auto)
+            .unwrap();
+        f.router
+            .subscribe(2, "t", "/topic/t", AckMode::Auto)
+            .unwrap();
+        assert_eq!(bodies(&deliveries(&mut c)), vec![b"kept"]);
+        assert_eq!(f.router.queue_depth("/queue/w"), 0);
+    }
+
+    #[test]
+    fn temp_queues_are_per_connection_and_vanish_with_it() {
+        let mut f = Fixture::new();
+        let mut owner = f.session(1);
+        let mut other = f.session(2);
+        let wide = f.router.implicit_temp_queue(1, "x");
+        assert_eq!(wide, "/remote-temp-queue/s1.x");
+        assert_eq!(
+            f.router.subscribe(2, "steal", &wide, AckMode::Auto),
+            Err(RouteError::NotOwner(wide.clone()))
+        );
+        f.router
+            .subscribe(2, "own", "/temp-queue/x", AckMode::Auto)
+            .unwrap();
+        assert!(f.send(2, &wide, "reply"));
+        let d = deliveries(&mut owner);
+        assert_eq!(bodies(&d), vec![b"reply"]);
+        assert_eq!(&*d[0].subscription, "/temp-queue/x");
+        assert_eq!(&*d[0].destination, "/temp-queue/x");
+        assert!(deliveries(&mut other).is_empty());
+        drop(d);
+        f.router.remove_session(1);
+        assert!(!f.send(2, &wide, "too late"), "departed temp queue");
+        assert_eq!(f.budget.used(), 0);
+    }
+
+    #[test]
+    fn client_ack_is_cumulative_per_subscription() {
+        let mut f = Fixture::new();
+        let mut c = f.session(1);
+        f.router
+            .subscribe(1, "s", "/queue/c", AckMode::Client)
+            .unwrap();
+        for body in ["0", "1", "2"] {
+            f.send(2, "/queue/c", body);
+        }
+        let ds = deliveries(&mut c);
+        let id = ds[1].ack.unwrap().to_string();
+        drop(ds);
+        assert!(f.router.ack(1, AckRef::AckId(&id), true));
+        assert!(!f.router.ack(1, AckRef::AckId(&id), true), "already acked");
+        f.router.unsubscribe(1, "s").unwrap();
+        assert_eq!(f.router.queue_depth("/queue/c"), 1);
+    }
+
+    #[test]
+    fn unsupported_destinations_and_duplicate_ids_are_refused() {
+        let mut f = Fixture::new();
+        let _c = f.session(1);
+        let m = f.msg("x");
+        assert!(matches!(
+            f.router.send(1, "/exchange/x", m),
+            Err(RouteError::UnsupportedDestination(_))
+        ));
+        f.router
+            .subscribe(1, "s", "/topic/a", AckMode::Auto)
+            .unwrap();
+        assert_eq!(
+            f.router.subscribe(1, "s", "/topic/b", AckMode::Auto),
+            Err(RouteError::DuplicateSubscription("s".into()))
+        );
+        assert_eq!(
+            f.router.unsubscribe(1, "nope"),
+            Err(RouteError::NoSuchSubscription("nope".into()))
+        );
+    }
+}
