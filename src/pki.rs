@@ -70,7 +70,7 @@ fn pki_err(step: impl Into<String>) -> impl Fn(openssl::error::ErrorStack) -> Cr
     let step = step.into();
     move |e| CryptoError::Pki {
         step: step.clone(),
-        reason: crate::crypto::ssl_reason_pub(&e),
+        reason: crate::crypto::openssl_reason(&e),
     }
 }
 

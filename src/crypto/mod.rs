@@ -32,7 +32,7 @@ pub use seal::seal;
 pub use trust::TrustStore;
 
 /// OpenSSL's reasons for an error, in one short line (for other modules' error messages).
-pub fn ssl_reason_pub(err: &openssl::error::ErrorStack) -> String {
+pub fn openssl_reason(err: &openssl::error::ErrorStack) -> String {
     error::ssl_reason(err)
 }
 
