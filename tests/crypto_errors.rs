@@ -296,6 +296,51 @@ fn trust_store_needs_a_usable_source() {
 }
 
 #[test]
+fn damaged_file_in_capath_is_skipped() {
+    let pki = pki();
+    let dir = pki.dir.join("capath-with-junk");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&pki.capath).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.join("deadbeef.0"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("README.txt"), "not a hashed name, ignored").unwrap();
+    let trust = TrustStore::new(Some(&dir), None, true).unwrap();
+    assert_eq!(trust.ca_count(), 1);
+    let opener = Opener::new(identity(&pki.server), trust);
+    assert_eq!(
+        opener.open(&sealed_by(&pki.client, b"ok")).unwrap().content,
+        b"ok"
+    );
+}
+
+#[test]
+fn error_messages_say_what_failed() {
+    let pki = pki();
+    let cases = [
+        (
+            sealed_by(&pki.untrusted_client, b"x"),
+            "signer /C=UK/O=ssm-rogue/CN=untrusted.example.org is not trusted",
+        ),
+        (
+            sealed_by(&pki.expired_client, b"x"),
+            "certificate /C=UK/O=ssm-test/CN=expired.example.org expired on",
+        ),
+        (b"hello".to_vec(), "the message is not encrypted"),
+    ];
+    for (body, expected) in cases {
+        let err = opener(true).open(&body).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
 fn validity_checks() {
     let pki = pki();
     let client = load_cert(&pki.client.cert).unwrap();

@@ -144,14 +144,11 @@ impl Opener {
     /// trust store. Returns the signed content and the signer's certificate.
     fn verify(&self, signed: &[u8]) -> Result<(Vec<u8>, X509), CryptoError> {
         let (p7, detached) = Pkcs7::from_smime(signed).map_err(|e| CryptoError::NotSigned {
-            reason: format!(
-                "the decrypted content is not an S/MIME signed message: {}",
-                ssl_reason(&e)
-            ),
+            reason: format!("not an S/MIME message ({})", ssl_reason(&e)),
         })?;
         if p7.type_().map(|t| t.nid()) != Some(Nid::PKCS7_SIGNED) {
             return Err(CryptoError::NotSigned {
-                reason: "the decrypted S/MIME message is not of type signed-data".into(),
+                reason: "an S/MIME message of another type than signed-data".into(),
             });
         }
         let bad = |e: openssl::error::ErrorStack| CryptoError::BadSignature {

@@ -104,8 +104,9 @@ impl TrustStore {
     /// CRLs). With `crl_check`, every certificate of a chain must have a valid CRL from its
     /// issuer that does not list it.
     ///
-    /// Fails with [`CryptoError::TrustStore`] if neither source is given, a source cannot be
-    /// read, or no CA certificate was found.
+    /// Fails with [`CryptoError::TrustStore`] if neither source is given, the directory or the
+    /// bundle cannot be read, or no CA certificate was found. A damaged file inside the
+    /// directory is skipped with a warning (as `-CApath` lookups ignore it).
     pub fn new(
         capath: Option<&Path>,
         cafile: Option<&Path>,
@@ -135,9 +136,16 @@ impl TrustStore {
                 if is_crl && !crl_check {
                     continue;
                 }
-                let (c, r) = read_pem(&dir.join(&name))?;
-                certs.extend(c);
-                crls.extend(r);
+                // A damaged file in a shared CA directory must not stop the service: skipping
+                // it only makes the chains that need it fail (a skipped CRL, with CRL checking,
+                // makes its CA's certificates fail), which is the safe direction.
+                match read_pem(&dir.join(&name)) {
+                    Ok((c, r)) => {
+                        certs.extend(c);
+                        crls.extend(r);
+                    }
+                    Err(e) => tracing::warn!("skipping unreadable file in CA directory: {e}"),
+                }
             }
         }
         if let Some(file) = cafile {

@@ -14,8 +14,13 @@ use ssm::pki::{CertFiles, Pki};
 pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
-        // Leaked on purpose: lives as long as the test process.
-        let dir = tempfile::tempdir().expect("tempdir").keep();
+        // Kept on purpose (a static is never dropped): under cargo's per-target temporary
+        // directory, not /tmp, so `cargo clean` removes it.
+        let dir = tempfile::Builder::new()
+            .prefix("crypto-pki-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir")
+            .keep();
         Pki::generate(&dir).expect("generate PKI")
     })
 }
