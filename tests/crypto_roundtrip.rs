@@ -100,3 +100,15 @@ fn message_id_is_md5_of_original_bytes() {
         message_id(b"some record\n")
     );
 }
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<ssm::crypto::Opener>();
+    assert_send_sync::<ssm::crypto::TrustStore>();
+    assert_send_sync::<ssm::crypto::Identity>();
+    assert_send_sync::<ssm::crypto::DnList>();
+    let pki = pki();
+    assert_eq!(identity(&pki.server).dn(), "/C=UK/O=ssm-test/CN=localhost");
+    assert_eq!(identity(&pki.ca).dn(), pki.ca.dn);
+}
