@@ -188,7 +188,7 @@ async fn malformed_input_gets_an_error_then_close() {
         (
             true,
             b"\rSEND\ndestination:/queue/a\n\n\0",
-            "malformed header",
+            "carriage return without line feed",
         ),
         (false, b"garbage\n\n\0", "unknown STOMP command"),
         (

@@ -27,7 +27,6 @@
 //! Guarantees: the broker never panics on input; memory held in messages is bounded by
 //! [`BrokerConfig::max_queued_bytes`] and connections by [`BrokerConfig::max_connections`].
 
-mod codec;
 mod message;
 mod router;
 mod session;

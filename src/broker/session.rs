@@ -28,7 +28,6 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use super::codec::GuardedCodec;
 use super::message::Message;
 use super::router::{AckMode, AckRef, Delivery, Out, RouteError, Router, SessionKey, TEMP_QUEUE};
 use super::Shared;
@@ -61,7 +60,7 @@ const DROPPED_HEADERS: &[&str] = &[
     "redelivered",
 ];
 
-type Reader = FramedRead<OwnedReadHalf, GuardedCodec>;
+type Reader = FramedRead<OwnedReadHalf, StompCodec>;
 type Writer = FramedWrite<OwnedWriteHalf, StompCodec>;
 
 /// Removes the connection from the router when dropped, including when the task is aborted.
@@ -153,7 +152,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits;
     let (rd, wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, GuardedCodec::new(StompCodec::new(limits)));
+    let mut reader = FramedRead::new(rd, StompCodec::new(limits));
     let mut writer = FramedWrite::new(wr, StompCodec::new(limits));
     // Let a batch of frames build up before the sink insists on writing (one flush per batch).
     writer.set_backpressure_boundary(WRITE_BUFFER);

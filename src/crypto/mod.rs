@@ -1,1 +1,59 @@
 //! Message protection: `encrypt(sign(base64(zlib(msg))))` and back, via OpenSSL's PKCS#7.
+//!
+//! [`seal`] produces exactly what the `openssl smime` pipeline of the protocol produces
+//! (`-sign -text`, then `-encrypt -<cipher>`), and [`Opener::open`] accepts what that pipeline or
+//! the older Python senders produce (76-column base64, CRLF line ends, content signed with or
+//! without `-text`). Opening guarantees that the returned content was signed by the returned
+//! certificate, that the certificate chains to the [`TrustStore`] (validity, and CRLs when
+//! enabled; no S/MIME purpose required), and that it is no larger than the opener's cap.
+//!
+//! Whether the signer is *allowed* is the caller's decision: compare [`Opened::signer_dn`] with a
+//! [`DnList`] (exact match).
+//!
+//! Everything here is synchronous CPU work (a few RSA operations per message); the key material
+//! and trust store are loaded once and shared.
+
+mod cipher;
+mod dn;
+mod error;
+mod identity;
+mod open;
+mod seal;
+mod trust;
+
+use md5::{Digest, Md5};
+
+pub use cipher::{Cipher, UnknownCipher};
+pub use dn::{name_to_slash, subject_dn, DnList};
+pub use error::CryptoError;
+pub use identity::{check_validity, key_matches, load_cert, load_key, Identity};
+pub use open::{Opened, Opener, DEFAULT_MAX_SIZE};
+pub use seal::seal;
+pub use trust::TrustStore;
+
+/// OpenSSL's reasons for an error, in one short line (for other modules' error messages).
+pub fn openssl_reason(err: &openssl::error::ErrorStack) -> String {
+    error::ssl_reason(err)
+}
+
+/// The protocol's message id: the MD5 of the original message bytes, 32 lowercase hex digits.
+pub fn message_id(msg: &[u8]) -> String {
+    let digest = Md5::digest(msg);
+    let mut out = String::with_capacity(32);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn message_id_is_md5_hex() {
+        assert_eq!(super::message_id(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            super::message_id(b"hello"),
+            "5d41402abc4b2a76b9719d911017c592"
+        );
+    }
+}

@@ -271,6 +271,9 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
+    /// A carriage return between frames is not followed by a line feed.
+    #[error("carriage return without line feed between frames")]
+    BareCr,
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -438,23 +441,24 @@ impl Decoder for StompCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Item>, FrameError> {
-        // End-of-line bytes before a frame are heart-beats.
-        let eols = src
-            .iter()
-            .take_while(|&&b| b == b'\n' || b == b'\r')
-            .count();
-        if eols > 0 {
-            // A lone trailing CR may be the start of a CRLF: keep it until the LF arrives.
-            let take = if src[eols - 1] == b'\r' {
-                eols - 1
-            } else {
-                eols
-            };
-            if take == 0 {
-                return Ok(None);
+        // End-of-line bytes (LF or CRLF) before a frame are heart-beats.
+        let mut eol = 0;
+        while eol < src.len() {
+            match (src[eol], src.get(eol + 1)) {
+                (b'\n', _) => eol += 1,
+                (b'\r', Some(b'\n')) => eol += 2,
+                // A lone trailing CR may be the start of a CRLF: keep it until more arrives.
+                (b'\r', None) => break,
+                (b'\r', Some(_)) => return Err(FrameError::BareCr),
+                _ => break,
             }
-            src.advance(take);
+        }
+        if eol > 0 {
+            src.advance(eol);
             return Ok(Some(Item::HeartBeat));
+        }
+        if src.first() == Some(&b'\r') {
+            return Ok(None);
         }
         let Some(head) = self.parse_head(src)? else {
             return Ok(None);
@@ -657,6 +661,15 @@ mod tests {
         assert!(c.decode(&mut buf).unwrap().is_none());
         buf.put_slice(b"\n");
         assert_eq!(c.decode(&mut buf).unwrap(), Some(Item::HeartBeat));
+    }
+
+    #[test]
+    fn bare_cr_between_frames_is_an_error_not_a_stall() {
+        let mut c = StompCodec::default();
+        let mut buf = BytesMut::from(&b"\rSEND\n\n\0"[..]);
+        assert!(matches!(c.decode(&mut buf), Err(FrameError::BareCr)));
+        let mut buf = BytesMut::from(&b"\n\rX"[..]);
+        assert!(matches!(c.decode(&mut buf), Err(FrameError::BareCr)));
     }
 
     #[test]

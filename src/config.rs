@@ -1,1 +1,0 @@
-//! INI configuration files and command-line overrides, as typed settings.

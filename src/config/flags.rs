@@ -1,0 +1,135 @@
+//! Command-line flags of `ssm send` and `ssm receive` that override the configuration file.
+//!
+//! The CLI flattens these structs into its argument structs (`#[command(flatten)]`). Flag names
+//! are a public interface: scripts rely on them. Values are checked by clap as they are parsed
+//! (ports, counts, names), so applying them to a configuration cannot fail.
+
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::PathBuf;
+
+use super::values::{self, BrokerKind, Cipher, PathType};
+
+/// Flags of `ssm send`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SenderOverrides {
+    /// Configuration file [default: /etc/apel/sender.cfg if it exists, else flags only].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A broker to connect to; repeat for a failover list (replaces the file's brokers).
+    #[arg(long = "broker", value_name = "HOST:PORT", value_parser = values::parse_broker)]
+    pub broker: Vec<(String, u16)>,
+    /// Topic (or queue) to send to ([messaging] destination).
+    #[arg(long, value_name = "TOPIC")]
+    pub destination: Option<String>,
+    /// This host's certificate, PEM ([certificates] certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This host's private key, PEM ([certificates] key).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Directory of trusted CA certificates ([certificates] capath).
+    #[arg(long, value_name = "DIR")]
+    pub capath: Option<PathBuf>,
+    /// File of trusted CA certificates, PEM ([certificates] cafile).
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// The receiver's certificate: encrypt to it without asking ([certificates] server_cert).
+    #[arg(long, value_name = "FILE", conflicts_with = "server_dn")]
+    pub server_cert: Option<PathBuf>,
+    /// Ask the receiver for its certificate and require this subject DN
+    /// ([certificates] server_dn).
+    #[arg(long, value_name = "DN")]
+    pub server_dn: Option<String>,
+    /// Outgoing queue directory ([messaging] path).
+    #[arg(long, value_name = "OUTQ")]
+    pub path: Option<PathBuf>,
+    /// Outgoing queue layout ([messaging] path_type) [default: dirq].
+    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
+    pub path_type: Option<PathType>,
+    /// Encryption cipher ([messaging] cipher) [default: des3].
+    #[arg(long, value_enum, ignore_case = true, value_name = "CIPHER")]
+    pub cipher: Option<Cipher>,
+    /// Seconds to wait for an ack before resending ([messaging] ack_timeout) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ack_timeout: Option<NonZeroU64>,
+    /// Sends of one message before giving up on it for this run ([messaging] max_attempts)
+    /// [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<NonZeroU32>,
+    /// Keep running and send new messages as they appear in the queue.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Broker login ([broker] login).
+    #[arg(long, value_name = "L")]
+    pub login: Option<String>,
+    /// Broker passcode ([broker] passcode).
+    #[arg(long, value_name = "P")]
+    pub passcode: Option<String>,
+    /// Connect to the broker with TLS ([broker] use_ssl = true; a file's default is already on).
+    #[arg(long)]
+    pub tls: bool,
+    /// Directory of CA certificates trusted for the broker's TLS certificate
+    /// ([broker] capath).
+    #[arg(long, value_name = "DIR")]
+    pub broker_capath: Option<PathBuf>,
+    /// Broker kind, for its quirks ([broker] kind).
+    #[arg(long, value_enum, ignore_case = true, value_name = "KIND")]
+    pub broker_kind: Option<BrokerKind>,
+}
+
+/// Flags of `ssm receive`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ReceiverOverrides {
+    /// Configuration file [default: /etc/apel/receiver.cfg if it exists, else flags only].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// File of allowed sender DNs, one per line ([receiver] dn_file) [default: /etc/apel/dns].
+    #[arg(short = 'd', long = "dn-file", value_name = "DNFILE")]
+    pub dn_file: Option<PathBuf>,
+    /// A broker to connect to; repeat for a failover list (replaces the file's brokers).
+    #[arg(long = "broker", value_name = "HOST:PORT", value_parser = values::parse_broker)]
+    pub broker: Vec<(String, u16)>,
+    /// Topic (or queue) to receive from ([messaging] destination).
+    #[arg(long, value_name = "TOPIC")]
+    pub destination: Option<String>,
+    /// This host's certificate, PEM ([certificates] certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This host's private key, PEM ([certificates] key).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Directory of trusted CA certificates ([certificates] capath).
+    #[arg(long, value_name = "DIR")]
+    pub capath: Option<PathBuf>,
+    /// File of trusted CA certificates, PEM ([certificates] cafile).
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// Check senders' certificates against CRLs ([certificates] check_crls = true).
+    #[arg(long)]
+    pub crl_check: bool,
+    /// Message store: parent of incoming/ and reject/ ([messaging] path).
+    #[arg(long, value_name = "STORE")]
+    pub path: Option<PathBuf>,
+    /// Stop after storing or rejecting this many messages.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<NonZeroU64>,
+    /// Stop after this many seconds.
+    #[arg(long = "for", value_name = "SECS")]
+    pub for_secs: Option<NonZeroU64>,
+    /// Broker login ([broker] login).
+    #[arg(long, value_name = "L")]
+    pub login: Option<String>,
+    /// Broker passcode ([broker] passcode).
+    #[arg(long, value_name = "P")]
+    pub passcode: Option<String>,
+    /// Connect to the broker with TLS ([broker] use_ssl = true; a file's default is already on).
+    #[arg(long)]
+    pub tls: bool,
+    /// Directory of CA certificates trusted for the broker's TLS certificate
+    /// ([broker] capath).
+    #[arg(long, value_name = "DIR")]
+    pub broker_capath: Option<PathBuf>,
+    /// Broker kind, for its quirks ([broker] kind).
+    #[arg(long, value_enum, ignore_case = true, value_name = "KIND")]
+    pub broker_kind: Option<BrokerKind>,
+}

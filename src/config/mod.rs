@@ -1,0 +1,230 @@
+//! INI configuration files and command-line overrides, as typed settings.
+//!
+//! `ssm send` reads `sender.cfg` and `ssm receive` reads `receiver.cfg`, INI files laid out as
+//! the Python SSM's (`docs/configuration.md` lists every option). Flags given on the command
+//! line ([`SenderOverrides`], [`ReceiverOverrides`]) win over the file; with no file at all,
+//! everything comes from flags.
+//!
+//! Guarantees:
+//! - A configuration that loads is complete and valid as far as can be told without touching
+//!   the network or reading certificates: required options present, ports in range, names from
+//!   their lists, durations and counts positive. (Whether the key matches the certificate, or
+//!   the certificate is about to expire, is checked with `crate::crypto` by the commands.)
+//! - Every error is one line that names the file, the `[section]` and the option (and the flag
+//!   that can supply it when it is missing), e.g.
+//!   `sender.cfg: [broker] port: 'abc' is not a port number (1-65535)`.
+//! - Nothing in a file is silently ignored: unknown sections and options, and options of older
+//!   versions, come back as warnings for the caller to log.
+//! - Loading does no I/O besides reading the one file; paths are not checked for existence.
+
+mod flags;
+mod ini;
+mod receiver;
+mod sender;
+pub mod values;
+
+use std::path::PathBuf;
+
+pub use flags::{ReceiverOverrides, SenderOverrides};
+pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
+pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};
+pub use values::{BrokerKind, Cipher, PathType};
+
+/// Where `ssm send` looks for its configuration when `-c` is not given.
+pub const DEFAULT_SENDER_CFG: &str = "/etc/apel/sender.cfg";
+/// Where `ssm receive` looks for its configuration when `-c` is not given.
+pub const DEFAULT_RECEIVER_CFG: &str = "/etc/apel/receiver.cfg";
+/// The allowed-DN file of the receiver when neither `-d` nor `[receiver] dn_file` is given.
+pub const DEFAULT_DN_FILE: &str = "/etc/apel/dns";
+/// Log level when `[logging] level` is not given.
+pub const DEFAULT_LEVEL: &str = "INFO";
+
+/// How to reach the broker(s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// Brokers as `(host, port)`, in failover order; never empty in a loaded configuration.
+    pub brokers: Vec<(String, u16)>,
+    /// Connect with TLS. Default: on when a file is read (as the Python SSM), off with flags
+    /// only; `--tls` turns it on.
+    pub use_ssl: bool,
+    /// STOMP login, if the broker wants one.
+    pub login: Option<String>,
+    /// STOMP passcode, if the broker wants one.
+    pub passcode: Option<String>,
+    /// Broker kind (`auto`, `rabbitmq`, `activemq`, `embedded`), lowercase; `None` = not said.
+    pub kind: Option<String>,
+    /// CA directory for the broker's TLS certificate; `None` = the caller's choice (normally
+    /// the `[certificates]` trust store).
+    pub broker_capath: Option<PathBuf>,
+}
+
+/// Where and how much to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// Log file; `None` = no log file.
+    pub logfile: Option<PathBuf>,
+    /// Level name in upper case (one of [`values::LEVELS`]); default `INFO`.
+    pub level: String,
+    /// Also log to the console (stderr); default on.
+    pub console: bool,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        LoggingSettings {
+            logfile: None,
+            level: DEFAULT_LEVEL.to_string(),
+            console: true,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. Every message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not INI.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// What the INI parser said (with the line number).
+        message: String,
+    },
+    /// An option has a value that is not allowed.
+    #[error("{origin}: [{section}] {option}: {reason}")]
+    Invalid {
+        /// The file.
+        origin: String,
+        /// The section.
+        section: &'static str,
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A required option is in neither the file nor the flags.
+    #[error("{origin}: [{section}] {option} is required (or give {flag})")]
+    Missing {
+        /// The file.
+        origin: String,
+        /// The section.
+        section: &'static str,
+        /// The option.
+        option: &'static str,
+        /// The flag that can supply it.
+        flag: &'static str,
+    },
+    /// No file was read and a required flag is missing.
+    #[error("{flag} is required (no configuration file was read; or give -c FILE with [{section}] {option})")]
+    MissingFlag {
+        /// The flag.
+        flag: &'static str,
+        /// The section of the equivalent file option.
+        section: &'static str,
+        /// The equivalent file option.
+        option: &'static str,
+    },
+}
+
+/// The error for a required option, depending on whether a file was read.
+fn missing(
+    origin: Option<&str>,
+    section: &'static str,
+    option: &'static str,
+    flag: &'static str,
+) -> ConfigError {
+    match origin {
+        Some(origin) => ConfigError::Missing {
+            origin: origin.to_string(),
+            section,
+            option,
+            flag,
+        },
+        None => ConfigError::MissingFlag {
+            flag,
+            section,
+            option,
+        },
+    }
+}
+
+/// Reads a whole configuration file as text.
+fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The broker flags both commands share.
+struct BrokerFlags<'a> {
+    broker: &'a [(String, u16)],
+    login: &'a Option<String>,
+    passcode: &'a Option<String>,
+    tls: bool,
+    broker_capath: &'a Option<PathBuf>,
+    broker_kind: Option<BrokerKind>,
+}
+
+impl BrokerSettings {
+    /// Settings before any file or flag: no broker, TLS off.
+    fn empty() -> BrokerSettings {
+        BrokerSettings {
+            brokers: Vec::new(),
+            use_ssl: false,
+            login: None,
+            passcode: None,
+            kind: None,
+            broker_capath: None,
+        }
+    }
+
+    /// Applies the broker flags: a `--broker` list replaces the brokers, `--tls` turns TLS on.
+    fn apply(&mut self, f: BrokerFlags<'_>) {
+        if !f.broker.is_empty() {
+            self.brokers = f.broker.to_vec();
+        }
+        if f.tls {
+            self.use_ssl = true;
+        }
+        set(&mut self.login, f.login);
+        set(&mut self.passcode, f.passcode);
+        set(&mut self.broker_capath, f.broker_capath);
+        if let Some(kind) = f.broker_kind {
+            self.kind = Some(kind.as_str().to_string());
+        }
+    }
+
+    /// Checks that there is a broker.
+    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
+        if self.brokers.is_empty() {
+            return Err(missing(origin, "broker", "host", "--broker HOST:PORT"));
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `slot` when the flag was given.
+fn set<T: Clone>(slot: &mut Option<T>, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *slot = Some(v.clone());
+    }
+}
+
+/// Replaces `slot` when the flag was given (for required values).
+fn set_required<T: Clone>(slot: &mut T, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *slot = v.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! `sender.cfg` and the flags of `ssm send`, as a [`SenderConfig`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ini::IniReader;
+use super::values::{self, Cipher, PathType};
+use super::{
+    missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
+    LoggingSettings, SenderOverrides, DEFAULT_SENDER_CFG,
+};
+
+/// Default time to wait for an ack before sending a message again.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of sends of one message before the sender gives up on it for this run.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Everything `ssm send` needs to know, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// The broker(s).
+    pub broker: BrokerSettings,
+    /// This host's certificate (signs messages).
+    pub certificate: PathBuf,
+    /// This host's private key.
+    pub key: PathBuf,
+    /// Directory of trusted CA certificates (hashed, as `openssl rehash` makes it).
+    pub capath: Option<PathBuf>,
+    /// File of trusted CA certificates.
+    pub cafile: Option<PathBuf>,
+    /// The receiver's certificate; `None` = ask for it with a `certreq`.
+    pub server_cert: Option<PathBuf>,
+    /// The subject DN the receiver's certificate must have (when it is asked for).
+    pub server_dn: Option<String>,
+    /// Check the receiver's certificate against the trusted CAs; default on.
+    pub verify_server_cert: bool,
+    /// Topic (or queue) messages are sent to.
+    pub destination: String,
+    /// Outgoing queue directory.
+    pub path: PathBuf,
+    /// Outgoing queue layout: `dirq` (default) or `directory`.
+    pub path_type: String,
+    /// Encryption cipher: `des3` (default), `aes128`, `aes192` or `aes256`.
+    pub cipher: String,
+    /// How long to wait for an ack before sending the message again; default 60 s.
+    pub ack_timeout: Duration,
+    /// Sends of one message before giving up on it for this run; default 5.
+    pub max_attempts: u32,
+    /// Reply queue to name in `reply-to`; `None` = a fresh `/temp-queue/ssm.<uuid>`.
+    pub reply_queue: Option<String>,
+    /// Logging.
+    pub logging: LoggingSettings,
+    /// PID file of a daemon sender.
+    pub pidfile: Option<PathBuf>,
+}
+
+impl SenderConfig {
+    /// Reads `sender.cfg` text; `origin` names the file in messages. Returns the configuration
+    /// and warnings (unknown options, missing `[sender] protocol`…) for the caller to log.
+    pub fn from_ini_str(
+        text: &str,
+        origin: &str,
+    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        Self::from_ini_str_with(text, origin, &SenderOverrides::default())
+    }
+
+    /// Reads a `sender.cfg` file (no flags).
+    pub fn load(path: &Path) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        Self::load_with(path, &SenderOverrides::default())
+    }
+
+    /// Reads a `sender.cfg` file, then applies the flags; required options may come from either.
+    pub fn load_with(
+        path: &Path,
+        o: &SenderOverrides,
+    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        let text = read_file(path)?;
+        Self::from_ini_str_with(&text, &path.display().to_string(), o)
+    }
+
+    /// Builds the configuration from flags alone (no file). TLS is off unless `--tls` is given.
+    pub fn from_overrides(o: &SenderOverrides) -> Result<SenderConfig, ConfigError> {
+        let mut c = SenderConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
+        c.apply(o);
+        c.check(None)?;
+        Ok(c)
+    }
+
+    /// What `ssm send` uses: the `-c` file, else [`DEFAULT_SENDER_CFG`] if it exists, else the
+    /// flags alone; flags win over the file.
+    pub fn resolve(o: &SenderOverrides) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        Self::resolve_with_default(o, Path::new(DEFAULT_SENDER_CFG))
+    }
+
+    /// [`SenderConfig::resolve`] with another default file (for tests and packagers).
+    pub fn resolve_with_default(
+        o: &SenderOverrides,
+        default: &Path,
+    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        match &o.config {
+            Some(path) => Self::load_with(path, o),
+            None if default.exists() => Self::load_with(default, o),
+            None => Ok((Self::from_overrides(o)?, Vec::new())),
+        }
+    }
+
+    /// Applies flags over this configuration: every flag given replaces the setting, a
+    /// `--broker` list replaces the whole broker list, and `--server-cert` / `--server-dn`
+    /// replace both `server_cert` and `server_dn`. Run options (`-c`, `--daemon`) are not
+    /// settings and are left to the caller.
+    pub fn apply(&mut self, o: &SenderOverrides) {
+        self.broker.apply(BrokerFlags {
+            broker: &o.broker,
+            login: &o.login,
+            passcode: &o.passcode,
+            tls: o.tls,
+            broker_capath: &o.broker_capath,
+            broker_kind: o.broker_kind,
+        });
+        set_required(&mut self.certificate, &o.cert);
+        set_required(&mut self.key, &o.key);
+        set(&mut self.capath, &o.capath);
+        set(&mut self.cafile, &o.cafile);
+        if o.server_cert.is_some() || o.server_dn.is_some() {
+            self.server_cert.clone_from(&o.server_cert);
+            self.server_dn.clone_from(&o.server_dn);
+        }
+        set_required(&mut self.destination, &o.destination);
+        set_required(&mut self.path, &o.path);
+        if let Some(t) = o.path_type {
+            self.path_type = t.as_str().to_string();
+        }
+        if let Some(c) = o.cipher {
+            self.cipher = c.as_str().to_string();
+        }
+        if let Some(secs) = o.ack_timeout {
+            self.ack_timeout = Duration::from_secs(secs.get());
+        }
+        if let Some(n) = o.max_attempts {
+            self.max_attempts = n.get();
+        }
+    }
+
+    /// A configuration with defaults and the required settings empty, to be filled.
+    fn unset(broker: BrokerSettings, logging: LoggingSettings) -> SenderConfig {
+        SenderConfig {
+            broker,
+            certificate: PathBuf::new(),
+            key: PathBuf::new(),
+            capath: None,
+            cafile: None,
+            server_cert: None,
+            server_dn: None,
+            verify_server_cert: true,
+            destination: String::new(),
+            path: PathBuf::new(),
+            path_type: PathType::Dirq.as_str().to_string(),
+            cipher: Cipher::Des3.as_str().to_string(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            reply_queue: None,
+            logging,
+            pidfile: None,
+        }
+    }
+
+    /// Reads configuration text, then applies the flags; required options may come from
+    /// either. `origin` names the file in messages.
+    pub fn from_ini_str_with(
+        text: &str,
+        origin: &str,
+        o: &SenderOverrides,
+    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
+        let mut r = IniReader::parse(text, origin)?;
+        let mut warnings = Vec::new();
+        r.protocol("sender", &mut warnings)?;
+        let mut c = SenderConfig::unset(r.broker()?, r.logging()?);
+
+        const CERTS: &str = "certificates";
+        c.certificate = r.path(CERTS, "certificate")?.unwrap_or_default();
+        c.key = r.path(CERTS, "key")?.unwrap_or_default();
+        c.capath = r.path(CERTS, "capath")?;
+        c.cafile = r.path(CERTS, "cafile")?;
+        c.server_cert = r.path(CERTS, "server_cert")?;
+        c.server_dn = r.plain(CERTS, "server_dn")?;
+        if c.server_cert.is_some() && c.server_dn.is_some() {
+            return Err(r.invalid(
+                CERTS,
+                "server_dn",
+                "give either server_cert or server_dn, not both",
+            ));
+        }
+        if let Some(v) = r.bool(CERTS, "verify_server_cert")? {
+            c.verify_server_cert = v;
+        }
+
+        const MSG: &str = "messaging";
+        c.destination = r.plain(MSG, "destination")?.unwrap_or_default();
+        c.path = r.path(MSG, "path")?.unwrap_or_default();
+        if let Some(t) = r.parsed(MSG, "path_type", |v| v.parse::<PathType>())? {
+            c.path_type = t.as_str().to_string();
+        }
+        if let Some(cipher) = r.parsed(MSG, "cipher", |v| v.parse::<Cipher>())? {
+            c.cipher = cipher.as_str().to_string();
+        }
+        if let Some(d) = r.duration(MSG, "ack_timeout")? {
+            c.ack_timeout = d;
+        }
+        if let Some(n) = r.parsed(MSG, "max_attempts", values::parse_positive)? {
+            c.max_attempts = n;
+        }
+        c.reply_queue = r.plain(MSG, "reply_queue")?;
+        c.pidfile = r.path("daemon", "pidfile")?;
+        warnings.extend(r.leftovers());
+
+        c.apply(o);
+        c.check(Some(r.origin()))?;
+        Ok((c, warnings))
+    }
+
+    /// Checks that every required setting is there.
+    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
+        self.broker.check(origin)?;
+        if self.certificate.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "certificate", "--cert C"));
+        }
+        if self.key.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "key", "--key K"));
+        }
+        if self.verify_server_cert && self.capath.is_none() && self.cafile.is_none() {
+            return Err(missing(
+                origin,
+                "certificates",
+                "capath",
+                "--capath DIR or --cafile F",
+            ));
+        }
+        if self.destination.is_empty() {
+            return Err(missing(
+                origin,
+                "messaging",
+                "destination",
+                "--destination TOPIC",
+            ));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(missing(origin, "messaging", "path", "--path OUTQ"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! File-system helpers that make writes durable and permissions exact.
+//!
+//! A message is acknowledged to its sender as soon as it is in a queue, so "in the queue" must
+//! mean "on the disk": the helpers here create files exclusively, set their modes explicitly
+//! (independently of the process umask) and `fsync` files and the directories whose entries
+//! changed.
+
+use std::ffi::CString;
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use super::error::{io_err, QueueError};
+
+/// Permission bits given to what a queue creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    /// Mode of element and field files (default `0o600`).
+    pub file: u32,
+    /// Mode of directories (default `0o700`).
+    pub dir: u32,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes {
+            file: 0o600,
+            dir: 0o700,
+        }
+    }
+}
+
+/// Creates `path` exclusively (`O_CREAT|O_EXCL`) with exactly `mode` and writes `data` to it.
+/// The file is not synced: the caller decides when (alone or in a batch).
+pub(crate) fn create_new_file(path: &Path, data: &[u8], mode: u32) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    // The umask may have removed bits from `mode`; fchmod is not subject to it.
+    file.set_permissions(Permissions::from_mode(mode))?;
+    file.write_all(data)?;
+    Ok(file)
+}
+
+/// Creates one directory with exactly `mode`. Returns `Ok(false)` if it already exists.
+pub(crate) fn make_dir(path: &Path, mode: u32) -> io::Result<bool> {
+    match DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {
+            fs::set_permissions(path, Permissions::from_mode(mode))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a directory and its missing parents, each with exactly `mode`; syncs the parent of
+/// every directory it created so that the new entries survive a crash.
+pub(crate) fn make_dir_all(path: &Path, mode: u32) -> Result<(), QueueError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            make_dir_all(parent, mode)?;
+        }
+    }
+    if make_dir(path, mode).map_err(io_err("create directory", path))? {
+        if let Some(parent) = path.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries to disk.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), QueueError> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err("open directory", path))?;
+    dir.sync_all().map_err(io_err("fsync directory", path))
+}
+
+/// Sets the access and modification times of `path` to now (like `os.utime(path, None)`).
+pub(crate) fn touch(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; a null `times`
+    // pointer means "now" per utimensat(2).
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes a file, treating "already gone" as success. Returns whether it removed something.
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Lists the names of a directory's entries; a missing directory lists as empty.
+pub(crate) fn list_dir(path: &Path) -> Result<Vec<String>, QueueError> {
+    let rd = match fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list directory", path)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(io_err("list directory", path))?;
+        // Names that are not UTF-8 cannot be queue names; skipping them is what the patterns
+        // would do anyway.
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn modes_are_exact_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask is process-wide; the restored value is the previous one. Other tests in
+        // this binary set modes explicitly, so a momentary umask change cannot affect them.
+        let old = unsafe { libc::umask(0o077) };
+        let f = dir.path().join("f");
+        create_new_file(&f, b"x", 0o640).unwrap();
+        let d = dir.path().join("a/b");
+        make_dir_all(&d, 0o750).unwrap();
+        unsafe { libc::umask(old) };
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o750);
+        assert_eq!(
+            fs::metadata(dir.path().join("a")).unwrap().mode() & 0o777,
+            0o750
+        );
+    }
+
+    #[test]
+    fn create_new_file_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        create_new_file(&f, b"one", 0o600).unwrap();
+        let err = create_new_file(&f, b"two", 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&f).unwrap(), b"one");
+    }
+}
