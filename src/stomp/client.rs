@@ -51,8 +51,8 @@ use super::tls::{TlsConfig, TlsConnector, TlsError};
 /// cannot spin on a dead broker list.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
-/// How to reach and talk to a set of brokers.
-#[derive(Clone, Debug)]
+/// How to reach and talk to a set of brokers. Its `Debug` output hides the passcode.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Brokers in failover order.
     pub brokers: Vec<BrokerAddr>,
@@ -79,6 +79,25 @@ pub struct ClientConfig {
     pub max_rounds: Option<u32>,
     /// Limits on frames received.
     pub limits: Limits,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("brokers", &self.brokers)
+            .field("login", &self.login)
+            .field("passcode", &self.passcode.as_ref().map(|_| "<hidden>"))
+            .field("vhost", &self.vhost)
+            .field("heartbeat", &self.heartbeat)
+            .field("tls", &self.tls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("receipt_timeout", &self.receipt_timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("max_rounds", &self.max_rounds)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl ClientConfig {

@@ -133,6 +133,28 @@ fn client_types_can_move_between_tasks() {
 }
 
 #[test]
+fn config_defaults_and_debug_hides_the_passcode() {
+    let mut c = ClientConfig::new(vec![BrokerAddr::new("h", 1)]);
+    assert_eq!(
+        c.heartbeat,
+        (Duration::from_secs(10), Duration::from_secs(10))
+    );
+    assert_eq!(c.connect_timeout, Duration::from_secs(10));
+    assert_eq!(c.receipt_timeout, Duration::from_secs(30));
+    assert_eq!(c.initial_backoff, Duration::from_millis(500));
+    assert_eq!(c.max_backoff, Duration::from_secs(30));
+    assert_eq!(c.max_rounds, None);
+    assert_eq!(c.limits.max_body, 64 * 1024 * 1024);
+    assert!(c.vhost.is_none() && c.tls.is_none());
+    c.passcode = Some("s3cr3t".into());
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cr3t") && shown.contains("<hidden>"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn broker_kinds() {
     for (server, kind) in [
         (Some("RabbitMQ/3.10.0"), BrokerKind::RabbitMq),
