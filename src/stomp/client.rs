@@ -17,8 +17,8 @@
 //!   temporary queue).
 //! - A `receipt` header on a MESSAGE is never taken as a request (RabbitMQ copies it from the
 //!   SEND).
-//! - When the connection ends for any reason (socket closed or failed, heart-beats missing for
-//!   2.5 times the negotiated interval, unreadable frame, [`Client`] dropped), every waiting
+//! - When the connection ends for any reason (socket closed or failed, not a byte received for
+//!   2.5 times the negotiated heart-beat interval, unreadable frame, [`Client`] dropped), every waiting
 //!   caller is woken with the reason, [`Client::recv`] returns it after the events that came
 //!   before, and later writes fail. Reconnecting is the caller's job: call
 //!   [`Client::connect`] again and resubscribe.
@@ -393,7 +393,29 @@ impl Drop for Forget<'_> {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-type Reader = FramedRead<ReadHalf<Box<dyn Io>>, StompCodec>;
+type Reader = FramedRead<Watched<ReadHalf<Box<dyn Io>>>, StompCodec>;
+
+/// A reader that remembers when it last got bytes, so that a large frame arriving slowly
+/// counts as a sign of life for heart-beat checking even before it is complete.
+struct Watched<R> {
+    inner: R,
+    last_read: Instant,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last_read = Instant::now();
+        }
+        poll
+    }
+}
 type Writer = FramedWrite<WriteHalf<Box<dyn Io>>, StompCodec>;
 
 struct WriteReq {
@@ -695,7 +717,11 @@ async fn connect_one(
         None => Box::new(tcp),
     };
     let (r, w) = tokio::io::split(io);
-    let mut reader = FramedRead::new(r, StompCodec::new(cfg.limits));
+    let watched = Watched {
+        inner: r,
+        last_read: Instant::now(),
+    };
+    let mut reader = FramedRead::new(watched, StompCodec::new(cfg.limits));
     let mut writer = FramedWrite::new(w, StompCodec::new(cfg.limits));
 
     let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)).to_string();
@@ -863,9 +889,11 @@ async fn reader_task(
     let limit = (!beat.is_zero()).then(|| beat * 2 + beat / 2);
     let mut last_error: Option<String> = None;
     let reason = loop {
+        // Any byte counts as a sign of life, not only complete frames.
+        let deadline = limit.map(|l| stream.get_ref().last_read + l);
         let next = async {
-            match limit {
-                Some(limit) => timeout(limit, stream.next()).await.ok(),
+            match deadline {
+                Some(at) => tokio::time::timeout_at(at, stream.next()).await.ok(),
                 None => Some(stream.next().await),
             }
         };
@@ -875,7 +903,11 @@ async fn reader_task(
         };
         let frame = match item {
             None => {
-                warn!("no heart-beat from the broker for {limit:?}");
+                let silent = stream.get_ref().last_read.elapsed();
+                if limit.is_some_and(|l| silent < l) {
+                    continue; // bytes of an unfinished frame arrived meanwhile
+                }
+                warn!("nothing from the broker for {silent:?}: heart-beats lost");
                 break Some(CloseReason::HeartbeatTimeout);
             }
             Some(None) => {

@@ -457,6 +457,44 @@ async fn an_abandoned_receipt_wait_is_forgotten() {
 }
 
 #[tokio::test]
+async fn a_slow_large_frame_is_not_a_missed_heartbeat() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (conn, _) = accept(&l, &[("version", "1.2"), ("heart-beat", "100,0")]).await;
+        let mut sock = conn.into_inner();
+        let body = vec![b'x'; 4000];
+        let mut wire = format!(
+            "MESSAGE\ndestination:/q/slow\ncontent-length:{}\n\n",
+            body.len()
+        )
+        .into_bytes();
+        wire.extend_from_slice(&body);
+        wire.push(0);
+        // 800 ms for one frame, with no heart-beat in between: far beyond 2.5 x 100 ms.
+        for chunk in wire.chunks(wire.len() / 16 + 1) {
+            tokio::io::AsyncWriteExt::write_all(&mut sock, chunk)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    let mut c = cfg(vec![addr]);
+    c.heartbeat = (Duration::ZERO, Duration::from_millis(100));
+    let mut client = Client::connect(&c).await.unwrap();
+    match client.recv().await {
+        Ok(Event::Message(m)) => assert_eq!(m.body.len(), 4000),
+        other => panic!("{other:?}"),
+    }
+    // After the frame, silence is detected again.
+    assert!(matches!(
+        client.recv().await,
+        Err(StompError::HeartbeatTimeout)
+    ));
+    server.abort();
+}
+
+#[tokio::test]
 async fn fails_over_to_the_next_broker() {
     let dead = dead_port().await;
     // A broker that refuses the login with an ERROR is also skipped.
