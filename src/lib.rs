@@ -32,12 +32,16 @@
 //! - [`protocol`] knows what an SSM message is and maps it to and from STOMP frames.
 //! - [`config`] reads INI files and flags into typed settings.
 //! - [`sender`] and [`receiver`] are the two state machines of the protocol.
+//! - [`demo`] runs the whole protocol in one process (`ssm demo`, benchmarks).
+//! - [`logging`] sets up logs for the long-running commands.
 //! - [`cli`] is the command line.
 
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
+pub mod logging;
 pub mod pki;
 pub mod protocol;
 pub mod queue;

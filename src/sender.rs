@@ -1,1 +1,454 @@
-//! The sender (SSM client) state machine.
+//! The sender (SSM client): ships every message of the outgoing queue to the receiver.
+//!
+//! Guarantees:
+//! - Messages are sent oldest first, one at a time: the next message is sent only after the
+//!   current one was acked, rejected or given up on.
+//! - A message leaves the outgoing queue only when an ack carrying its MD5 arrives (or when the
+//!   receiver answers `REJECTED`, in which case it is first kept, with the reason, in the local
+//!   reject queue). A message that gets no ack after `max_attempts` sends stays queued and the
+//!   pass ends with [`SenderError::NoAck`].
+//! - A lost broker connection is re-established (with the client's failover and backoff) and
+//!   the message in flight is sent again; the receiver stores resends once.
+//! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
+//!   answer only if it chains to a trusted CA and carries the configured server DN.
+//! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
+//!   carries the last one, so that the receiver can forget its bookkeeping.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openssl::x509::X509;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::crypto::{self, Cipher, CryptoError, Identity, TrustStore};
+use crate::protocol::{AckOutcome, SsmMessage};
+use crate::queue::{Dirq, Outgoing, QueueError, Record};
+use crate::stomp::{AckMode, BrokerKind, Client, ClientConfig, Event, StompError};
+
+/// Everything the sender needs, already loaded and checked.
+pub struct SenderSettings {
+    /// How to reach the broker(s).
+    pub client: ClientConfig,
+    /// Overrides the broker kind detected from `CONNECTED` (temp-queue rules differ).
+    pub kind: Option<BrokerKind>,
+    /// The topic the receiver listens on.
+    pub destination: String,
+    /// Our certificate and key: messages are signed with them.
+    pub identity: Identity,
+    /// Trusted CAs, to check a server certificate obtained by `certreq`.
+    pub trust: TrustStore,
+    /// The receiver's certificate; asked for with `certreq` when absent.
+    pub server_cert: Option<X509>,
+    /// The DN a `certresp` certificate must carry.
+    pub server_dn: Option<String>,
+    /// Whether a `certresp` certificate is checked against `trust`.
+    pub verify_server_cert: bool,
+    /// Envelope cipher.
+    pub cipher: Cipher,
+    /// How long to wait for an ack before sending again.
+    pub ack_timeout: Duration,
+    /// Sends of one message before giving up on it for this pass.
+    pub max_attempts: u32,
+    /// Our reply queue, e.g. `/temp-queue/ssm.<uuid>`.
+    pub reply_queue: String,
+}
+
+impl SenderSettings {
+    /// A fresh reply-queue name, unique to this sender.
+    pub fn new_reply_queue() -> String {
+        format!("/temp-queue/ssm.{}", uuid::Uuid::new_v4())
+    }
+}
+
+/// What a pass (or a daemon run) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// `msg` frames sent, resends included.
+    pub sent: u64,
+    /// Messages acked and removed from the queue.
+    pub acked: u64,
+    /// Messages the receiver rejected (moved to the local reject queue).
+    pub rejected: u64,
+    /// Resends after a timeout or a lost connection.
+    pub retried: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.acked as f64 / secs
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "sent {}, acked {}, rejected {}, retried {} in {:.2} s ({:.1} msg/s)",
+            self.sent, self.acked, self.rejected, self.retried, secs, rate
+        )
+    }
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    /// The outgoing or reject queue failed.
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    /// Sealing failed, or the server certificate is unusable.
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The broker could not be reached.
+    #[error("broker: {0}")]
+    Broker(#[from] StompError),
+    /// No ack after every attempt; the message stays queued.
+    #[error("no ack for message {id} after {attempts} attempts; it stays queued")]
+    NoAck {
+        /// The queue element.
+        id: String,
+        /// Sends made.
+        attempts: u32,
+    },
+    /// `certreq` got no usable answer.
+    #[error("server certificate: {0}")]
+    ServerCert(String),
+}
+
+/// The sender state machine over one outgoing queue.
+pub struct Sender {
+    settings: SenderSettings,
+    outgoing: Outgoing,
+    reject: Dirq,
+    reack: Option<String>,
+    client: Option<Client>,
+    server_cert: Option<X509>,
+    summary: Summary,
+}
+
+/// How waiting for an ack ended.
+enum Wait {
+    Acked,
+    Rejected(String),
+    TimedOut,
+    Lost(StompError),
+}
+
+impl Sender {
+    /// A sender for `outgoing`; rejected messages go to `reject`.
+    pub fn new(settings: SenderSettings, outgoing: Outgoing, reject: Dirq) -> Sender {
+        let server_cert = settings.server_cert.clone();
+        Sender {
+            settings,
+            outgoing,
+            reject,
+            reack: None,
+            client: None,
+            server_cert,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Sends everything queued, then a `ping`, then disconnects. What a cron job runs.
+    pub async fn run_once(&mut self) -> Result<Summary, SenderError> {
+        let start = Instant::now();
+        let result = self.pass(&CancellationToken::new()).await;
+        self.finish().await;
+        self.summary.elapsed = start.elapsed();
+        result.map(|()| self.summary.clone())
+    }
+
+    /// Keeps sending what appears in the queue (checked every `poll`) until `shutdown`.
+    pub async fn run_daemon(
+        &mut self,
+        shutdown: CancellationToken,
+        poll: Duration,
+    ) -> Result<Summary, SenderError> {
+        let start = Instant::now();
+        let mut result = Ok(());
+        while !shutdown.is_cancelled() {
+            if let Err(err) = self.pass(&shutdown).await {
+                warn!(%err, "pass failed; trying again later");
+                result = Err(err);
+            } else {
+                result = Ok(());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        self.finish().await;
+        self.summary.elapsed = start.elapsed();
+        result.map(|()| self.summary.clone())
+    }
+
+    async fn pass(&mut self, shutdown: &CancellationToken) -> Result<(), SenderError> {
+        let names = self.outgoing.names()?;
+        let total = names.len();
+        for (i, name) in names.into_iter().enumerate() {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if !self.outgoing.lock(&name)? {
+                debug!(%name, "locked by someone else or gone; skipping");
+                continue;
+            }
+            let result = self.send_one(&name).await;
+            if result.is_err() {
+                if let Err(err) = self.outgoing.unlock(&name) {
+                    warn!(%err, %name, "could not unlock");
+                }
+            }
+            result?;
+            if total >= 100 && (i + 1) % 100 == 0 {
+                info!("progress: {}/{} messages", i + 1, total);
+            }
+        }
+        if let Some(client) = &self.client {
+            let ping = SsmMessage::Ping {
+                reack: self.reack.clone(),
+            };
+            let frame = ping
+                .to_frame(&self.settings.destination)
+                .with_header("reply-to", self.settings.reply_queue.clone());
+            if let Err(err) = client.handle().send(frame).await {
+                debug!(%err, "ping not sent");
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) {
+        if let Some(client) = self.client.take() {
+            if let Err(err) = client.disconnect().await {
+                debug!(%err, "disconnect");
+            }
+        }
+    }
+
+    /// Connects (and subscribes to the reply queue where the broker needs it) unless connected.
+    async fn connect(&mut self) -> Result<&mut Client, SenderError> {
+        if self.client.is_none() {
+            let client = Client::connect(&self.settings.client).await?;
+            let kind = self.settings.kind.unwrap_or(client.kind());
+            // RabbitMQ refuses a SUBSCRIBE to one's own temp queue: naming it in reply-to is
+            // what creates it. Everyone else needs the explicit subscription.
+            if kind != BrokerKind::RabbitMq {
+                client
+                    .handle()
+                    .subscribe(&self.settings.reply_queue, AckMode::Auto, &[])
+                    .await?;
+            }
+            info!(broker = %client.broker(), ?kind, "connected");
+            self.client = Some(client);
+        }
+        match self.client.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(SenderError::Broker(StompError::Closed)),
+        }
+    }
+
+    async fn server_cert(&mut self) -> Result<X509, SenderError> {
+        if let Some(cert) = &self.server_cert {
+            return Ok(cert.clone());
+        }
+        let Some(want_dn) = self.settings.server_dn.clone() else {
+            return Err(SenderError::ServerCert(
+                "no server certificate configured and no server DN to check a certreq answer against".into(),
+            ));
+        };
+        for attempt in 1..=self.settings.max_attempts {
+            let req = SsmMessage::CertReq {
+                reply_to: self.settings.reply_queue.clone(),
+                reack: self.reack.clone(),
+            };
+            let frame = req.to_frame(&self.settings.destination);
+            let timeout = self.settings.ack_timeout;
+            let client = self.connect().await?;
+            if let Err(err) = client.handle().send_with_receipt(frame).await {
+                warn!(%err, attempt, "certreq not sent; reconnecting");
+                self.client = None;
+                continue;
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                match tokio::time::timeout_at(deadline, client.recv()).await {
+                    Err(_) => {
+                        warn!(attempt, "no certresp in time");
+                        break;
+                    }
+                    Ok(Err(err)) => {
+                        warn!(%err, "connection lost waiting for certresp");
+                        self.client = None;
+                        break;
+                    }
+                    Ok(Ok(Event::Message(frame))) => {
+                        if let Ok(SsmMessage::CertResp { cert_pem }) =
+                            SsmMessage::from_frame(&frame)
+                        {
+                            let cert = self.check_server_cert(&cert_pem, &want_dn)?;
+                            info!(dn = %want_dn, "got the server certificate by certreq");
+                            self.server_cert = Some(cert.clone());
+                            return Ok(cert);
+                        }
+                    }
+                    Ok(Ok(Event::Error(frame))) => {
+                        warn!(
+                            message = frame.header("message").unwrap_or(""),
+                            "broker error"
+                        );
+                    }
+                }
+            }
+        }
+        Err(SenderError::ServerCert(format!(
+            "no certresp after {} attempts",
+            self.settings.max_attempts
+        )))
+    }
+
+    fn check_server_cert(&self, pem: &str, want_dn: &str) -> Result<X509, SenderError> {
+        let cert = X509::from_pem(pem.as_bytes()).map_err(|e| {
+            SenderError::ServerCert(format!("certresp is not a PEM certificate: {e}"))
+        })?;
+        let dn = crypto::subject_dn(&cert);
+        if dn != want_dn {
+            return Err(SenderError::ServerCert(format!(
+                "certresp certificate is for {dn}, expected {want_dn}"
+            )));
+        }
+        if self.settings.verify_server_cert {
+            self.settings.trust.verify(&cert, &[])?;
+        }
+        crypto::check_validity(&cert, Duration::ZERO)?;
+        Ok(cert)
+    }
+
+    async fn send_one(&mut self, name: &str) -> Result<(), SenderError> {
+        let data = self.outgoing.get(name)?;
+        let md5 = crypto::message_id(&data);
+        let cert = self.server_cert().await?;
+        let identity = self.settings.identity.clone();
+        let cipher = self.settings.cipher;
+        let to_seal = data.clone();
+        let sealed =
+            tokio::task::spawn_blocking(move || crypto::seal(&to_seal, &identity, &cert, cipher))
+                .await
+                .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
+        let body = Bytes::from(sealed);
+        let started = Instant::now();
+        let mut attempts = 0;
+        while attempts < self.settings.max_attempts {
+            attempts += 1;
+            if attempts > 1 {
+                self.summary.retried += 1;
+            }
+            let msg = SsmMessage::Msg {
+                id: name.to_string(),
+                reply_to: Some(self.settings.reply_queue.clone()),
+                reack: self.reack.clone(),
+                body: body.clone(),
+            };
+            let frame = msg.to_frame(&self.settings.destination);
+            let client = match self.connect().await {
+                Ok(c) => c,
+                Err(SenderError::Broker(err)) => {
+                    warn!(%err, "cannot reach a broker");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(err) = client.handle().send_with_receipt(frame).await {
+                warn!(%err, %name, "send failed; reconnecting");
+                self.client = None;
+                continue;
+            }
+            self.summary.sent += 1;
+            match self.wait_for_ack(name, &md5).await {
+                Wait::Acked => {
+                    self.outgoing.remove(name)?;
+                    self.reack = Some(md5.clone());
+                    self.summary.acked += 1;
+                    info!(
+                        id = %name,
+                        %md5,
+                        ms = started.elapsed().as_millis() as u64,
+                        attempts,
+                        "acked"
+                    );
+                    return Ok(());
+                }
+                Wait::Rejected(reason) => {
+                    warn!(id = %name, %md5, %reason, "rejected by the receiver; moving to the reject queue");
+                    self.reject.add(&Record {
+                        body: data,
+                        signer: None,
+                        empaid: Some(name.to_string()),
+                        error: Some(reason),
+                    })?;
+                    self.outgoing.remove(name)?;
+                    self.summary.rejected += 1;
+                    return Ok(());
+                }
+                Wait::TimedOut => {
+                    warn!(id = %name, attempts, "no ack in {:?}; sending again", self.settings.ack_timeout);
+                }
+                Wait::Lost(err) => {
+                    warn!(%err, id = %name, "connection lost waiting for the ack; reconnecting");
+                    self.client = None;
+                }
+            }
+        }
+        Err(SenderError::NoAck {
+            id: name.to_string(),
+            attempts,
+        })
+    }
+
+    async fn wait_for_ack(&mut self, name: &str, md5: &str) -> Wait {
+        let deadline = tokio::time::Instant::now() + self.settings.ack_timeout;
+        let Some(client) = self.client.as_mut() else {
+            return Wait::Lost(StompError::Closed);
+        };
+        loop {
+            let event = match tokio::time::timeout_at(deadline, client.recv()).await {
+                Err(_) => return Wait::TimedOut,
+                Ok(Err(err)) => return Wait::Lost(err),
+                Ok(Ok(event)) => event,
+            };
+            let frame = match event {
+                Event::Message(frame) => frame,
+                Event::Error(frame) => {
+                    warn!(
+                        message = frame.header("message").unwrap_or(""),
+                        "broker error"
+                    );
+                    continue;
+                }
+            };
+            match SsmMessage::from_frame(&frame) {
+                Ok(SsmMessage::Ack { outcome, ack_for }) => {
+                    // An ack for an earlier message (a late answer to a resend) is not ours.
+                    if ack_for.as_deref().is_some_and(|id| id != name) {
+                        debug!(?ack_for, "ack for another message; ignoring");
+                        continue;
+                    }
+                    match outcome {
+                        AckOutcome::Stored(got) if got == md5 => return Wait::Acked,
+                        AckOutcome::Stored(got) => {
+                            debug!(%got, want = %md5, "ack with another MD5; ignoring");
+                        }
+                        AckOutcome::Rejected { reason } => {
+                            return Wait::Rejected(reason.unwrap_or_else(|| "REJECTED".into()))
+                        }
+                    }
+                }
+                Ok(other) => debug!(kind = other.kind(), "ignoring"),
+                Err(err) => debug!(%err, "ignoring a malformed reply"),
+            }
+        }
+    }
+}

@@ -375,7 +375,7 @@ impl Router {
             AckRef::MessageId(mid, sub) => session
                 .pending
                 .iter()
-                .find(|(_, p)| p.msg.id == mid && sub.map_or(true, |s| &*p.sub == s))
+                .find(|(_, p)| p.msg.id == mid && sub.is_none_or(|s| &*p.sub == s))
                 .map(|(k, _)| *k),
         };
         let Some(id) = found else {

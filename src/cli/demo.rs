@@ -1,10 +1,84 @@
-//! `ssm demo`.
+//! `ssm demo`: the README's first command (see [`crate::demo`]).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::crypto::Cipher;
+use crate::demo::{self, DemoOptions};
+use crate::stomp::BrokerAddr;
 
 /// Arguments of `ssm demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Messages each sender sends.
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
+    /// Senders running at once, each with its own certificate and queue.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Size of each message in bytes (at least 256).
+    #[arg(long, default_value_t = 2048)]
+    pub size: usize,
+    /// Envelope cipher: des3, aes128, aes192 or aes256.
+    #[arg(long, default_value = "des3")]
+    pub cipher: Cipher,
+    /// Use this broker instead of starting the embedded one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub broker: Option<BrokerAddr>,
+    /// Broker login (real brokers).
+    #[arg(long, default_value = "guest", requires = "broker")]
+    pub login: Option<String>,
+    /// Broker passcode (real brokers).
+    #[arg(long, default_value = "guest", requires = "broker")]
+    pub passcode: Option<String>,
+    /// The topic.
+    #[arg(long, default_value = "/topic/ssm.demo")]
+    pub destination: String,
+    /// Where to put the PKI and the queues (must be empty or absent) [default: a new
+    /// temporary directory, kept afterwards].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Log level (error, warn, info, debug).
+    #[arg(long, default_value = "warn")]
+    pub log_level: String,
+}
 
 /// Runs `ssm demo`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ssm demo` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::logging::init(&args.log_level, None, true)?;
+    if args.size < 256 {
+        bail!("--size must be at least 256 bytes");
+    }
+    if args.messages == 0 || args.senders == 0 {
+        bail!("--messages and --senders must be at least 1");
+    }
+    let dir = match args.dir {
+        Some(d) if !demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
+        Some(d) => d,
+        None => demo::fresh_dir()?,
+    };
+    let opts = DemoOptions {
+        dir: dir.clone(),
+        messages: args.messages,
+        senders: args.senders,
+        size: args.size,
+        cipher: args.cipher,
+        login: args.broker.as_ref().and(args.login.zip(args.passcode)),
+        broker: args.broker,
+        destination: args.destination,
+    };
+    println!(
+        "ssm demo: {} sender(s) x {} messages of {} bytes, cipher {}, in {}",
+        opts.senders,
+        opts.messages,
+        opts.size,
+        opts.cipher,
+        dir.display()
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(demo::run(opts))?;
+    println!("{report}");
+    println!("every message was stored exactly once and acked");
+    Ok(())
 }

@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod broker;
+mod common;
 pub mod demo;
 pub mod enqueue;
 pub mod open;

@@ -1,0 +1,98 @@
+//! What `ssm send` and `ssm receive` share: turning configured settings into live objects, with
+//! the start-up checks operators rely on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::{BrokerSettings, LoggingSettings};
+use crate::crypto::{self, Identity};
+use crate::stomp::{BrokerAddr, BrokerKind, ClientConfig, TlsConfig};
+
+/// Certificates must stay valid at least this long for a daemon or cron job to start.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// Loads our certificate and key, refusing a key that does not match or a certificate that
+/// expires within a day.
+pub fn load_identity(cert: &Path, key: &Path) -> anyhow::Result<Identity> {
+    let identity = Identity::load(cert, key)?;
+    crypto::check_validity(&identity.cert, MIN_VALIDITY)
+        .with_context(|| format!("certificate {}", cert.display()))?;
+    Ok(identity)
+}
+
+/// The STOMP client settings for the configured broker(s). `ca_fallback` is the
+/// `[certificates]` trust store, used for the broker's TLS certificate unless
+/// `[broker] capath` says otherwise; the client certificate for TLS is our own.
+pub fn client_config(
+    broker: &BrokerSettings,
+    ca_fallback: (Option<&Path>, Option<&Path>),
+    identity_files: (&Path, &Path),
+) -> anyhow::Result<ClientConfig> {
+    let brokers = broker
+        .brokers
+        .iter()
+        .map(|(host, port)| BrokerAddr {
+            host: host.clone(),
+            port: *port,
+        })
+        .collect();
+    let mut cfg = ClientConfig::new(brokers);
+    cfg.login = broker.login.clone();
+    cfg.passcode = broker.passcode.clone();
+    if broker.use_ssl {
+        let (capath, cafile) = match &broker.broker_capath {
+            Some(dir) => (Some(dir.clone()), None),
+            None => (
+                ca_fallback.0.map(Path::to_path_buf),
+                ca_fallback.1.map(Path::to_path_buf),
+            ),
+        };
+        cfg.tls = Some(TlsConfig {
+            capath,
+            cafile,
+            cert: Some(identity_files.0.to_path_buf()),
+            key: Some(identity_files.1.to_path_buf()),
+            verify: true,
+        });
+    }
+    Ok(cfg)
+}
+
+/// The broker kind the configuration forces, if any (`auto` or absent = detect).
+pub fn broker_kind(broker: &BrokerSettings) -> anyhow::Result<Option<BrokerKind>> {
+    match broker.kind.as_deref() {
+        None | Some("auto") => Ok(None),
+        Some(k) => match k.parse::<BrokerKind>() {
+            Ok(kind) => Ok(Some(kind)),
+            Err(_) => bail!("[broker] kind: unknown broker kind {k:?}"),
+        },
+    }
+}
+
+/// Starts logging as configured.
+pub fn init_logging(logging: &LoggingSettings) -> anyhow::Result<()> {
+    crate::logging::init(
+        &logging.level,
+        logging.logfile.as_deref(),
+        logging.console || logging.logfile.is_none(),
+    )
+}
+
+/// A cancellation token cancelled by SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> anyhow::Result<tokio_util::sync::CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing messages in flight"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing messages in flight"),
+        }
+        t.cancel();
+    });
+    Ok(token)
+}

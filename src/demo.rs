@@ -1,0 +1,321 @@
+//! `ssm demo`: the whole protocol on one machine, with nothing installed.
+//!
+//! A throwaway PKI, the embedded broker (or a real one), a receiver and one or more senders run
+//! in one process; the senders' outgoing queues are filled with APEL-style accounting records
+//! and shipped through the full protocol. The report says what was sent, acked and stored, and
+//! checks that every message arrived exactly once with its signer. The benchmark reuses it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::sync::oneshot;
+
+use crate::broker::{self, BrokerConfig};
+use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
+use crate::pki::Pki;
+use crate::queue::{Dirq, MessageStore, Outgoing, PathType};
+use crate::receiver::{self, Control, ReceiverSettings, Stats};
+use crate::sender::{Sender, SenderSettings, Summary};
+use crate::stomp::{BrokerAddr, ClientConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where everything goes (PKI, queues); kept afterwards.
+    pub dir: PathBuf,
+    /// Messages per sender.
+    pub messages: usize,
+    /// Concurrent senders, each with its own certificate and queue.
+    pub senders: usize,
+    /// Approximate size of each message, in bytes.
+    pub size: usize,
+    /// Envelope cipher.
+    pub cipher: Cipher,
+    /// A real broker; `None` starts the embedded one.
+    pub broker: Option<BrokerAddr>,
+    /// Broker login, for real brokers.
+    pub login: Option<(String, String)>,
+    /// The topic.
+    pub destination: String,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// Messages queued in all.
+    pub queued: usize,
+    /// The senders' summaries, added up.
+    pub sent: Summary,
+    /// Elements in the receiver's incoming queue.
+    pub stored: usize,
+    /// Messages the receiver rejected.
+    pub rejected: u64,
+    /// Resends stored once.
+    pub duplicates: u64,
+    /// From the first send to the last ack.
+    pub elapsed: Duration,
+    /// The receiver's incoming queue.
+    pub incoming: PathBuf,
+    /// Which broker carried the messages.
+    pub broker: String,
+}
+
+impl std::fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(f, "broker:    {}", self.broker)?;
+        writeln!(f, "queued:    {}", self.queued)?;
+        writeln!(
+            f,
+            "sent:      {} (retried {})",
+            self.sent.sent, self.sent.retried
+        )?;
+        writeln!(f, "acked:     {}", self.sent.acked)?;
+        writeln!(
+            f,
+            "stored:    {} (duplicates acked again: {}, rejected: {})",
+            self.stored, self.duplicates, self.rejected
+        )?;
+        writeln!(
+            f,
+            "time:      {:.2} s, {:.1} messages/s",
+            secs,
+            self.sent.acked as f64 / secs
+        )?;
+        write!(f, "incoming:  {}", self.incoming.display())
+    }
+}
+
+/// An APEL-style individual job record message of about `size` bytes.
+pub fn apel_message(seq: usize, size: usize) -> Vec<u8> {
+    let mut out = String::from("APEL-individual-job-message: v0.3\n");
+    let mut job = 0;
+    while out.len() < size.max(1) {
+        out.push_str(&format!(
+            "Site: RAL-LCG2\nSubmitHost: ce{:02}.gridpp.rl.ac.uk:8443/cream-pbs-grid\n\
+             LocalJobId: {seq}-{job}\nLocalUserId: pilot{:03}\n\
+             GlobalUserName: /C=UK/O=eScience/OU=CLRC/L=RAL/CN=user {}\nFQAN: /atlas/Role=pilot\n\
+             WallDuration: {}\nCpuDuration: {}\nProcessors: 1\nNodeCount: 1\n\
+             StartTime: {}\nEndTime: {}\nMemoryReal: 2000000\nMemoryVirtual: 4000000\n\
+             ServiceLevelType: HEPSPEC\nServiceLevel: 10.5\n%%\n",
+            job % 7,
+            job % 100,
+            seq % 50,
+            3600 + job,
+            3000 + job,
+            1_700_000_000 + seq * 10 + job,
+            1_700_003_600 + seq * 10 + job,
+        ));
+        job += 1;
+    }
+    out.truncate(size.max(1));
+    out.into_bytes()
+}
+
+/// Runs the demo and returns its report. Fails if any message was lost or stored twice.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let pki = Pki::generate(&opts.dir.join("pki")).context("generating the throwaway PKI")?;
+    let trust = TrustStore::new(Some(&pki.capath), None, false)?;
+
+    let mut embedded = None;
+    let addr = match &opts.broker {
+        Some(addr) => addr.clone(),
+        None => {
+            let handle = broker::start(BrokerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                ..BrokerConfig::default()
+            })
+            .await
+            .context("starting the embedded broker")?;
+            let local = handle.local_addr();
+            embedded = Some(handle);
+            BrokerAddr {
+                host: local.ip().to_string(),
+                port: local.port(),
+            }
+        }
+    };
+    let mut client = ClientConfig::new(vec![addr.clone()]);
+    if let Some((login, passcode)) = &opts.login {
+        client.login = Some(login.clone());
+        client.passcode = Some(passcode.clone());
+    }
+    client.max_rounds = Some(3);
+
+    // Senders' certificates: the PKI's client, then one more per extra sender.
+    let mut clients = vec![pki.client.clone()];
+    for i in 1..opts.senders.max(1) {
+        clients.push(pki.issue_client(&format!("sender{i}.example.org"))?);
+    }
+    let dn_text: String = clients.iter().map(|c| format!("{}\n", c.dn)).collect();
+    let dns_path = opts.dir.join("dns");
+    std::fs::write(&dns_path, &dn_text)?;
+    let dns = DnList::load(&dns_path)?;
+
+    let store_path = opts.dir.join("store");
+    let server = Identity::load(&pki.server.cert, &pki.server.key)?;
+    let cert_pem = String::from_utf8(server.cert.to_pem()?)?;
+    let stats = Arc::new(Stats::default());
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let control = Control {
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        ready: Some(ready_tx),
+        stats: stats.clone(),
+    };
+    let shutdown = control.shutdown.clone();
+    let rsettings = ReceiverSettings {
+        client: client.clone(),
+        destination: opts.destination.clone(),
+        opener: Opener::new(server.clone(), trust.clone()),
+        cert_pem,
+        dns: Arc::new(RwLock::new(dns)),
+        store_path: store_path.clone(),
+        reack_max_age: Duration::from_secs(7 * 86400),
+        max_messages: None,
+        run_for: None,
+        lanes: 0,
+    };
+    let receiver = tokio::spawn(receiver::run(rsettings, control));
+    tokio::select! {
+        r = ready_rx => r.context("the receiver stopped before it was ready")?,
+        () = tokio::time::sleep(Duration::from_secs(60)) => bail!("the receiver did not subscribe within 60 s"),
+    }
+
+    // Fill the queues, then send from every sender at once.
+    let mut tasks = Vec::new();
+    for (i, cert) in clients.iter().enumerate() {
+        let qdir = opts.dir.join(format!("outgoing-{i}"));
+        let outgoing = Outgoing::open(&qdir, PathType::Dirq)?;
+        for m in 0..opts.messages {
+            outgoing.add(&apel_message(i * opts.messages + m, opts.size))?;
+        }
+        let reject = Dirq::open(&qdir.join("reject"))?;
+        let settings = SenderSettings {
+            client: client.clone(),
+            kind: None,
+            destination: opts.destination.clone(),
+            identity: Identity::load(&cert.cert, &cert.key)?,
+            trust: trust.clone(),
+            server_cert: if i == 0 {
+                None // the first sender asks for it with certreq
+            } else {
+                Some(server.cert.clone())
+            },
+            server_dn: Some(pki.server.dn.clone()),
+            verify_server_cert: true,
+            cipher: opts.cipher,
+            ack_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            reply_queue: SenderSettings::new_reply_queue(),
+        };
+        tasks.push(Sender::new(settings, outgoing, reject));
+    }
+    let started = Instant::now();
+    let handles: Vec<_> = tasks
+        .into_iter()
+        .map(|mut s| tokio::spawn(async move { s.run_once().await }))
+        .collect();
+    let mut total = Summary::default();
+    let mut failure = None;
+    for h in handles {
+        match h.await? {
+            Ok(s) => {
+                total.sent += s.sent;
+                total.acked += s.acked;
+                total.rejected += s.rejected;
+                total.retried += s.retried;
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let elapsed = started.elapsed();
+    total.elapsed = elapsed;
+    shutdown.cancel();
+    receiver.await??;
+    if let Some(h) = embedded {
+        h.shutdown().await;
+    }
+    if let Some(e) = failure {
+        return Err(e).context("a sender failed");
+    }
+
+    let store = MessageStore::open(&store_path)?;
+    let report = DemoReport {
+        queued: opts.messages * clients.len(),
+        stored: store.incoming.count()?,
+        rejected: Stats::get(&stats.rejected),
+        duplicates: Stats::get(&stats.duplicates),
+        sent: total,
+        elapsed,
+        incoming: store_path.join("incoming"),
+        broker: match embedded_label(&opts.broker) {
+            Some(l) => l,
+            None => addr.to_string(),
+        },
+    };
+    check_stored(&store, &clients, opts.messages, opts.size)?;
+    Ok(report)
+}
+
+fn embedded_label(broker: &Option<BrokerAddr>) -> Option<String> {
+    broker
+        .is_none()
+        .then(|| "embedded (in-process)".to_string())
+}
+
+/// Every queued message is in the incoming queue exactly once, with the right signer.
+fn check_stored(
+    store: &MessageStore,
+    clients: &[crate::pki::CertFiles],
+    per_sender: usize,
+    size: usize,
+) -> anyhow::Result<()> {
+    let mut expected = std::collections::HashMap::new();
+    for (i, c) in clients.iter().enumerate() {
+        for m in 0..per_sender {
+            let body = apel_message(i * per_sender + m, size);
+            expected.insert(crypto::message_id(&body), (c.dn.clone(), false));
+        }
+    }
+    for name in store.incoming.names()? {
+        let rec = store.incoming.get(&name)?;
+        let md5 = crypto::message_id(&rec.body);
+        match expected.get_mut(&md5) {
+            None => bail!("stored message {name} was never queued"),
+            Some((_, true)) => bail!("message {md5} was stored twice"),
+            Some((dn, seen)) => {
+                if rec.signer.as_deref() != Some(dn.as_str()) {
+                    bail!(
+                        "message {md5} stored with signer {:?}, sent by {dn}",
+                        rec.signer
+                    );
+                }
+                *seen = true;
+            }
+        }
+    }
+    let missing = expected.values().filter(|(_, seen)| !seen).count();
+    if missing > 0 {
+        bail!("{missing} queued messages were not stored");
+    }
+    Ok(())
+}
+
+/// A directory for a demo run that is kept afterwards.
+pub fn fresh_dir() -> anyhow::Result<PathBuf> {
+    let dir = tempfile::Builder::new().prefix("ssm-demo-").tempdir()?;
+    Ok(dir.keep())
+}
+
+/// Whether `path` looks like a directory a demo may use.
+pub fn usable_dir(path: &Path) -> bool {
+    !path.exists()
+        || path
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
+}

@@ -1,1 +1,0 @@
-//! The receiver (SSM server) state machine.

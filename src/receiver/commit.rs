@@ -1,0 +1,252 @@
+//! Group commit: the one writer of the receiver's store.
+//!
+//! Lanes hand verified messages here; the committer takes every request that is waiting, checks
+//! each against the acked record (after applying its `ssm-reack`), stores the new ones in one
+//! batched, fsynced add, records them as acked (fsynced), and only then tells each lane its
+//! outcome so that the lane may ack. Disk work runs on the blocking pool, never on the I/O
+//! threads. A single writer also makes the duplicate check and the store one atomic step.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::acked::{AckKey, AckedLog};
+use super::Outcome;
+use crate::crypto::message_id;
+use crate::queue::{MessageStore, Record};
+
+/// Most requests committed in one batch.
+const MAX_BATCH: usize = 256;
+
+pub(crate) struct StoreRequest {
+    pub key: AckKey,
+    pub reply_to: String,
+    pub reack: Option<String>,
+    pub record: Record,
+    pub done: oneshot::Sender<Outcome>,
+}
+
+enum Request {
+    Store(StoreRequest),
+    Reject(Record),
+    Forget { md5: String, reply_to: String },
+    Recover(oneshot::Sender<()>),
+}
+
+struct State {
+    store: MessageStore,
+    acked: AckedLog,
+}
+
+/// A cheap handle to the committer task.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    tx: mpsc::UnboundedSender<Request>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Committer {
+    pub fn start(store: MessageStore, acked: AckedLog) -> Committer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(State { store, acked }));
+        let task = tokio::spawn(run(rx, state));
+        Committer {
+            tx,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Rebuilds acked entries from the incoming queue, for messages stored just before a crash
+    /// whose entry never became durable.
+    pub async fn recover(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Recover(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Asks to store a verified message; the outcome arrives on `req.done`.
+    pub fn store(&self, req: StoreRequest) {
+        if let Err(mpsc::error::SendError(Request::Store(req))) = self.tx.send(Request::Store(req))
+        {
+            let _ = req
+                .done
+                .send(Outcome::StoreFailed("receiver is shutting down".into()));
+        }
+    }
+
+    /// Keeps a rejected message, with its reason, in the reject queue.
+    pub async fn reject(&self, record: Record) {
+        let _ = self.tx.send(Request::Reject(record));
+    }
+
+    /// Applies an `ssm-reack` that came without a signature.
+    pub async fn forget_for_reply_to(&self, md5: String, reply_to: String) {
+        let _ = self.tx.send(Request::Forget { md5, reply_to });
+    }
+
+    /// Commits what is queued, then stops the task.
+    pub async fn finish(self) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        drop(self.tx);
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Request>, state: Arc<Mutex<State>>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        let state = state.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut guard = match state.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            commit(&mut guard, batch)
+        })
+        .await;
+        if let Err(err) = result {
+            error!(%err, "commit task failed");
+        }
+    }
+}
+
+/// Commits one batch; runs on the blocking pool.
+fn commit(state: &mut State, batch: Vec<Request>) {
+    let mut stores = Vec::new();
+    let mut rejects = Vec::new();
+    for req in batch {
+        match req {
+            Request::Store(r) => stores.push(r),
+            Request::Reject(rec) => rejects.push(rec),
+            Request::Forget { md5, reply_to } => {
+                if let Err(err) = state.acked.forget_for_reply_to(&md5, &reply_to) {
+                    warn!(%err, "could not update the acked record");
+                }
+            }
+            Request::Recover(done) => {
+                recover(state);
+                let _ = done.send(());
+            }
+        }
+    }
+    if !rejects.is_empty() {
+        if let Err(err) = state.store.reject.add_batch(&rejects) {
+            error!(%err, count = rejects.len(), "could not keep rejected messages");
+        }
+    }
+    if stores.is_empty() {
+        return;
+    }
+
+    // Reacks first, then the duplicate check, in arrival order: a sender that sends the same
+    // bytes again after confirming the first ack means a second message.
+    let mut new = Vec::new();
+    let mut dups = Vec::new();
+    let mut seen = HashSet::new();
+    for req in stores {
+        if let Some(md5) = &req.reack {
+            let old = AckKey {
+                signer: req.key.signer.clone(),
+                md5: md5.clone(),
+            };
+            seen.remove(&old);
+            if let Err(err) = state.acked.forget(&old) {
+                warn!(%err, "could not update the acked record");
+            }
+        }
+        if state.acked.contains(&req.key) || !seen.insert(req.key.clone()) {
+            dups.push(req);
+        } else {
+            new.push(req);
+        }
+    }
+
+    let records: Vec<Record> = new.iter().map(|r| r.record.clone()).collect();
+    let stored = state
+        .store
+        .incoming
+        .add_batch(&records)
+        .map_err(|e| e.to_string());
+    let stored = stored.and_then(|names| {
+        let keys: Vec<(AckKey, String)> = new
+            .iter()
+            .map(|r| (r.key.clone(), r.reply_to.clone()))
+            .collect();
+        state
+            .acked
+            .record(&keys, names.last().map(String::as_str))
+            .map(|()| names)
+            .map_err(|e| format!("stored, but the acked record failed: {e}"))
+    });
+    match stored {
+        Ok(names) => {
+            for (req, name) in new.into_iter().zip(names) {
+                info!(
+                    element = %name,
+                    md5 = %req.key.md5,
+                    signer = %req.key.signer,
+                    "stored"
+                );
+                let _ = req.done.send(Outcome::Stored(req.key.md5));
+            }
+        }
+        Err(reason) => {
+            error!(%reason, count = new.len(), "storing failed; not acking");
+            for req in new {
+                let _ = req.done.send(Outcome::StoreFailed(reason.clone()));
+            }
+        }
+    }
+    for req in dups {
+        info!(md5 = %req.key.md5, signer = %req.key.signer, "duplicate: acking again");
+        let _ = req.done.send(Outcome::Duplicate(req.key.md5));
+    }
+}
+
+fn recover(state: &mut State) {
+    let names = match state.store.incoming.names() {
+        Ok(n) => n,
+        Err(err) => {
+            warn!(%err, "cannot list the incoming queue to rebuild the acked record");
+            return;
+        }
+    };
+    // Only elements newer than the last one the record covers can be stored-but-unrecorded;
+    // older ones may have been confirmed by `ssm-reack` and must not come back.
+    let after = state.acked.last_element().map(str::to_string);
+    let mut found = 0;
+    for name in names {
+        if after.as_deref().is_some_and(|last| name.as_str() <= last) {
+            continue;
+        }
+        if let Ok(rec) = state.store.incoming.get(&name) {
+            if let Some(signer) = rec.signer {
+                let key = AckKey {
+                    signer,
+                    md5: message_id(&rec.body),
+                };
+                if !state.acked.contains(&key) {
+                    state.acked.remember(key, String::new());
+                    found += 1;
+                }
+            }
+        }
+    }
+    if found > 0 {
+        info!(
+            found,
+            "rebuilt acked entries from the incoming queue after an unclean stop"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Lanes: where messages are opened and verified, concurrently across senders and in order
+//! within one sender.
+//!
+//! A message goes to the lane chosen by hashing its `reply-to` (unique per sender connection),
+//! so one sender's messages are handled one after the other while different senders' messages
+//! use every core. Decryption and verification run on the blocking pool, never on the I/O
+//! threads. A lane waits for the committer's outcome before it acks and takes the next message.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::acked::AckKey;
+use super::commit::{Committer, StoreRequest};
+use super::{send_ack, Outcome, Stats};
+use crate::crypto::{message_id, DnList, Opener};
+use crate::protocol::AckOutcome;
+use crate::queue::Record;
+use crate::stomp::ClientHandle;
+
+/// Messages waiting per lane before the dispatcher waits (back-pressure on the broker).
+const LANE_DEPTH: usize = 64;
+
+/// One `msg` to handle.
+pub(crate) struct Job {
+    pub id: String,
+    pub reply_to: Option<String>,
+    pub reack: Option<String>,
+    pub body: Bytes,
+}
+
+/// What every lane shares.
+pub(crate) struct LaneContext {
+    pub opener: Opener,
+    pub dns: Arc<RwLock<DnList>>,
+    pub committer: Committer,
+    pub handle: ClientHandle,
+    pub stats: Arc<Stats>,
+    pub done: mpsc::UnboundedSender<()>,
+}
+
+struct Shared {
+    opener: Opener,
+    dns: Arc<RwLock<DnList>>,
+    committer: Committer,
+    handle: RwLock<ClientHandle>,
+    stats: Arc<Stats>,
+    done: mpsc::UnboundedSender<()>,
+}
+
+/// The pool of lanes.
+pub(crate) struct Lanes {
+    senders: Vec<mpsc::Sender<Job>>,
+    tasks: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Lanes {
+    pub fn start(count: usize, ctx: LaneContext) -> Lanes {
+        let shared = Arc::new(Shared {
+            opener: ctx.opener,
+            dns: ctx.dns,
+            committer: ctx.committer,
+            handle: RwLock::new(ctx.handle),
+            stats: ctx.stats,
+            done: ctx.done,
+        });
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..count.max(1) {
+            let (tx, mut rx) = mpsc::channel::<Job>(LANE_DEPTH);
+            let shared = shared.clone();
+            senders.push(tx);
+            tasks.push(tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    handle_job(&shared, job).await;
+                }
+            }));
+        }
+        Lanes {
+            senders,
+            tasks,
+            shared,
+        }
+    }
+
+    /// Hands a message to its sender's lane (waits when that lane is full).
+    pub async fn submit(&self, job: Job) {
+        let mut h = DefaultHasher::new();
+        job.reply_to.hash(&mut h);
+        let lane = (h.finish() % self.senders.len() as u64) as usize;
+        if self.senders[lane].send(job).await.is_err() {
+            error!("a receiver lane stopped; message dropped unacked (the sender will resend)");
+        }
+    }
+
+    /// Points the lanes at a new broker connection after a reconnect.
+    pub fn set_handle(&self, handle: ClientHandle) {
+        if let Ok(mut h) = self.shared.handle.write() {
+            *h = handle;
+        }
+    }
+
+    /// Finishes every queued message, then stops the lanes.
+    pub async fn finish(self) {
+        drop(self.senders);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn handle_job(shared: &Shared, job: Job) {
+    let started = std::time::Instant::now();
+    let opener = shared.opener.clone();
+    let body = job.body.clone();
+    let opened = tokio::task::spawn_blocking(move || opener.open(&body)).await;
+    let verdict = match opened {
+        Ok(Ok(opened)) => {
+            let allowed = shared
+                .dns
+                .read()
+                .map(|dns| dns.contains(&opened.signer_dn))
+                .unwrap_or(false);
+            if allowed {
+                Ok(opened)
+            } else {
+                Err((
+                    format!("signer {} is not in the allowed-DN list", opened.signer_dn),
+                    Some(opened.signer_dn),
+                ))
+            }
+        }
+        Ok(Err(err)) => Err((err.to_string(), None)),
+        Err(err) => Err((format!("internal error while opening: {err}"), None)),
+    };
+
+    let outcome = match verdict {
+        Ok(opened) => {
+            let md5 = message_id(&opened.content);
+            let (tx, rx) = oneshot::channel();
+            shared.committer.store(StoreRequest {
+                key: AckKey {
+                    signer: opened.signer_dn.clone(),
+                    md5,
+                },
+                reply_to: job.reply_to.clone().unwrap_or_default(),
+                reack: job.reack.clone(),
+                record: Record {
+                    body: opened.content,
+                    signer: Some(opened.signer_dn),
+                    empaid: Some(job.id.clone()),
+                    error: None,
+                },
+                done: tx,
+            });
+            rx.await
+                .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into()))
+        }
+        Err((reason, signer)) => {
+            warn!(id = %job.id, %reason, "rejecting message");
+            shared
+                .committer
+                .reject(Record {
+                    body: job.body.to_vec(),
+                    signer,
+                    empaid: Some(job.id.clone()),
+                    error: Some(reason.clone()),
+                })
+                .await;
+            Outcome::Rejected(reason)
+        }
+    };
+
+    let ack = match &outcome {
+        Outcome::Stored(md5) => {
+            Stats::bump(&shared.stats.stored);
+            Some(AckOutcome::Stored(md5.clone()))
+        }
+        Outcome::Duplicate(md5) => {
+            Stats::bump(&shared.stats.duplicates);
+            Some(AckOutcome::Stored(md5.clone()))
+        }
+        Outcome::Rejected(reason) => {
+            Stats::bump(&shared.stats.rejected);
+            Some(AckOutcome::Rejected {
+                reason: Some(reason.clone()),
+            })
+        }
+        Outcome::StoreFailed(reason) => {
+            // No ack: the sender keeps the message and sends it again once we can store it.
+            error!(id = %job.id, %reason, "not stored; not acking");
+            Stats::bump(&shared.stats.store_failures);
+            None
+        }
+    };
+    match (ack, &job.reply_to) {
+        (Some(ack), Some(reply_to)) => {
+            let handle = shared.handle.read().ok().map(|h| h.clone());
+            if let Some(handle) = handle {
+                send_ack(&handle, reply_to, ack, Some(job.id.clone())).await;
+            }
+        }
+        (Some(_), None) => warn!(id = %job.id, "message has no reply-to: cannot ack"),
+        (None, _) => {}
+    }
+    info!(
+        id = %job.id,
+        outcome = ?outcome,
+        ms = started.elapsed().as_millis() as u64,
+        "handled message"
+    );
+    let _ = shared.done.send(());
+}

@@ -1,0 +1,335 @@
+//! The receiver (SSM server): takes messages off a broker topic, opens and verifies them, stores
+//! them durably and acks them on the sender's reply queue.
+//!
+//! Guarantees:
+//! - A message is acked with its MD5 only after it is stored durably in the incoming queue and
+//!   recorded as acked (both fsynced). A storage failure sends no ack at all, so the sender keeps
+//!   the message and sends it again later; it is never answered `REJECTED` for a fault of ours.
+//! - Anything that cannot be accepted (undecryptable, bad or untrusted signature, signer not in
+//!   the allowed-DN list, corrupt payload, malformed SSM headers) is answered `REJECTED` when it
+//!   names a reply queue, and kept with the reason in the reject queue; nothing of it reaches the
+//!   incoming queue.
+//! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
+//!   acked again. The `ssm-reack` of a message is applied before that message is checked.
+//! - Messages from different senders (different reply queues) are opened concurrently on a pool
+//!   of lanes, one per core; the messages of one sender are handled in the order they arrived.
+//!   Stores that are ready together are committed together (one fsync round per batch).
+//!
+//! Layout: this file holds the event loop (broker connection, dispatch, shutdown); `lanes`
+//! opens and verifies messages; `commit` stores them in batches; `acked` is the durable record
+//! used for duplicate detection.
+
+mod acked;
+mod commit;
+mod lanes;
+
+pub use acked::{AckKey, AckedLog};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::crypto::{DnList, Opener};
+use crate::protocol::{AckOutcome, SsmMessage};
+use crate::queue::{MessageStore, QueueError, Record};
+use crate::stomp::{AckMode, Client, ClientConfig, ClientHandle, Event, Frame, StompError};
+
+/// Everything the receiver needs, already loaded and checked.
+pub struct ReceiverSettings {
+    /// How to reach the broker(s).
+    pub client: ClientConfig,
+    /// The topic (or queue) senders send to.
+    pub destination: String,
+    /// Decrypts with our key and verifies signers against the trust store.
+    pub opener: Opener,
+    /// Our certificate, PEM, sent in answer to `certreq`.
+    pub cert_pem: String,
+    /// The allowed signer DNs; shared so that SIGHUP can swap in a re-read list.
+    pub dns: Arc<RwLock<DnList>>,
+    /// The directory holding `incoming/`, `reject/` and the acked record.
+    pub store_path: PathBuf,
+    /// How long an acked MD5 is remembered when the sender never confirms it.
+    pub reack_max_age: Duration,
+    /// Stop after this many `msg` messages were handled.
+    pub max_messages: Option<u64>,
+    /// Stop after this long.
+    pub run_for: Option<Duration>,
+    /// Number of lanes opening messages concurrently (0 = one per core).
+    pub lanes: usize,
+}
+
+/// Counters of what the receiver did; shared with whoever wants to watch it run.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// `msg` messages taken off the broker.
+    pub received: AtomicU64,
+    /// Messages stored in the incoming queue (and acked).
+    pub stored: AtomicU64,
+    /// Resent messages acked again without storing.
+    pub duplicates: AtomicU64,
+    /// Messages answered `REJECTED`.
+    pub rejected: AtomicU64,
+    /// Messages neither stored nor rejected because storage failed (no ack sent).
+    pub store_failures: AtomicU64,
+    /// `certreq` messages answered.
+    pub certreqs: AtomicU64,
+    /// Reconnections to the broker.
+    pub reconnects: AtomicU64,
+}
+
+impl Stats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// How the outside world steers a running receiver.
+#[derive(Default)]
+pub struct Control {
+    /// Cancelled to stop: in-flight messages are finished, then the receiver returns.
+    pub shutdown: CancellationToken,
+    /// Told once the receiver is subscribed (senders may start).
+    pub ready: Option<oneshot::Sender<()>>,
+    /// Counters, readable while it runs.
+    pub stats: Arc<Stats>,
+}
+
+/// Why the receiver stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// The message store could not be opened.
+    #[error("cannot open the message store: {0}")]
+    Store(#[from] QueueError),
+    /// The acked record could not be opened.
+    #[error("cannot open the acked-message record {path}: {source}")]
+    AckedLog {
+        /// The record's path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The broker could not be reached or refused the subscription.
+    #[error("broker: {0}")]
+    Broker(#[from] StompError),
+}
+
+/// What happened to one `msg`: decides the ack.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Stored(String),
+    Duplicate(String),
+    Rejected(String),
+    StoreFailed(String),
+}
+
+/// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were handled or
+/// `run_for` elapsed. Returns the counters.
+pub async fn run(
+    settings: ReceiverSettings,
+    control: Control,
+) -> Result<Arc<Stats>, ReceiverError> {
+    let Control {
+        shutdown,
+        mut ready,
+        stats,
+    } = control;
+    let store = MessageStore::open(&settings.store_path)?;
+    let log_path = settings.store_path.join("ssm-acked.log");
+    let acked = AckedLog::open(&log_path, settings.reack_max_age).map_err(|source| {
+        ReceiverError::AckedLog {
+            path: log_path.clone(),
+            source,
+        }
+    })?;
+    let committer = commit::Committer::start(store, acked);
+    committer.recover().await;
+
+    let mut client = connect(&settings).await?;
+    let handle = client.handle();
+    let lane_count = if settings.lanes == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        settings.lanes
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let lanes = lanes::Lanes::start(
+        lane_count,
+        lanes::LaneContext {
+            opener: settings.opener.clone(),
+            dns: settings.dns.clone(),
+            committer: committer.clone(),
+            handle: handle.clone(),
+            stats: stats.clone(),
+            done: done_tx,
+        },
+    );
+    info!(
+        destination = %settings.destination,
+        broker = %client.broker(),
+        lanes = lane_count,
+        "receiver subscribed"
+    );
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(());
+    }
+
+    let deadline = settings.run_for.map(|d| tokio::time::Instant::now() + d);
+    let mut handled = 0u64;
+    let mut dispatched = 0u64;
+    loop {
+        if settings.max_messages.is_some_and(|max| handled >= max) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = sleep_until(deadline) => break,
+            Some(()) = done_rx.recv() => handled += 1,
+            event = client.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
+                Ok(Event::Message(frame)) => {
+                    if dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats).await {
+                        dispatched += 1;
+                    }
+                }
+                Ok(Event::Error(frame)) => warn!(
+                    message = frame.header("message").unwrap_or(""),
+                    "broker reported an error (for example an ack to a sender that left); carrying on"
+                ),
+                Err(err) => {
+                    warn!(%err, "lost the broker connection; reconnecting");
+                    Stats::bump(&stats.reconnects);
+                    client = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        c = connect(&settings) => c?,
+                    };
+                    lanes.set_handle(client.handle());
+                }
+            },
+        }
+    }
+    info!("receiver stopping: finishing messages in flight");
+    lanes.finish().await;
+    committer.finish().await;
+    if let Err(err) = client.disconnect().await {
+        debug!(%err, "disconnect");
+    }
+    Ok(stats)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect(settings: &ReceiverSettings) -> Result<Client, StompError> {
+    let client = Client::connect(&settings.client).await?;
+    client
+        .handle()
+        .subscribe(&settings.destination, AckMode::Auto, &[])
+        .await?;
+    Ok(client)
+}
+
+/// Handles one frame from the topic. Returns whether it was a `msg` handed to a lane.
+async fn dispatch(
+    settings: &ReceiverSettings,
+    frame: &Frame,
+    lanes: &lanes::Lanes,
+    committer: &commit::Committer,
+    handle: &ClientHandle,
+    stats: &Stats,
+) -> bool {
+    let reply_to = frame.header("reply-to").map(str::to_string);
+    match SsmMessage::from_frame(frame) {
+        Ok(SsmMessage::Msg {
+            id,
+            reply_to,
+            reack,
+            body,
+        }) => {
+            Stats::bump(&stats.received);
+            lanes
+                .submit(lanes::Job {
+                    id,
+                    reply_to,
+                    reack,
+                    body,
+                })
+                .await;
+            true
+        }
+        Ok(SsmMessage::CertReq { reply_to, reack }) => {
+            Stats::bump(&stats.certreqs);
+            if let Some(md5) = reack {
+                committer.forget_for_reply_to(md5, reply_to.clone()).await;
+            }
+            let resp = SsmMessage::CertResp {
+                cert_pem: settings.cert_pem.clone(),
+            };
+            info!(%reply_to, "answering certreq");
+            if let Err(err) = handle.send(resp.to_frame(&reply_to)).await {
+                warn!(%err, %reply_to, "could not send certresp");
+            }
+            false
+        }
+        Ok(SsmMessage::Ping { reack }) => {
+            debug!(?reack, ?reply_to, "ping");
+            if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
+                committer.forget_for_reply_to(md5, reply_to).await;
+            }
+            false
+        }
+        Ok(other) => {
+            debug!(kind = other.kind(), "ignoring a message meant for senders");
+            false
+        }
+        Err(err) => {
+            warn!(%err, ?reply_to, "malformed SSM message");
+            Stats::bump(&stats.rejected);
+            let reason = err.to_string();
+            let record = Record {
+                body: frame.body.to_vec(),
+                signer: None,
+                empaid: frame.header("ssm-msg-id").map(str::to_string),
+                error: Some(reason.clone()),
+            };
+            committer.reject(record).await;
+            if let Some(reply_to) = reply_to {
+                send_ack(
+                    handle,
+                    &reply_to,
+                    AckOutcome::Rejected {
+                        reason: Some(reason),
+                    },
+                    None,
+                )
+                .await;
+            }
+            false
+        }
+    }
+}
+
+/// Sends an ack; a failure is logged, not fatal (the sender will resend and be acked again).
+pub(crate) async fn send_ack(
+    handle: &ClientHandle,
+    reply_to: &str,
+    outcome: AckOutcome,
+    ack_for: Option<String>,
+) {
+    let frame = SsmMessage::Ack { outcome, ack_for }.to_frame(reply_to);
+    if let Err(err) = handle.send(frame).await {
+        error!(%err, %reply_to, "could not send ack");
+    }
+}
