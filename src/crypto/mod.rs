@@ -27,7 +27,7 @@ pub use cipher::{Cipher, UnknownCipher};
 pub use dn::{name_to_slash, subject_dn, DnList};
 pub use error::CryptoError;
 pub use identity::{check_validity, key_matches, load_cert, load_key, Identity};
-pub use open::{Opened, Opener, DEFAULT_MAX_SIZE};
+pub use open::{unpack, Opened, Opener, DEFAULT_MAX_SIZE};
 pub use seal::seal;
 pub use trust::TrustStore;
 

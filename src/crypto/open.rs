@@ -92,7 +92,7 @@ impl Opener {
     pub fn open(&self, body: &[u8]) -> Result<Opened, CryptoError> {
         let signed = self.decrypt(body)?;
         let (text, signer_cert) = self.verify(&signed)?;
-        let content = decode(strip_text_header(&text), self.max_size)?;
+        let content = unpack(&text, self.max_size)?;
         Ok(Opened {
             content,
             signer_dn: subject_dn(&signer_cert),
@@ -181,6 +181,13 @@ impl Opener {
         })?;
         Ok((content, signer))
     }
+}
+
+/// The last steps of [`Opener::open`], on verified signed content: drops the `-text` MIME
+/// header if there is one, base64-decodes (ignoring whitespace) and zlib-decompresses, refusing
+/// output over `max` bytes. Public so that it can be fuzzed on its own.
+pub fn unpack(content: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
+    decode(strip_text_header(content), max)
 }
 
 /// Removes the MIME header `-text` signing adds (`Content-Type: text/plain` then a blank line).
