@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::config::{BrokerSettings, LoggingSettings};
 use crate::crypto::{self, Identity};
-use crate::stomp::{BrokerAddr, BrokerKind, ClientConfig, TlsConfig};
+use crate::stomp::{BrokerAddr, ClientConfig, TlsConfig};
 
 /// Certificates must stay valid at least this long for a daemon or cron job to start.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -58,17 +58,6 @@ pub fn client_config(
         });
     }
     Ok(cfg)
-}
-
-/// The broker kind the configuration forces, if any (`auto` or absent = detect).
-pub fn broker_kind(broker: &BrokerSettings) -> anyhow::Result<Option<BrokerKind>> {
-    match broker.kind.as_deref() {
-        None | Some("auto") => Ok(None),
-        Some(k) => match k.parse::<BrokerKind>() {
-            Ok(kind) => Ok(Some(kind)),
-            Err(_) => bail!("[broker] kind: unknown broker kind {k:?}"),
-        },
-    }
 }
 
 /// Starts logging as configured.

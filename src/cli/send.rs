@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use super::common;
 use crate::config::{SenderConfig, SenderOverrides};
-use crate::crypto::{self, Cipher, TrustStore};
-use crate::queue::{Dirq, Outgoing, PathType};
+use crate::crypto::{self, TrustStore};
+use crate::queue::{Dirq, Outgoing};
 use crate::sender::{Sender, SenderSettings};
 
 /// Arguments of `ssm send`.
@@ -55,11 +55,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if server_cert.is_none() && cfg.server_dn.is_none() {
         bail!("[certificates] server_cert or server_dn is required (or give --server-cert S or --server-dn DN)");
     }
-    let cipher: Cipher = cfg
-        .cipher
-        .parse()
-        .map_err(|e| anyhow::anyhow!("[messaging] cipher: {e}"))?;
-    let path_type: PathType = cfg.path_type.parse()?;
     let client = common::client_config(
         &cfg.broker,
         (cfg.capath.as_deref(), cfg.cafile.as_deref()),
@@ -67,14 +62,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let settings = SenderSettings {
         client,
-        kind: common::broker_kind(&cfg.broker)?,
+        kind: cfg.broker.kind,
         destination: cfg.destination.clone(),
         identity,
         trust,
         server_cert,
         server_dn: cfg.server_dn.clone(),
         verify_server_cert: cfg.verify_server_cert,
-        cipher,
+        cipher: cfg.cipher,
         ack_timeout: cfg.ack_timeout,
         max_attempts: cfg.max_attempts,
         reply_queue: cfg
@@ -82,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(SenderSettings::new_reply_queue),
     };
-    let outgoing = Outgoing::open(&cfg.path, path_type)?;
+    let outgoing = Outgoing::open(&cfg.path, cfg.path_type)?;
     let reject = Dirq::open(&cfg.path.join("reject"))?;
     let mut sender = Sender::new(settings, outgoing, reject);
     let rt = tokio::runtime::Runtime::new()?;

@@ -2,12 +2,14 @@
 //!
 //! The CLI flattens these structs into its argument structs (`#[command(flatten)]`). Flag names
 //! are a public interface: scripts rely on them. Values are checked by clap as they are parsed
-//! (ports, counts, names), so applying them to a configuration cannot fail.
+//! (ports, counts, names, with the parsers of [`super::values`]), so applying them to a configuration cannot fail.
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 
-use super::values::{self, BrokerKind, Cipher, PathType};
+use super::values::{self, KindChoice};
+use crate::crypto::Cipher;
+use crate::queue::PathType;
 
 /// Flags of `ssm send`.
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -43,11 +45,11 @@ pub struct SenderOverrides {
     /// Outgoing queue directory ([messaging] path).
     #[arg(long, value_name = "OUTQ")]
     pub path: Option<PathBuf>,
-    /// Outgoing queue layout ([messaging] path_type) [default: dirq].
-    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
+    /// Outgoing queue layout: dirq or directory ([messaging] path_type) [default: dirq].
+    #[arg(long, value_name = "TYPE", value_parser = values::parse_path_type)]
     pub path_type: Option<PathType>,
-    /// Encryption cipher ([messaging] cipher) [default: des3].
-    #[arg(long, value_enum, ignore_case = true, value_name = "CIPHER")]
+    /// Encryption cipher: des3, aes128, aes192 or aes256 ([messaging] cipher) [default: des3].
+    #[arg(long, value_name = "CIPHER", value_parser = values::parse_cipher)]
     pub cipher: Option<Cipher>,
     /// Seconds to wait for an ack before resending ([messaging] ack_timeout) [default: 60].
     #[arg(long, value_name = "SECS")]
@@ -72,9 +74,10 @@ pub struct SenderOverrides {
     /// ([broker] capath).
     #[arg(long, value_name = "DIR")]
     pub broker_capath: Option<PathBuf>,
-    /// Broker kind, for its quirks ([broker] kind).
-    #[arg(long, value_enum, ignore_case = true, value_name = "KIND")]
-    pub broker_kind: Option<BrokerKind>,
+    /// Broker kind, for its quirks: auto, rabbitmq, activemq or embedded ([broker] kind)
+    /// [default: auto].
+    #[arg(long, value_name = "KIND", value_parser = values::parse_broker_kind)]
+    pub broker_kind: Option<KindChoice>,
 }
 
 /// Flags of `ssm receive`.
@@ -129,7 +132,8 @@ pub struct ReceiverOverrides {
     /// ([broker] capath).
     #[arg(long, value_name = "DIR")]
     pub broker_capath: Option<PathBuf>,
-    /// Broker kind, for its quirks ([broker] kind).
-    #[arg(long, value_enum, ignore_case = true, value_name = "KIND")]
-    pub broker_kind: Option<BrokerKind>,
+    /// Broker kind, for its quirks: auto, rabbitmq, activemq or embedded ([broker] kind)
+    /// [default: auto].
+    #[arg(long, value_name = "KIND", value_parser = values::parse_broker_kind)]
+    pub broker_kind: Option<KindChoice>,
 }

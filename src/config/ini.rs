@@ -209,8 +209,8 @@ impl IniReader {
             login: self.plain(S, "login")?,
             passcode: self.plain(S, "passcode")?,
             kind: self
-                .parsed(S, "kind", |v| v.parse::<values::BrokerKind>())?
-                .map(|k| k.as_str().to_string()),
+                .parsed(S, "kind", values::parse_broker_kind)?
+                .and_then(|choice| choice.0),
             broker_capath: capath.or(capath_alias),
         })
     }

@@ -25,10 +25,12 @@ pub mod values;
 
 use std::path::PathBuf;
 
+use crate::stomp::BrokerKind;
+
 pub use flags::{ReceiverOverrides, SenderOverrides};
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
 pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};
-pub use values::{BrokerKind, Cipher, PathType};
+pub use values::KindChoice;
 
 /// Where `ssm send` looks for its configuration when `-c` is not given.
 pub const DEFAULT_SENDER_CFG: &str = "/etc/apel/sender.cfg";
@@ -51,8 +53,9 @@ pub struct BrokerSettings {
     pub login: Option<String>,
     /// STOMP passcode, if the broker wants one.
     pub passcode: Option<String>,
-    /// Broker kind (`auto`, `rabbitmq`, `activemq`, `embedded`), lowercase; `None` = not said.
-    pub kind: Option<String>,
+    /// The broker kind to assume for its quirks; `None` = find out from the broker (`auto`, or
+    /// not said).
+    pub kind: Option<BrokerKind>,
     /// CA directory for the broker's TLS certificate; `None` = the caller's choice (normally
     /// the `[certificates]` trust store).
     pub broker_capath: Option<PathBuf>,
@@ -171,7 +174,7 @@ struct BrokerFlags<'a> {
     passcode: &'a Option<String>,
     tls: bool,
     broker_capath: &'a Option<PathBuf>,
-    broker_kind: Option<BrokerKind>,
+    broker_kind: Option<KindChoice>,
 }
 
 impl BrokerSettings {
@@ -198,8 +201,8 @@ impl BrokerSettings {
         set(&mut self.login, f.login);
         set(&mut self.passcode, f.passcode);
         set(&mut self.broker_capath, f.broker_capath);
-        if let Some(kind) = f.broker_kind {
-            self.kind = Some(kind.as_str().to_string());
+        if let Some(KindChoice(kind)) = f.broker_kind {
+            self.kind = kind;
         }
     }
 

@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::crypto::Cipher;
+use crate::queue::PathType;
+
 use super::ini::IniReader;
-use super::values::{self, Cipher, PathType};
+use super::values;
 use super::{
     missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
     LoggingSettings, SenderOverrides, DEFAULT_SENDER_CFG,
@@ -39,9 +42,9 @@ pub struct SenderConfig {
     /// Outgoing queue directory.
     pub path: PathBuf,
     /// Outgoing queue layout: `dirq` (default) or `directory`.
-    pub path_type: String,
+    pub path_type: PathType,
     /// Encryption cipher: `des3` (default), `aes128`, `aes192` or `aes256`.
-    pub cipher: String,
+    pub cipher: Cipher,
     /// How long to wait for an ack before sending the message again; default 60 s.
     pub ack_timeout: Duration,
     /// Sends of one message before giving up on it for this run; default 5.
@@ -127,12 +130,8 @@ impl SenderConfig {
         }
         set_required(&mut self.destination, &o.destination);
         set_required(&mut self.path, &o.path);
-        if let Some(t) = o.path_type {
-            self.path_type = t.as_str().to_string();
-        }
-        if let Some(c) = o.cipher {
-            self.cipher = c.as_str().to_string();
-        }
+        set_required(&mut self.path_type, &o.path_type);
+        set_required(&mut self.cipher, &o.cipher);
         if let Some(secs) = o.ack_timeout {
             self.ack_timeout = Duration::from_secs(secs.get());
         }
@@ -154,8 +153,8 @@ impl SenderConfig {
             verify_server_cert: true,
             destination: String::new(),
             path: PathBuf::new(),
-            path_type: PathType::Dirq.as_str().to_string(),
-            cipher: Cipher::Des3.as_str().to_string(),
+            path_type: PathType::Dirq,
+            cipher: Cipher::Des3,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             reply_queue: None,
@@ -197,11 +196,11 @@ impl SenderConfig {
         const MSG: &str = "messaging";
         c.destination = r.plain(MSG, "destination")?.unwrap_or_default();
         c.path = r.path(MSG, "path")?.unwrap_or_default();
-        if let Some(t) = r.parsed(MSG, "path_type", |v| v.parse::<PathType>())? {
-            c.path_type = t.as_str().to_string();
+        if let Some(t) = r.parsed(MSG, "path_type", values::parse_path_type)? {
+            c.path_type = t;
         }
-        if let Some(cipher) = r.parsed(MSG, "cipher", |v| v.parse::<Cipher>())? {
-            c.cipher = cipher.as_str().to_string();
+        if let Some(cipher) = r.parsed(MSG, "cipher", values::parse_cipher)? {
+            c.cipher = cipher;
         }
         if let Some(d) = r.duration(MSG, "ack_timeout")? {
             c.ack_timeout = d;

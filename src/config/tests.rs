@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::*;
+use crate::crypto::Cipher;
+use crate::queue::PathType;
+use crate::stomp::BrokerKind;
 
 const SENDER_CFG: &str = include_str!("../../conf/sender.cfg");
 const RECEIVER_CFG: &str = include_str!("../../conf/receiver.cfg");
@@ -116,8 +119,8 @@ fn example_sender_cfg_gives_the_defaults() {
             verify_server_cert: true,
             destination: "/topic/global.accounting.test".into(),
             path: "/var/spool/apel/outgoing".into(),
-            path_type: "dirq".into(),
-            cipher: "des3".into(),
+            path_type: PathType::Dirq,
+            cipher: Cipher::Des3,
             ack_timeout: Duration::from_secs(60),
             max_attempts: 5,
             reply_queue: None,
@@ -193,7 +196,8 @@ fn commented_out_example_options_parse_when_enabled() {
         let warnings = if is_sender {
             let (c, w) = sender(&uncommented).unwrap();
             assert_eq!(c.broker.login.as_deref(), Some("ssm"));
-            assert_eq!(c.broker.kind.as_deref(), Some("auto"));
+            // `kind = auto` means: find out from the broker.
+            assert_eq!(c.broker.kind, None);
             assert_eq!(
                 c.broker.broker_capath.as_deref(),
                 Some(Path::new("/etc/grid-security/certificates"))
@@ -273,7 +277,7 @@ fn flags_win_over_the_file() {
     assert!(c.broker.use_ssl);
     assert_eq!(c.broker.login.as_deref(), Some("u"));
     assert_eq!(c.broker.passcode.as_deref(), Some("p#;"));
-    assert_eq!(c.broker.kind.as_deref(), Some("rabbitmq"));
+    assert_eq!(c.broker.kind, Some(BrokerKind::RabbitMq));
     assert_eq!(c.broker.broker_capath, Some(PathBuf::from("/flag/bca")));
     assert_eq!(c.destination, "/topic/other");
     assert_eq!(c.certificate, PathBuf::from("/flag/cert.pem"));
@@ -284,8 +288,8 @@ fn flags_win_over_the_file() {
     assert_eq!(c.server_cert, None);
     assert_eq!(c.server_dn.as_deref(), Some("/CN=receiver"));
     assert_eq!(c.path, PathBuf::from("/flag/q"));
-    assert_eq!(c.path_type, "directory");
-    assert_eq!(c.cipher, "aes256");
+    assert_eq!(c.path_type, PathType::Directory);
+    assert_eq!(c.cipher, Cipher::Aes256);
     assert_eq!(c.ack_timeout, Duration::from_secs(5));
     assert_eq!(c.max_attempts, 2);
 
@@ -293,7 +297,7 @@ fn flags_win_over_the_file() {
     let (mut c2, _) = sender(SENDER_CFG).unwrap();
     c2.apply(&o);
     assert_eq!(c2.broker, c.broker);
-    assert_eq!(c2.cipher, "aes256");
+    assert_eq!(c2.cipher, Cipher::Aes256);
     assert_eq!(c2.server_dn.as_deref(), Some("/CN=receiver"));
 }
 
@@ -307,6 +311,32 @@ fn flags_left_out_keep_the_file() {
     let mut after = before.clone();
     after.apply(&receive_flags(&[]));
     assert_eq!(after, before);
+}
+
+#[test]
+fn names_are_case_insensitive_and_auto_means_detect() {
+    let text = edit(
+        &edit(
+            &edit(SENDER_CFG, "# kind = auto", "kind = RabbitMQ"),
+            "path_type = dirq",
+            "path_type = Directory",
+        ),
+        "cipher = des3",
+        "cipher = AES192",
+    );
+    let (c, _) = sender(&text).unwrap();
+    assert_eq!(c.broker.kind, Some(BrokerKind::RabbitMq));
+    assert_eq!(c.path_type, PathType::Directory);
+    assert_eq!(c.cipher, Cipher::Aes192);
+    // `--broker-kind auto` undoes the file's kind: detect again.
+    let o = send_flags(&["--broker-kind", "AUTO", "--path-type", "DIRQ"]);
+    assert_eq!(o.broker_kind, Some(KindChoice(None)));
+    let (c, _) = SenderConfig::from_ini_str_with(&text, "sender.cfg", &o).unwrap();
+    assert_eq!(c.broker.kind, None);
+    assert_eq!(c.path_type, PathType::Dirq);
+    assert_eq!(c.cipher, Cipher::Aes192);
+    let o = receive_flags(&["--broker-kind", "Embedded"]);
+    assert_eq!(o.broker_kind, Some(KindChoice(Some(BrokerKind::Embedded))));
 }
 
 #[test]
@@ -348,7 +378,7 @@ fn receiver_flags_win_over_the_file() {
     let (c, _) = ReceiverConfig::from_ini_str_with(RECEIVER_CFG, "receiver.cfg", &o).unwrap();
     assert_eq!(c.dn_file, PathBuf::from("/flag/dns"));
     assert_eq!(c.broker.brokers, vec![("r.example.org".to_string(), 61614)]);
-    assert_eq!(c.broker.kind.as_deref(), Some("activemq"));
+    assert_eq!(c.broker.kind, Some(BrokerKind::ActiveMq));
     assert_eq!(c.broker.login.as_deref(), Some("l"));
     assert_eq!(c.broker.broker_capath, Some(PathBuf::from("/bca")));
     assert_eq!(c.destination, "/topic/r");
@@ -382,8 +412,8 @@ fn flags_alone_make_a_configuration() {
     let c = SenderConfig::from_overrides(&o).unwrap();
     assert_eq!(c.broker.brokers, vec![("127.0.0.1".to_string(), 61613)]);
     assert!(!c.broker.use_ssl, "TLS is off with flags only unless --tls");
-    assert_eq!(c.cipher, "des3");
-    assert_eq!(c.path_type, "dirq");
+    assert_eq!(c.cipher, Cipher::Des3);
+    assert_eq!(c.path_type, PathType::Dirq);
     assert_eq!(c.ack_timeout, DEFAULT_ACK_TIMEOUT);
     assert_eq!(c.max_attempts, 5);
     assert!(c.verify_server_cert);
@@ -733,6 +763,8 @@ fn clap_flags_are_well_formed_and_checked() {
         vec!["--cipher", "rc4"],
         vec!["--path-type", "queue"],
         vec!["--broker-kind", "artemis"],
+        vec!["--broker-kind", "other"],
+        vec!["--broker-kind"],
         vec!["--ack-timeout", "0"],
         vec!["--max-attempts", "0"],
         vec!["--max-attempts", "-1"],
@@ -752,6 +784,42 @@ fn clap_flags_are_well_formed_and_checked() {
         args.extend_from_slice(&bad);
         assert!(ReceiveCli::try_parse_from(args).is_err(), "{bad:?}");
     }
+    // clap prints the parsers' reasons after the flag, and the help lists the names.
+    for (flag, value, reason) in [
+        (
+            "--cipher",
+            "rc4",
+            "'rc4' is not a cipher (one of des3, aes128, aes192, aes256)",
+        ),
+        (
+            "--path-type",
+            "queue",
+            "'queue' is not a queue type (one of dirq, directory)",
+        ),
+        (
+            "--broker-kind",
+            "artemis",
+            "'artemis' is not a broker kind (one of auto, rabbitmq, activemq, embedded)",
+        ),
+    ] {
+        let e = SendCli::try_parse_from(["ssm-send", flag, value])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(flag) && e.contains(reason), "{e}");
+    }
+    let help = SendCli::command().render_long_help().to_string();
+    for names in [
+        "des3, aes128, aes192 or aes256",
+        "dirq or directory",
+        "auto, rabbitmq, activemq or embedded",
+    ] {
+        assert!(help.contains(names), "{names}: {help}");
+    }
+    let help = ReceiveCli::command().render_long_help().to_string();
+    assert!(
+        help.contains("auto, rabbitmq, activemq or embedded"),
+        "{help}"
+    );
     let o = send_flags(&["-c", "/s.cfg", "--cipher", "AES128"]);
     assert_eq!(o.config, Some(PathBuf::from("/s.cfg")));
     assert_eq!(o.cipher, Some(Cipher::Aes128));
@@ -788,7 +856,7 @@ fn resolve_picks_the_file() {
     let (c, _) =
         SenderConfig::resolve_with_default(&send_flags(&["--cipher", "aes128"]), &default).unwrap();
     assert_eq!(c.destination, "/topic/global.accounting.test");
-    assert_eq!(c.cipher, "aes128");
+    assert_eq!(c.cipher, Cipher::Aes128);
     // -c names another file, which wins over the default.
     let other = dir.path().join("other.cfg");
     std::fs::write(

@@ -4,105 +4,61 @@
 //! line, no option name) that the caller wraps with the file, section and option, or that clap
 //! prints after the flag name.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-/// The encryption ciphers a sender may use (`-des3`, `-aes128`… of `openssl smime -encrypt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Cipher {
-    /// Triple DES, the protocol's default, for old receivers.
-    Des3,
-    /// AES, 128-bit key.
-    Aes128,
-    /// AES, 192-bit key.
-    Aes192,
-    /// AES, 256-bit key.
-    Aes256,
+use crate::crypto::Cipher;
+use crate::queue::PathType;
+use crate::stomp::BrokerKind;
+
+/// The accepted `[broker] kind` / `--broker-kind` names, in documentation order.
+pub const BROKER_KINDS: &[&str] = &["auto", "rabbitmq", "activemq", "embedded"];
+
+/// A `[broker] kind` / `--broker-kind` choice: a broker kind to assume, or `None` for `auto`
+/// (find out from the broker's `CONNECTED` frame).
+///
+/// A newtype rather than `Option<BrokerKind>` because clap gives `Option<Option<T>>` fields a
+/// meaning of their own (a flag with an optional value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindChoice(pub Option<BrokerKind>);
+
+/// An encryption cipher name: `des3`, `aes128`, `aes192` or `aes256`, in any case (OpenSSL's
+/// long names such as `aes-256-cbc` are accepted too, as everywhere a cipher is named).
+pub fn parse_cipher(s: &str) -> Result<Cipher, String> {
+    s.parse::<Cipher>().map_err(|_| {
+        format!(
+            "'{}' is not a cipher (one of {})",
+            excerpt(s),
+            Cipher::NAMES.join(", ")
+        )
+    })
 }
 
-/// How the sender's outgoing queue is laid out on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PathType {
-    /// A `dirq` `QueueSimple` (what APEL writes).
-    Dirq,
-    /// A plain directory: every file in it is a message.
-    Directory,
+/// An outgoing queue layout: `dirq` or `directory`, in any case.
+pub fn parse_path_type(s: &str) -> Result<PathType, String> {
+    s.parse::<PathType>().map_err(|_| {
+        format!(
+            "'{}' is not a queue type (one of {})",
+            excerpt(s),
+            PathType::NAMES.join(", ")
+        )
+    })
 }
 
-/// What kind of broker to expect, for its quirks (temporary queues, reply-to rewriting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BrokerKind {
-    /// Find out from the broker's `CONNECTED` frame.
-    Auto,
-    /// RabbitMQ with its STOMP plugin.
-    Rabbitmq,
-    /// Apache ActiveMQ (Classic).
-    Activemq,
-    /// The broker built into `ssm broker`.
-    Embedded,
+/// A broker kind: `auto` (detect), `rabbitmq`, `activemq` or `embedded`, in any case.
+pub fn parse_broker_kind(s: &str) -> Result<KindChoice, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(KindChoice(None));
+    }
+    match s.parse::<BrokerKind>() {
+        // `other` is what detection says of an unknown broker, not something to ask for.
+        Ok(BrokerKind::Other) | Err(_) => Err(format!(
+            "'{}' is not a broker kind (one of {})",
+            excerpt(s),
+            BROKER_KINDS.join(", ")
+        )),
+        Ok(kind) => Ok(KindChoice(Some(kind))),
+    }
 }
-
-/// Implements `as_str`, `Display` and `FromStr` (case-insensitive) from a name table.
-macro_rules! named {
-    ($ty:ty, $what:literal, [$($variant:ident = $name:literal),+ $(,)?]) => {
-        impl $ty {
-            /// Every accepted name, in documentation order.
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            /// The canonical (lowercase) name.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $name),+ }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                $(if s.eq_ignore_ascii_case($name) { return Ok(Self::$variant); })+
-                Err(format!(
-                    "'{}' is not {} (one of {})",
-                    excerpt(s),
-                    $what,
-                    Self::NAMES.join(", ")
-                ))
-            }
-        }
-    };
-}
-
-named!(
-    Cipher,
-    "a cipher",
-    [
-        Des3 = "des3",
-        Aes128 = "aes128",
-        Aes192 = "aes192",
-        Aes256 = "aes256"
-    ]
-);
-named!(
-    PathType,
-    "a queue type",
-    [Dirq = "dirq", Directory = "directory"]
-);
-named!(
-    BrokerKind,
-    "a broker kind",
-    [
-        Auto = "auto",
-        Rabbitmq = "rabbitmq",
-        Activemq = "activemq",
-        Embedded = "embedded",
-    ]
-);
 
 /// The log level names accepted in `[logging] level` (Python's names, plus `TRACE` and `WARN`).
 pub const LEVELS: &[&str] = &[
@@ -346,19 +302,47 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!("AES256".parse::<Cipher>(), Ok(Cipher::Aes256));
-        assert_eq!("des3".parse::<Cipher>(), Ok(Cipher::Des3));
+        assert_eq!(parse_cipher("AES256"), Ok(Cipher::Aes256));
+        assert_eq!(parse_cipher("des3"), Ok(Cipher::Des3));
         assert_eq!(
-            "rc4".parse::<Cipher>().unwrap_err(),
+            parse_cipher("rc4").unwrap_err(),
             "'rc4' is not a cipher (one of des3, aes128, aes192, aes256)"
         );
-        assert_eq!("Directory".parse::<PathType>(), Ok(PathType::Directory));
-        assert!("dirQ".parse::<PathType>().is_ok());
-        assert!("queue".parse::<PathType>().is_err());
-        assert_eq!("RabbitMQ".parse::<BrokerKind>(), Ok(BrokerKind::Rabbitmq));
-        assert!("artemis".parse::<BrokerKind>().is_err());
+        assert_eq!(parse_path_type("Directory"), Ok(PathType::Directory));
+        assert_eq!(parse_path_type("dirQ"), Ok(PathType::Dirq));
+        assert_eq!(
+            parse_path_type("queue").unwrap_err(),
+            "'queue' is not a queue type (one of dirq, directory)"
+        );
+        assert_eq!(
+            parse_broker_kind("RabbitMQ"),
+            Ok(KindChoice(Some(BrokerKind::RabbitMq)))
+        );
+        assert_eq!(
+            parse_broker_kind("activemq"),
+            Ok(KindChoice(Some(BrokerKind::ActiveMq)))
+        );
+        assert_eq!(
+            parse_broker_kind("Embedded"),
+            Ok(KindChoice(Some(BrokerKind::Embedded)))
+        );
+        assert_eq!(parse_broker_kind("AUTO"), Ok(KindChoice(None)));
+        for bad in ["artemis", "other", ""] {
+            assert_eq!(
+                parse_broker_kind(bad).unwrap_err(),
+                format!("'{bad}' is not a broker kind (one of auto, rabbitmq, activemq, embedded)")
+            );
+        }
         for c in Cipher::NAMES {
-            assert_eq!(c.parse::<Cipher>().map(Cipher::as_str), Ok(*c));
+            assert_eq!(parse_cipher(c).map(Cipher::name), Ok(c));
+        }
+        for t in PathType::NAMES {
+            assert_eq!(parse_path_type(t).map(|t| t.to_string()), Ok(t.to_string()));
+        }
+        for k in BROKER_KINDS {
+            let choice = parse_broker_kind(k).unwrap();
+            let name = choice.0.map_or("auto", BrokerKind::as_str);
+            assert_eq!(name, *k);
         }
         assert_eq!(parse_level("debug"), Ok("DEBUG".to_string()));
         assert!(parse_level("verbose").is_err());

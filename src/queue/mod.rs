@@ -47,14 +47,23 @@ pub enum PathType {
     Directory,
 }
 
+impl PathType {
+    /// The accepted names, in documentation order.
+    pub const NAMES: [&'static str; 2] = ["dirq", "directory"];
+}
+
 impl FromStr for PathType {
     type Err = QueueError;
 
+    /// Accepts `dirq` or `directory`, in any case (as `[messaging] path_type` always has).
     fn from_str(s: &str) -> Result<PathType, QueueError> {
-        match s {
-            "dirq" => Ok(PathType::Dirq),
-            "directory" => Ok(PathType::Directory),
-            other => Err(QueueError::UnknownPathType(other.to_string())),
+        let name = s.trim();
+        if name.eq_ignore_ascii_case("dirq") {
+            Ok(PathType::Dirq)
+        } else if name.eq_ignore_ascii_case("directory") {
+            Ok(PathType::Directory)
+        } else {
+            Err(QueueError::UnknownPathType(s.to_string()))
         }
     }
 }
@@ -201,6 +210,14 @@ mod tests {
             PathType::Directory
         );
         assert_eq!(PathType::default(), PathType::Dirq);
+        assert_eq!("DirQ".parse::<PathType>().unwrap(), PathType::Dirq);
+        assert_eq!(
+            " Directory ".parse::<PathType>().unwrap(),
+            PathType::Directory
+        );
+        for name in PathType::NAMES {
+            assert_eq!(name.parse::<PathType>().unwrap().to_string(), name);
+        }
         let err = "queue".parse::<PathType>().unwrap_err();
         assert!(err.to_string().contains("\"queue\""), "{err}");
         assert_eq!(PathType::Directory.to_string(), "directory");
