@@ -6,7 +6,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod broker;
+pub mod check;
 mod common;
 pub mod demo;
 pub mod enqueue;
@@ -15,6 +17,7 @@ pub mod queue;
 pub mod receive;
 pub mod seal;
 pub mod send;
+pub mod status;
 
 /// Secure STOMP Messenger: signed, encrypted store-and-forward messaging over STOMP brokers.
 #[derive(Debug, Parser)]
@@ -44,6 +47,12 @@ pub enum Command {
     Enqueue(enqueue::Args),
     /// Inspect or clean an outgoing queue.
     Queue(queue::Args),
+    /// Measure end-to-end throughput, latency and memory.
+    Bench(bench::Args),
+    /// Check a configuration without starting: files, keys, expiry, CAs, broker, destination.
+    Check(check::Args),
+    /// Print queue depths and the oldest message's age.
+    Status(status::Args),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -58,6 +67,9 @@ pub fn main() -> i32 {
         Command::Open(args) => open::run(args),
         Command::Enqueue(args) => enqueue::run(args),
         Command::Queue(args) => queue::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => 0,
