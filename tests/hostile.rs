@@ -142,6 +142,8 @@ impl Ctx {
         .iter()
         .map(|d| format!("{d}\n"))
         .collect();
+        // The intruder's DN in another case only: the match is exact and case-sensitive.
+        let dns = format!("{dns}{}\n", intruder.dn.to_uppercase());
         std::fs::write(&w.dn_file, dns).unwrap();
         let _ = b;
         Ctx {
@@ -336,7 +338,10 @@ fn run_all(b: &BrokerRef) {
                 "signed with a revoked certificate (--crl-check)",
                 &ctx.w.pki.revoked_client,
             ),
-            ("allowed CA, DN not in the list", &ctx.intruder),
+            (
+                "allowed CA, DN not in the list (only an upper-case variant is)",
+                &ctx.intruder,
+            ),
         ] {
             let id = uuid::Uuid::new_v4().simple().to_string();
             let f = peer.msg(&id, ctx.sealed_by(who, &good_content));
