@@ -193,7 +193,10 @@ impl Sender {
         // that message would never be sent.
         match self.outgoing.purge() {
             Ok(r) if r.locks_released > 0 => {
-                warn!(count = r.locks_released, "released stale locks left by a dead sender")
+                warn!(
+                    count = r.locks_released,
+                    "released stale locks left by a dead sender"
+                )
             }
             Ok(_) => {}
             Err(err) => warn!(%err, "could not purge the outgoing queue"),
