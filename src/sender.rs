@@ -11,6 +11,8 @@
 //!   the message in flight is sent again; the receiver stores resends once.
 //! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
 //!   answer only if it chains to a trusted CA and carries the configured server DN.
+//! - A message left locked by a sender that died is sent again by the first pass after its
+//!   lock went stale (the queue's default lock age, 600 s).
 //! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
 //!   carries the last one, so that the receiver can forget its bookkeeping.
 
@@ -186,6 +188,19 @@ impl Sender {
     }
 
     async fn pass(&mut self, shutdown: &CancellationToken) -> Result<(), SenderError> {
+        // A sender killed while a message was in flight leaves it locked: release locks old
+        // enough to be stale (the queue's default age, as the Python sender's purge does), or
+        // that message would never be sent.
+        match self.outgoing.purge() {
+            Ok(r) if r.locks_released > 0 => {
+                warn!(
+                    count = r.locks_released,
+                    "released stale locks left by a dead sender"
+                )
+            }
+            Ok(_) => {}
+            Err(err) => warn!(%err, "could not purge the outgoing queue"),
+        }
         let names = self.outgoing.names()?;
         let total = names.len();
         for (i, name) in names.into_iter().enumerate() {

@@ -265,6 +265,7 @@ async fn dispatch(
                     reply_to,
                     reack,
                     body,
+                    forget: None,
                 })
                 .await;
             true
@@ -286,7 +287,15 @@ async fn dispatch(
         Ok(SsmMessage::Ping { reack }) => {
             debug!(?reack, ?reply_to, "ping");
             if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
-                committer.forget_for_reply_to(md5, reply_to).await;
+                lanes
+                    .submit(lanes::Job {
+                        id: crate::protocol::PING_ID.to_string(),
+                        reply_to: Some(reply_to),
+                        reack: None,
+                        body: bytes::Bytes::new(),
+                        forget: Some(md5),
+                    })
+                    .await;
             }
             false
         }
