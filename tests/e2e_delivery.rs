@@ -1,0 +1,122 @@
+//! End to end, sender → broker → receiver: every message arrives exactly once, with its body,
+//! signer and MD5, from one sender and from many at once. Runs against the embedded broker and
+//! every real broker in `SSM_TEST_BROKERS`.
+
+#[path = "support/e2e.rs"]
+mod e2e;
+
+use std::collections::HashMap;
+
+use e2e::{md5, message, pki, sender_settings, sender_with, start_receiver, targets, tmp, topic};
+use ssm::crypto::message_id;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_message_arrives_once_with_body_signer_and_md5() {
+    const N: usize = 300;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let msgs: Vec<Vec<u8>> = (0..N).map(|i| message("one-sender", i)).collect();
+        let settings = sender_settings(&t, &topic, &pki().pki.client);
+        let (mut sender, outgoing, reject) = sender_with(settings, dir.path(), &msgs);
+        let names = outgoing.names().unwrap();
+        let summary = sender
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] sender: {e}", t.name));
+        assert_eq!(summary.acked, N as u64, "[{}] {summary}", t.name);
+        assert_eq!(summary.rejected, 0, "[{}] {summary}", t.name);
+        assert_eq!(
+            outgoing.count().unwrap(),
+            0,
+            "[{}] outgoing not empty",
+            t.name
+        );
+        assert_eq!(reject.count().unwrap(), 0, "[{}]", t.name);
+
+        // Expected: element name (the sender's ssm-msg-id, kept as empaid) → body.
+        let mut expected: HashMap<String, Vec<u8>> = names.into_iter().zip(msgs).collect();
+        let stored = rx.incoming();
+        assert_eq!(stored.len(), N, "[{}] incoming count", t.name);
+        for rec in stored {
+            let empaid = rec.empaid.clone().expect("empaid");
+            let body = expected
+                .remove(&empaid)
+                .unwrap_or_else(|| panic!("[{}] {empaid} unexpected or stored twice", t.name));
+            assert_eq!(rec.body, body, "[{}] body of {empaid}", t.name);
+            assert_eq!(message_id(&rec.body), md5(&body));
+            assert_eq!(rec.signer.as_deref(), Some(pki().pki.client.dn.as_str()));
+            assert_eq!(rec.error, None);
+        }
+        assert!(
+            expected.is_empty(),
+            "[{}] missing {:?}",
+            t.name,
+            expected.keys()
+        );
+        let stats = rx.stop().await;
+        assert_eq!(
+            ssm::receiver::Stats::get(&stats.stored),
+            N as u64,
+            "[{}]",
+            t.name
+        );
+        assert_eq!(
+            ssm::receiver::Stats::get(&stats.duplicates),
+            0,
+            "[{}]",
+            t.name
+        );
+        assert_eq!(
+            ssm::receiver::Stats::get(&stats.rejected),
+            0,
+            "[{}]",
+            t.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_senders_at_once_lose_nothing() {
+    const PER: usize = 10;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let mut expected = HashMap::new();
+        let mut tasks = Vec::new();
+        for (s, cert) in pki().senders.iter().enumerate() {
+            let msgs: Vec<Vec<u8>> = (0..PER)
+                .map(|i| message(&format!("sender{s}"), i))
+                .collect();
+            for m in &msgs {
+                expected.insert(md5(m), (cert.dn.clone(), m.clone()));
+            }
+            let settings = sender_settings(&t, &topic, cert);
+            let (mut sender, outgoing, _) =
+                sender_with(settings, &dir.path().join(format!("s{s}")), &msgs);
+            tasks.push(tokio::spawn(async move {
+                let r = sender.run_once().await;
+                (r, outgoing.count().unwrap())
+            }));
+        }
+        for task in tasks {
+            let (r, left) = task.await.unwrap();
+            let summary = r.unwrap_or_else(|e| panic!("[{}] a sender failed: {e}", t.name));
+            assert_eq!(summary.acked, PER as u64, "[{}] {summary}", t.name);
+            assert_eq!(left, 0, "[{}]", t.name);
+        }
+        let stored = rx.incoming();
+        assert_eq!(stored.len(), expected.len(), "[{}] incoming count", t.name);
+        for rec in stored {
+            let (dn, body) = expected
+                .remove(&md5(&rec.body))
+                .unwrap_or_else(|| panic!("[{}] unexpected or duplicate message", t.name));
+            assert_eq!(rec.body, body);
+            assert_eq!(rec.signer, Some(dn), "[{}]", t.name);
+        }
+        assert!(expected.is_empty());
+        rx.stop().await;
+    }
+}
