@@ -53,11 +53,11 @@ pub struct TestPki {
 pub fn pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
     PKI.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-pki-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap()
-            .keep();
+        // One directory per test binary, regenerated on each run (so runs do not pile up).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e-pki")
+            .join(env!("CARGO_CRATE_NAME"));
+        let _ = std::fs::remove_dir_all(&dir);
         let pki = Pki::generate(&dir).unwrap();
         let stranger = pki.issue_client("stranger.example.org").unwrap();
         let senders: Vec<CertFiles> = (0..20)
