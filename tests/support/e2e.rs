@@ -156,11 +156,21 @@ pub fn client_config(t: &Target) -> ClientConfig {
 
 /// Starts a receiver on `topic` storing under `store_path`, and waits until it is subscribed.
 pub async fn start_receiver(t: &Target, topic: &str, store_path: &Path) -> RunningReceiver {
+    start_receiver_with(t, topic, store_path, client_config(t)).await
+}
+
+/// [`start_receiver`] with its own broker client settings.
+pub async fn start_receiver_with(
+    t: &Target,
+    topic: &str,
+    store_path: &Path,
+    client: ClientConfig,
+) -> RunningReceiver {
     let p = pki();
     let cert_pem = String::from_utf8(p.server.cert.to_pem().unwrap()).unwrap();
     let dns = DnList::load(&p.dn_file).unwrap();
     let settings = ReceiverSettings {
-        client: client_config(t),
+        client,
         destination: topic.to_string(),
         opener: Opener::new(p.server.clone(), p.trust.clone()),
         cert_pem,
