@@ -5,8 +5,9 @@
 //!   current one was acked, rejected or given up on.
 //! - A message leaves the outgoing queue only when an ack carrying its MD5 arrives (or when the
 //!   receiver answers `REJECTED`, in which case it is first kept, with the reason, in the local
-//!   reject queue). A message that gets no ack after `max_attempts` sends stays queued and the
-//!   pass ends with [`SenderError::NoAck`].
+//!   reject queue). A message that gets no ack after `max_attempts` attempts stays queued and
+//!   the pass ends with [`SenderError::NoAck`], or with [`SenderError::Broker`] when the last
+//!   attempt failed at the broker (unreachable, send refused, connection lost).
 //! - A lost broker connection is re-established (with the client's failover and backoff) and
 //!   the message in flight is sent again; the receiver stores resends once.
 //! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
@@ -70,7 +71,7 @@ pub struct Summary {
     pub acked: u64,
     /// Messages the receiver rejected (moved to the local reject queue).
     pub rejected: u64,
-    /// Resends after a timeout or a lost connection.
+    /// Resends of a message already sent once (after a timeout or a lost connection).
     pub retried: u64,
     /// Wall time.
     pub elapsed: Duration,
@@ -260,6 +261,7 @@ impl Sender {
                 "no server certificate configured and no server DN to check a certreq answer against".into(),
             ));
         };
+        let mut broker_error: Option<StompError> = None;
         for attempt in 1..=self.settings.max_attempts {
             let req = SsmMessage::CertReq {
                 reply_to: self.settings.reply_queue.clone(),
@@ -271,8 +273,10 @@ impl Sender {
             if let Err(err) = client.handle().send_with_receipt(frame).await {
                 warn!(%err, attempt, "certreq not sent; reconnecting");
                 self.client = None;
+                broker_error = Some(err);
                 continue;
             }
+            broker_error = None;
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 match tokio::time::timeout_at(deadline, client.recv()).await {
@@ -283,6 +287,7 @@ impl Sender {
                     Ok(Err(err)) => {
                         warn!(%err, "connection lost waiting for certresp");
                         self.client = None;
+                        broker_error = Some(err);
                         break;
                     }
                     Ok(Ok(Event::Message(frame))) => {
@@ -304,10 +309,13 @@ impl Sender {
                 }
             }
         }
-        Err(SenderError::ServerCert(format!(
-            "no certresp after {} attempts",
-            self.settings.max_attempts
-        )))
+        match broker_error {
+            Some(err) => Err(SenderError::Broker(err)),
+            None => Err(SenderError::ServerCert(format!(
+                "no certresp after {} attempts",
+                self.settings.max_attempts
+            ))),
+        }
     }
 
     fn check_server_cert(&self, pem: &str, want_dn: &str) -> Result<X509, SenderError> {
@@ -341,11 +349,12 @@ impl Sender {
         let body = Bytes::from(sealed);
         let started = Instant::now();
         let mut attempts = 0;
+        let mut sends = 0;
+        // Why the latest attempt failed when it was the broker, not the receiver: giving up
+        // then reports the broker, not a missing ack for a message that never left.
+        let mut broker_error: Option<StompError> = None;
         while attempts < self.settings.max_attempts {
             attempts += 1;
-            if attempts > 1 {
-                self.summary.retried += 1;
-            }
             let msg = SsmMessage::Msg {
                 id: name.to_string(),
                 reply_to: Some(self.settings.reply_queue.clone()),
@@ -357,6 +366,7 @@ impl Sender {
                 Ok(c) => c,
                 Err(SenderError::Broker(err)) => {
                     warn!(%err, "cannot reach a broker");
+                    broker_error = Some(err);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -364,8 +374,14 @@ impl Sender {
             if let Err(err) = client.handle().send_with_receipt(frame).await {
                 warn!(%err, %name, "send failed; reconnecting");
                 self.client = None;
+                broker_error = Some(err);
                 continue;
             }
+            broker_error = None;
+            if sends > 0 {
+                self.summary.retried += 1;
+            }
+            sends += 1;
             self.summary.sent += 1;
             match self.wait_for_ack(name, &md5).await {
                 Wait::Acked => {
@@ -399,13 +415,17 @@ impl Sender {
                 Wait::Lost(err) => {
                     warn!(%err, id = %name, "connection lost waiting for the ack; reconnecting");
                     self.client = None;
+                    broker_error = Some(err);
                 }
             }
         }
-        Err(SenderError::NoAck {
-            id: name.to_string(),
-            attempts,
-        })
+        match broker_error {
+            Some(err) => Err(SenderError::Broker(err)),
+            None => Err(SenderError::NoAck {
+                id: name.to_string(),
+                attempts,
+            }),
+        }
     }
 
     async fn wait_for_ack(&mut self, name: &str, md5: &str) -> Wait {

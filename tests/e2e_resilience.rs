@@ -200,3 +200,36 @@ async fn a_broker_restart_mid_pass_loses_nothing() {
     let stats = rx.stop().await;
     assert!(Stats::get(&stats.reconnects) >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_broker_is_reported_as_such() {
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = e2e::Target {
+        name: "nobody".into(),
+        addr: ssm::stomp::BrokerAddr::new("127.0.0.1".to_string(), port),
+        expect: None,
+        embedded: None,
+    };
+    for with_cert in [true, false] {
+        let dir = tmp();
+        let mut settings = sender_settings(&t, &topic(), &pki().pki.client);
+        if !with_cert {
+            settings.server_cert = None;
+        }
+        settings.max_attempts = 2;
+        let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &[message("nobody", 0)]);
+        match sender.run_once().await {
+            Err(SenderError::Broker(err)) => {
+                assert!(err.to_string().contains("refused"), "{err}")
+            }
+            other => panic!("server cert {with_cert}: expected a broker error, got {other:?}"),
+        }
+        let name = outgoing.names().unwrap()[0].clone();
+        assert!(!outgoing.is_locked(&name).unwrap());
+    }
+}
