@@ -12,6 +12,9 @@
 //!   the message in flight is sent again; the receiver stores resends once.
 //! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
 //!   answer only if it chains to a trusted CA and carries the configured server DN.
+//! - A `msg`'s `ssm-msg-id` is its queue element's name (stable across resends), with bytes
+//!   outside printable ASCII `%`-encoded so that any file name of a `directory` queue is a
+//!   valid header value.
 //! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
 //!   carries the last one, so that the receiver can forget its bookkeeping.
 
@@ -347,6 +350,7 @@ impl Sender {
                 .await
                 .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
         let body = Bytes::from(sealed);
+        let msg_id = wire_id(name);
         let started = Instant::now();
         let mut attempts = 0;
         let mut sends = 0;
@@ -356,7 +360,7 @@ impl Sender {
         while attempts < self.settings.max_attempts {
             attempts += 1;
             let msg = SsmMessage::Msg {
-                id: name.to_string(),
+                id: msg_id.clone(),
                 reply_to: Some(self.settings.reply_queue.clone()),
                 reack: self.reack.clone(),
                 body: body.clone(),
@@ -383,7 +387,7 @@ impl Sender {
             }
             sends += 1;
             self.summary.sent += 1;
-            match self.wait_for_ack(name, &md5).await {
+            match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
                     self.outgoing.remove(name)?;
                     self.reack = Some(md5.clone());
@@ -428,7 +432,8 @@ impl Sender {
         }
     }
 
-    async fn wait_for_ack(&mut self, name: &str, md5: &str) -> Wait {
+    /// Waits for the ack of the `msg` sent with `ssm-msg-id: msg_id`.
+    async fn wait_for_ack(&mut self, msg_id: &str, md5: &str) -> Wait {
         let deadline = tokio::time::Instant::now() + self.settings.ack_timeout;
         let Some(client) = self.client.as_mut() else {
             return Wait::Lost(StompError::Closed);
@@ -452,7 +457,7 @@ impl Sender {
             match SsmMessage::from_frame(&frame) {
                 Ok(SsmMessage::Ack { outcome, ack_for }) => {
                     // An ack for an earlier message (a late answer to a resend) is not ours.
-                    if ack_for.as_deref().is_some_and(|id| id != name) {
+                    if ack_for.as_deref().is_some_and(|id| id != msg_id) {
                         debug!(?ack_for, "ack for another message; ignoring");
                         continue;
                     }
@@ -470,5 +475,41 @@ impl Sender {
                 Err(err) => debug!(%err, "ignoring a malformed reply"),
             }
         }
+    }
+}
+
+/// The `ssm-msg-id` for a queue element: its name, with every byte that is not printable
+/// ASCII (and `%`, and space) written as `%XX`.
+///
+/// Receivers refuse header values outside printable ASCII, and a `directory` queue takes
+/// whatever file names other tools chose; the encoding is stable across resends and keeps
+/// distinct names distinct. Dirq element names are left as they are.
+fn wire_id(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire_id;
+
+    #[test]
+    fn wire_ids_are_printable_ascii_and_distinct() {
+        assert_eq!(
+            wire_id("6b06a840/6b06a85987a6c8"),
+            "6b06a840/6b06a85987a6c8"
+        );
+        assert_eq!(wire_id("a:b;c=d"), "a:b;c=d");
+        assert_eq!(wire_id("with space"), "with%20space");
+        assert_eq!(wire_id("café"), "caf%C3%A9");
+        assert_eq!(wire_id("a\nb"), "a%0Ab");
+        assert_ne!(wire_id("%20"), wire_id(" "));
     }
 }
