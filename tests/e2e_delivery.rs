@@ -120,3 +120,33 @@ async fn twenty_senders_at_once_lose_nothing() {
         rx.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_cipher_is_delivered() {
+    use ssm::crypto::Cipher;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let mut want = Vec::new();
+        for (i, cipher) in Cipher::ALL.into_iter().enumerate() {
+            let body = message(&format!("cipher-{}", cipher.name()), i);
+            let mut settings = sender_settings(&t, &topic, &pki().pki.client);
+            settings.cipher = cipher;
+            let (mut sender, _, _) = sender_with(
+                settings,
+                &dir.path().join(cipher.name()),
+                std::slice::from_ref(&body),
+            );
+            let summary = sender
+                .run_once()
+                .await
+                .unwrap_or_else(|e| panic!("[{}] {}: {e}", t.name, cipher.name()));
+            assert_eq!(summary.acked, 1, "[{}] {}", t.name, cipher.name());
+            want.push(body);
+        }
+        let got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        assert_eq!(got, want, "[{}]", t.name);
+        rx.stop().await;
+    }
+}

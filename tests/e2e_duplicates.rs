@@ -238,3 +238,73 @@ async fn reack_on_a_ping_clears_the_record_only_for_its_reply_queue() {
         assert_eq!(Stats::get(&stats.duplicates), 1, "[{}]", t.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_answer_to_a_resend_is_not_taken_for_the_next_message() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let (m1, m2) = (message("late", 1), message("late", 2));
+        let d2 = md5(&m2);
+        // A fake receiver, slow on the first message: it answers only the resend, then also
+        // the first send (late, REJECTED both times), and acks the second message normally.
+        let mut fake = Peer::listening(&t, &topic).await;
+        let name = t.name.clone();
+        let faker = tokio::spawn(async move {
+            let mut sends = 0;
+            loop {
+                let frame = fake.next().await;
+                let Ok(SsmMessage::Msg { id, reply_to, .. }) = SsmMessage::from_frame(&frame)
+                else {
+                    continue;
+                };
+                let reply_to = reply_to.expect("reply-to");
+                sends += 1;
+                let reply = |outcome| {
+                    SsmMessage::Ack {
+                        outcome,
+                        ack_for: Some(id.clone()),
+                    }
+                    .to_frame(&reply_to)
+                };
+                let rejected = || AckOutcome::Rejected {
+                    reason: Some("late".into()),
+                };
+                match sends {
+                    1 => {}
+                    2 => {
+                        fake.send(reply(rejected())).await;
+                        fake.send(reply(rejected())).await;
+                    }
+                    3 => {
+                        fake.send(reply(AckOutcome::Stored(d2.clone()))).await;
+                        return;
+                    }
+                    _ => panic!("[{name}] unexpected send {sends}"),
+                }
+            }
+        });
+        let mut settings = sender_settings(&t, &topic, &pki().pki.client);
+        settings.ack_timeout = Duration::from_secs(1);
+        let (mut sender, outgoing, reject) = sender_with(settings, dir.path(), &[m1.clone(), m2]);
+        let summary = sender
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] sender: {e}", t.name));
+        assert_eq!(
+            (summary.acked, summary.rejected, summary.retried),
+            (1, 1, 1),
+            "[{}] {summary}",
+            t.name
+        );
+        assert_eq!(outgoing.count().unwrap(), 0);
+        let rejected = e2e::records(&reject);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            rejected[0].body, m1,
+            "[{}] only the first was rejected",
+            t.name
+        );
+        faker.await.unwrap();
+    }
+}

@@ -119,6 +119,17 @@ impl Background {
 /// `ssm receive` on `topic` storing under `store`, plus `extra` arguments; waits until it is
 /// subscribed.
 async fn receiver(t: &Target, topic: &str, store: &Path, extra: &[&str]) -> Background {
+    receiver_with_dns(t, topic, store, &pki().dn_file, extra).await
+}
+
+/// [`receiver`] with its own allowed-DN file.
+async fn receiver_with_dns(
+    t: &Target,
+    topic: &str,
+    store: &Path,
+    dn_file: &Path,
+    extra: &[&str],
+) -> Background {
     let pk = &pki().pki;
     let mut args = s(&["receive"]);
     args.extend(broker_args(t));
@@ -132,7 +143,7 @@ async fn receiver(t: &Target, topic: &str, store: &Path, extra: &[&str]) -> Back
         "--capath",
         &p(&pk.capath),
         "-d",
-        &p(&pki().dn_file),
+        &p(dn_file),
         "--path",
         &p(store),
     ]));
@@ -329,5 +340,60 @@ async fn a_key_that_does_not_match_the_certificate_refuses_to_start() {
             "{} must not try the broker: {err}",
             args[0]
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_rereads_the_allowed_dns() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let dns = dir.path().join("dns");
+        let pk = &pki().pki;
+        std::fs::write(&dns, format!("{}\n", pki().senders[0].dn)).unwrap();
+        let mut rx = receiver_with_dns(&t, &topic, &store, &dns, &[]).await;
+
+        let send = |tag: &'static str| {
+            let settings = e2e::sender_settings(&t, &topic, &pk.client);
+            let qdir = dir.path().join(tag);
+            async move {
+                let (mut sender, _, _) = e2e::sender_with(settings, &qdir, &[message(tag, 0)]);
+                sender.run_once().await.unwrap()
+            }
+        };
+        let before = send("before").await;
+        assert_eq!(
+            (before.acked, before.rejected),
+            (0, 1),
+            "[{}] {before}",
+            t.name
+        );
+
+        std::fs::write(&dns, format!("{}\n", pk.client.dn)).unwrap();
+        let pid = rx.child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        rx.wait_for("allowed DNs loaded").await;
+        let after = send("after").await;
+        assert_eq!(
+            (after.acked, after.rejected),
+            (1, 0),
+            "[{}] {after}",
+            t.name
+        );
+
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let (status, err) = rx.finish().await;
+        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
+        assert!(
+            err.contains("ssm receive: received 2, stored 1, duplicates 0, rejected 1"),
+            "[{}] {err}",
+            t.name
+        );
+        let stored = records(&MessageStore::open(&store).unwrap().incoming);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].body, message("after", 0));
     }
 }

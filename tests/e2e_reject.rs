@@ -121,3 +121,32 @@ async fn tampered_body_is_rejected() {
         assert!(theirs[0].error.as_ref().is_some_and(|e| !e.is_empty()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_msg_without_an_id_is_rejected_with_the_reason() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let mut peer = Peer::connect(&t).await;
+        let frame = ssm::stomp::Frame::new(ssm::stomp::Command::Send)
+            .with_header("destination", topic.as_str())
+            .with_header("ssm-msg-type", "msg")
+            .with_header("reply-to", peer.reply_queue.as_str())
+            .with_body(seal(&message("no-id", 0)));
+        peer.send(frame).await;
+        match peer.next_ack().await.0 {
+            AckOutcome::Rejected { reason } => assert!(
+                reason.as_deref().is_some_and(|r| r.contains("ssm-msg-id")),
+                "[{}] {reason:?}",
+                t.name
+            ),
+            other => panic!("[{}] expected REJECTED, got {other:?}", t.name),
+        }
+        let stats = rx.stop().await;
+        assert_eq!(Stats::get(&stats.rejected), 1);
+        let store = ssm::queue::MessageStore::open(&dir.path().join("store")).unwrap();
+        assert_eq!(store.incoming.count().unwrap(), 0);
+        assert_eq!(store.reject.count().unwrap(), 1, "[{}]", t.name);
+    }
+}

@@ -233,3 +233,79 @@ async fn an_unreachable_broker_is_reported_as_such() {
         assert!(!outgoing.is_locked(&name).unwrap());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_the_receiver_mid_stream_keeps_every_promise() {
+    const N: usize = 60;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let rx = start_receiver(&t, &topic, &store).await;
+        let msgs: Vec<Vec<u8>> = (0..N).map(|i| message("stop", i)).collect();
+        let mut settings = sender_settings(&t, &topic, &pki().pki.client);
+        settings.ack_timeout = Duration::from_secs(1);
+        settings.max_attempts = 1;
+        let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &msgs);
+        let task = tokio::spawn(async move { sender.run_once().await });
+        let deadline = tokio::time::Instant::now() + e2e::WAIT;
+        while Stats::get(&rx.stats.stored) < 10 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{}] no progress",
+                t.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rx.stop().await;
+        // The sender runs out of attempts on the message the receiver never answered.
+        let first = task.await.unwrap();
+        assert!(
+            matches!(first, Err(SenderError::NoAck { .. })),
+            "[{}] {first:?}",
+            t.name
+        );
+        // Every message that left the queue (was acked) is stored.
+        let left: Vec<Vec<u8>> = outgoing
+            .names()
+            .unwrap()
+            .iter()
+            .map(|n| outgoing.get(n).unwrap())
+            .collect();
+        let stored: Vec<Vec<u8>> =
+            e2e::records(&ssm::queue::MessageStore::open(&store).unwrap().incoming)
+                .into_iter()
+                .map(|r| r.body)
+                .collect();
+        for m in &msgs {
+            assert!(
+                left.contains(m) || stored.contains(m),
+                "[{}] acked but not stored: {}",
+                t.name,
+                String::from_utf8_lossy(m)
+            );
+        }
+
+        // A new receiver on the same store, a new pass: everything exactly once.
+        let rx = start_receiver(&t, &topic, &store).await;
+        let settings = sender_settings(&t, &topic, &pki().pki.client);
+        let mut sender = ssm::sender::Sender::new(
+            settings,
+            ssm::queue::Outgoing::open(&dir.path().join("outgoing"), ssm::queue::PathType::Dirq)
+                .unwrap(),
+            ssm::queue::Dirq::open(&dir.path().join("outgoing").join("reject")).unwrap(),
+        );
+        sender
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] second pass: {e}", t.name));
+        assert_eq!(outgoing.count().unwrap(), 0);
+        let mut got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        got.sort();
+        let mut want = msgs.clone();
+        want.sort();
+        assert_eq!(got.len(), N, "[{}] exactly once", t.name);
+        assert_eq!(got, want, "[{}]", t.name);
+        rx.stop().await;
+    }
+}
