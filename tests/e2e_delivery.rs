@@ -12,7 +12,7 @@ use ssm::crypto::message_id;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_message_arrives_once_with_body_signer_and_md5() {
-    const N: usize = 300;
+    const N: usize = 200;
     for t in targets().await {
         let dir = tmp();
         let topic = topic();
@@ -83,10 +83,17 @@ async fn twenty_senders_at_once_lose_nothing() {
     for t in targets().await {
         let dir = tmp();
         let topic = topic();
-        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let rx = e2e::start_receiver_with(
+            &t,
+            &topic,
+            &dir.path().join("store"),
+            e2e::client_config(&t),
+            &e2e::senders().dn_file,
+        )
+        .await;
         let mut expected = HashMap::new();
         let mut tasks = Vec::new();
-        for (s, cert) in pki().senders.iter().enumerate() {
+        for (s, cert) in e2e::senders().certs.iter().enumerate() {
             let msgs: Vec<Vec<u8>> = (0..PER)
                 .map(|i| message(&format!("sender{s}"), i))
                 .collect();

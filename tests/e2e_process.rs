@@ -351,7 +351,7 @@ async fn sighup_rereads_the_allowed_dns() {
         let store = dir.path().join("store");
         let dns = dir.path().join("dns");
         let pk = &pki().pki;
-        std::fs::write(&dns, format!("{}\n", pki().senders[0].dn)).unwrap();
+        std::fs::write(&dns, format!("{}\n", pki().stranger.dn)).unwrap();
         let mut rx = receiver_with_dns(&t, &topic, &store, &dns, &[]).await;
 
         let send = |tag: &'static str| {

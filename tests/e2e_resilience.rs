@@ -129,7 +129,7 @@ async fn a_large_message_arrives_intact() {
         let dir = tmp();
         let topic = topic();
         let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
-        let body = ssm::demo::apel_message(7, 4 * 1024 * 1024);
+        let body = ssm::demo::apel_message(7, 2 * 1024 * 1024);
         let mut settings = sender_settings(&t, &topic, &pki().pki.client);
         settings.ack_timeout = Duration::from_secs(20);
         let (mut sender, outgoing, _) =
@@ -159,7 +159,14 @@ async fn a_broker_restart_mid_pass_loses_nothing() {
     cfg.max_rounds = Some(100);
     cfg.initial_backoff = Duration::from_millis(50);
     cfg.max_backoff = Duration::from_millis(200);
-    let rx = e2e::start_receiver_with(&t, &topic, &dir.path().join("store"), cfg.clone()).await;
+    let rx = e2e::start_receiver_with(
+        &t,
+        &topic,
+        &dir.path().join("store"),
+        cfg.clone(),
+        &pki().dn_file,
+    )
+    .await;
     let msgs: Vec<Vec<u8>> = (0..N).map(|i| message("restart", i)).collect();
     let mut settings = sender_settings(&t, &topic, &pki().pki.client);
     settings.client = cfg;
@@ -236,7 +243,7 @@ async fn an_unreachable_broker_is_reported_as_such() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_the_receiver_mid_stream_keeps_every_promise() {
-    const N: usize = 60;
+    const N: usize = 40;
     for t in targets().await {
         let dir = tmp();
         let topic = topic();

@@ -36,16 +36,13 @@ pub struct TestPki {
     pub pki: Pki,
     /// A certificate from the trusted CA whose DN is in no DN list.
     pub stranger: CertFiles,
-    /// Twenty senders' certificates, all in [`TestPki::dn_file`].
-    pub senders: Vec<CertFiles>,
     /// The trusted CAs.
     pub trust: TrustStore,
     /// The server's identity.
     pub server: Identity,
     /// The client's identity.
     pub client: Identity,
-    /// A DN file allowing the client, the senders, and the untrusted, expired and revoked
-    /// clients (so that those are refused for their certificates, not their DNs).
+    /// A DN file allowing the client, and the untrusted, expired and revoked clients (so that those are refused for their certificates, not their DNs).
     pub dn_file: PathBuf,
 }
 
@@ -60,19 +57,12 @@ pub fn pki() -> &'static TestPki {
         let _ = std::fs::remove_dir_all(&dir);
         let pki = Pki::generate(&dir).unwrap();
         let stranger = pki.issue_client("stranger.example.org").unwrap();
-        let senders: Vec<CertFiles> = (0..20)
-            .map(|i| {
-                pki.issue_client(&format!("sender{i:02}.example.org"))
-                    .unwrap()
-            })
-            .collect();
-        let mut dns = vec![
+        let dns = [
             pki.client.dn.clone(),
             pki.untrusted_client.dn.clone(),
             pki.expired_client.dn.clone(),
             pki.revoked_client.dn.clone(),
         ];
-        dns.extend(senders.iter().map(|s| s.dn.clone()));
         let dn_file = dir.join("dns");
         std::fs::write(&dn_file, dns.join("\n") + "\n").unwrap();
         let trust = TrustStore::new(Some(&pki.capath), None, false).unwrap();
@@ -81,12 +71,39 @@ pub fn pki() -> &'static TestPki {
         TestPki {
             pki,
             stranger,
-            senders,
             trust,
             server,
             client,
             dn_file,
         }
+    })
+}
+
+/// Twenty more senders' certificates and a DN file allowing them and the client; made on
+/// first use (issuing them takes seconds, so only the binaries that need them pay).
+pub struct Senders {
+    /// The certificates.
+    pub certs: Vec<CertFiles>,
+    /// The DN file.
+    pub dn_file: PathBuf,
+}
+
+/// The twenty senders of this test binary.
+pub fn senders() -> &'static Senders {
+    static SENDERS: OnceLock<Senders> = OnceLock::new();
+    SENDERS.get_or_init(|| {
+        let p = &pki().pki;
+        let certs: Vec<CertFiles> = (0..20)
+            .map(|i| {
+                p.issue_client(&format!("sender{i:02}.example.org"))
+                    .unwrap()
+            })
+            .collect();
+        let mut dns = vec![p.client.dn.clone()];
+        dns.extend(certs.iter().map(|c| c.dn.clone()));
+        let dn_file = p.dir.join("dns-senders");
+        std::fs::write(&dn_file, dns.join("\n") + "\n").unwrap();
+        Senders { certs, dn_file }
     })
 }
 
@@ -156,19 +173,20 @@ pub fn client_config(t: &Target) -> ClientConfig {
 
 /// Starts a receiver on `topic` storing under `store_path`, and waits until it is subscribed.
 pub async fn start_receiver(t: &Target, topic: &str, store_path: &Path) -> RunningReceiver {
-    start_receiver_with(t, topic, store_path, client_config(t)).await
+    start_receiver_with(t, topic, store_path, client_config(t), &pki().dn_file).await
 }
 
-/// [`start_receiver`] with its own broker client settings.
+/// [`start_receiver`] with its own broker client settings and allowed-DN file.
 pub async fn start_receiver_with(
     t: &Target,
     topic: &str,
     store_path: &Path,
     client: ClientConfig,
+    dn_file: &Path,
 ) -> RunningReceiver {
     let p = pki();
     let cert_pem = String::from_utf8(p.server.cert.to_pem().unwrap()).unwrap();
-    let dns = DnList::load(&p.dn_file).unwrap();
+    let dns = DnList::load(dn_file).unwrap();
     let settings = ReceiverSettings {
         client,
         destination: topic.to_string(),
