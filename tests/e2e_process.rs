@@ -397,3 +397,64 @@ async fn sighup_rereads_the_allowed_dns() {
         assert_eq!(stored[0].body, message("after", 0));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_daemon_ships_new_messages_and_stops_on_sigterm() {
+    const N: usize = 3;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = e2e::start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let outq = dir.path().join("outq");
+        let pk = &pki().pki;
+        let mut args = s(&["send"]);
+        args.extend(broker_args(&t));
+        args.extend(s(&[
+            "--destination",
+            &topic,
+            "--cert",
+            &p(&pk.client.cert),
+            "--key",
+            &p(&pk.client.key),
+            "--capath",
+            &p(&pk.capath),
+            "--server-cert",
+            &p(&pk.server.cert),
+            "--path",
+            &p(&outq),
+            "--daemon",
+        ]));
+        let mut daemon = Background::spawn(ssm(&args));
+        daemon.wait_for("sender starting").await;
+        // Messages appear after the daemon started.
+        let feed = Outgoing::open(&outq, PathType::Dirq).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..N).map(|i| message("daemon-proc", i)).collect();
+        for b in &bodies {
+            feed.add(b).unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while ssm::receiver::Stats::get(&rx.stats.stored) < N as u64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{}] daemon did not deliver; stderr:\n{}",
+                t.name,
+                daemon.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let pid = daemon.child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let (status, err) = daemon.finish().await;
+        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
+        assert!(
+            err.contains(&format!("ssm send: sent {N}, acked {N}, rejected 0")),
+            "[{}] {err}",
+            t.name
+        );
+        assert_eq!(feed.count().unwrap(), 0);
+        let got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        assert_eq!(got, bodies, "[{}]", t.name);
+        rx.stop().await;
+    }
+}

@@ -316,3 +316,50 @@ async fn stopping_the_receiver_mid_stream_keeps_every_promise() {
         rx.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storage_failure_is_neither_acked_nor_rejected() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let rx = start_receiver(&t, &topic, &store).await;
+        // Break the incoming queue under the running receiver: its directory becomes a file.
+        let incoming = store.join("incoming");
+        let aside = store.join("incoming.aside");
+        std::fs::rename(&incoming, &aside).unwrap();
+        std::fs::write(&incoming, b"not a directory").unwrap();
+
+        let body = message("disk", 0);
+        let mut settings = sender_settings(&t, &topic, &pki().pki.client);
+        settings.ack_timeout = Duration::from_secs(1);
+        settings.max_attempts = 1;
+        let (mut sender, outgoing, reject) =
+            sender_with(settings, dir.path(), std::slice::from_ref(&body));
+        let first = sender.run_once().await;
+        assert!(
+            matches!(first, Err(SenderError::NoAck { .. })),
+            "[{}] {first:?}",
+            t.name
+        );
+        assert_eq!(outgoing.count().unwrap(), 1, "[{}] still queued", t.name);
+        assert_eq!(reject.count().unwrap(), 0, "[{}] not rejected", t.name);
+        assert_eq!(Stats::get(&rx.stats.store_failures), 1, "[{}]", t.name);
+        assert_eq!(Stats::get(&rx.stats.rejected), 0, "[{}]", t.name);
+
+        // Repaired, the next pass delivers it.
+        std::fs::remove_file(&incoming).unwrap();
+        std::fs::rename(&aside, &incoming).unwrap();
+        let settings = sender_settings(&t, &topic, &pki().pki.client);
+        let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &[]);
+        let summary = sender
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] second pass: {e}", t.name));
+        assert_eq!(summary.acked, 1, "[{}] {summary}", t.name);
+        assert_eq!(outgoing.count().unwrap(), 0);
+        let stored: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        assert_eq!(stored, vec![body], "[{}]", t.name);
+        rx.stop().await;
+    }
+}
