@@ -157,3 +157,37 @@ async fn every_cipher_is_delivered() {
         rx.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn odd_contents_arrive_byte_for_byte() {
+    let contents: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"x".to_vec(),
+        vec![0, 1, 2, 0xff, 0xfe, b'\n', 0],
+        b"line\r\nwith CRLF\r\n".to_vec(),
+        b"trailing spaces   \n\n\n".to_vec(),
+        "accents: é ü ß — ☃\n".as_bytes().to_vec(),
+        (0..=255u8).cycle().take(70_000).collect(),
+    ];
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let settings = sender_settings(&t, &topic, &pki().pki.client);
+        let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &contents);
+        let summary = sender
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] sender: {e}", t.name));
+        assert_eq!(
+            (summary.acked, summary.rejected),
+            (contents.len() as u64, 0),
+            "[{}] {summary}",
+            t.name
+        );
+        assert_eq!(outgoing.count().unwrap(), 0);
+        let got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        assert_eq!(got, contents, "[{}]", t.name);
+        rx.stop().await;
+    }
+}

@@ -458,3 +458,37 @@ async fn a_send_daemon_ships_new_messages_and_stops_on_sigterm() {
         rx.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_messages_counts_rejected_malformed_messages() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let rx = receiver(&t, &topic, &store, &["--max-messages", "2"]).await;
+        let mut peer = e2e::Peer::connect(&t).await;
+        // A msg without ssm-msg-id: rejected as malformed.
+        let bad = ssm::stomp::Frame::new(ssm::stomp::Command::Send)
+            .with_header("destination", topic.as_str())
+            .with_header("ssm-msg-type", "msg")
+            .with_header("reply-to", peer.reply_queue.as_str())
+            .with_body(e2e::seal(&message("max", 0)));
+        peer.send(bad).await;
+        let (outcome, _) = peer.next_ack().await;
+        assert!(
+            matches!(outcome, ssm::protocol::AckOutcome::Rejected { .. }),
+            "[{}] {outcome:?}",
+            t.name
+        );
+        let good = message("max", 1);
+        peer.send_msg(&topic, "good", &e2e::seal(&good), None).await;
+        peer.expect_stored(&e2e::md5(&good)).await;
+        let (status, err) = rx.finish().await;
+        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
+        assert!(
+            err.contains("stored 1, duplicates 0, rejected 1"),
+            "[{}] {err}",
+            t.name
+        );
+    }
+}
