@@ -492,3 +492,34 @@ async fn max_messages_counts_rejected_malformed_messages() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crl_check_rejects_a_revoked_sender_and_for_stops_the_receiver() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let rx = receiver(&t, &topic, &store, &["--crl-check", "--for", "3"]).await;
+        let pk = &pki().pki;
+        for (tag, cert, rejected) in [("revoked", &pk.revoked_client, 1), ("valid", &pk.client, 0)]
+        {
+            let settings = e2e::sender_settings(&t, &topic, cert);
+            let (mut sender, _, reject) =
+                e2e::sender_with(settings, &dir.path().join(tag), &[message(tag, 0)]);
+            let summary = sender.run_once().await.unwrap();
+            assert_eq!(summary.rejected, rejected, "[{}] {tag}: {summary}", t.name);
+            if rejected == 1 {
+                let why = records(&reject)[0].error.clone().unwrap_or_default();
+                assert!(why.contains("revoked"), "[{}] {why}", t.name);
+            }
+        }
+        // --for 3: it stops by itself.
+        let (status, err) = rx.finish().await;
+        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
+        assert!(
+            err.contains("stored 1, duplicates 0, rejected 1"),
+            "[{}] {err}",
+            t.name
+        );
+    }
+}

@@ -106,3 +106,52 @@ async fn a_daemon_ships_messages_as_they_appear() {
         rx.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_senders_on_one_queue_send_each_message_once() {
+    const N: usize = 40;
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let qdir = dir.path().join("outgoing");
+        let feed = Outgoing::open(&qdir, PathType::Dirq).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..N).map(|i| message("shared-queue", i)).collect();
+        for b in &bodies {
+            feed.add(b).unwrap();
+        }
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let settings = sender_settings(&t, &topic, &pki().pki.client);
+                let mut sender = Sender::new(
+                    settings,
+                    Outgoing::open(&qdir, PathType::Dirq).unwrap(),
+                    Dirq::open(&qdir.join("reject")).unwrap(),
+                );
+                tokio::spawn(async move { sender.run_once().await })
+            })
+            .collect();
+        let mut acked = 0;
+        for task in tasks {
+            let summary = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("[{}] a sender failed: {e}", t.name));
+            acked += summary.acked;
+        }
+        assert_eq!(acked, N as u64, "[{}] each message acked once", t.name);
+        assert_eq!(feed.count().unwrap(), 0);
+        let mut got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
+        got.sort();
+        let mut want = bodies.clone();
+        want.sort();
+        assert_eq!(got, want, "[{}]", t.name);
+        let stats = rx.stop().await;
+        assert_eq!(
+            Stats::get(&stats.duplicates),
+            0,
+            "[{}] nothing sent twice",
+            t.name
+        );
+    }
+}

@@ -6,9 +6,9 @@
 //!   recorded as acked (both fsynced). A storage failure sends no ack at all, so the sender keeps
 //!   the message and sends it again later; it is never answered `REJECTED` for a fault of ours.
 //! - Anything that cannot be accepted (undecryptable, bad or untrusted signature, signer not in
-//!   the allowed-DN list, corrupt payload, malformed SSM headers) is answered `REJECTED` when it
-//!   names a reply queue, and kept with the reason in the reject queue; nothing of it reaches the
-//!   incoming queue.
+//!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
+//!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
+//!   reaches the incoming queue.
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
