@@ -23,7 +23,7 @@ async fn without_a_receiver_the_message_stays_queued_and_unlocked() {
     for t in targets().await {
         let dir = tmp();
         let mut settings = sender_settings(&t, &topic(), &pki().pki.client);
-        settings.ack_timeout = Duration::from_secs(1);
+        settings.ack_timeout = Duration::from_millis(500);
         settings.max_attempts = 2;
         let (mut sender, outgoing, reject) =
             sender_with(settings, dir.path(), &[message("nobody", 0)]);
@@ -50,7 +50,7 @@ async fn without_a_certresp_the_sender_fails_clearly() {
         let dir = tmp();
         let mut settings = sender_settings(&t, &topic(), &pki().pki.client);
         settings.server_cert = None;
-        settings.ack_timeout = Duration::from_secs(1);
+        settings.ack_timeout = Duration::from_millis(500);
         settings.max_attempts = 2;
         let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &[message("nocert", 0)]);
         match sender.run_once().await {
@@ -332,7 +332,7 @@ async fn a_storage_failure_is_neither_acked_nor_rejected() {
 
         let body = message("disk", 0);
         let mut settings = sender_settings(&t, &topic, &pki().pki.client);
-        settings.ack_timeout = Duration::from_secs(1);
+        settings.ack_timeout = Duration::from_millis(500);
         settings.max_attempts = 1;
         let (mut sender, outgoing, reject) =
             sender_with(settings, dir.path(), std::slice::from_ref(&body));
