@@ -1,15 +1,22 @@
 //! The receiver's durable record of acked messages, used to store a resent message only once.
 //!
 //! A sender that misses an ack sends the same message again, so the receiver remembers every
-//! `(signer DN, MD5)` it has stored and acked. An entry is forgotten when the sender confirms it
-//! got the ack (`ssm-reack`) or when it is older than a configured age.
+//! `(signer DN, MD5)` it has stored and acked, with the sender's message id. An entry is
+//! forgotten when the sender confirms it got the ack (`ssm-reack`) or when it is older than a
+//! configured age.
+//!
+//! A forgotten entry leaves a tombstone `(signer, MD5, message id)` for [`TOMBSTONE_AGE`]: a copy
+//! of that very message that the broker accepted before a connection cut can reach us after the
+//! sender's next message confirmed the first one, and must not be stored again. A sender that
+//! queues the same content again sends it under a new message id, so that one is stored, as the
+//! protocol wants.
 //!
 //! The record is an append-only text file, one event per line, made durable (fsync) before the
 //! acks it covers are sent:
 //!
 //! ```text
-//! + <unix seconds> <md5> <reply-to> <signer DN>
-//! - <md5> <signer DN>
+//! + <unix seconds> <md5> <reply-to> <message id> <signer DN>
+//! - <unix seconds> <md5> <message id> <signer DN>
 //! @ <name of the last incoming element these entries cover>
 //! ```
 //!
@@ -26,6 +33,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How long a confirmed message's tombstone is kept. Late copies come from messages in flight
+/// at a connection cut, so they arrive within seconds; an hour leaves a wide margin.
+pub const TOMBSTONE_AGE: Duration = Duration::from_secs(3600);
+
 /// Who sent a message and what it was: the duplicate-detection key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AckKey {
@@ -35,10 +46,22 @@ pub struct AckKey {
     pub md5: String,
 }
 
+/// One stored and acked message, as [`AckedLog::record`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    /// Signer and MD5.
+    pub key: AckKey,
+    /// The reply queue the ack went to (so that an unsigned `ping` can only clear its own).
+    pub reply_to: String,
+    /// The sender's `ssm-msg-id`.
+    pub id: String,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     at: u64,
     reply_to: String,
+    id: String,
 }
 
 /// The durable set of acked messages.
@@ -47,6 +70,8 @@ pub struct AckedLog {
     path: PathBuf,
     file: File,
     entries: HashMap<AckKey, Entry>,
+    /// Confirmed messages: `(key, message id)` → when they were confirmed.
+    tombstones: HashMap<(AckKey, String), u64>,
     lines: usize,
     max_age: Duration,
     last_element: Option<String>,
@@ -71,31 +96,19 @@ impl AckedLog {
     /// Opens (creating if needed) the record at `path`, drops entries older than `max_age`, and
     /// compacts the file.
     pub fn open(path: &Path, max_age: Duration) -> std::io::Result<AckedLog> {
-        let mut entries = HashMap::new();
-        let mut last_element = None;
-        match File::open(path) {
-            Ok(f) => {
-                for line in BufReader::new(f).lines() {
-                    let line = line?;
-                    if let Some(name) = line.strip_prefix("@ ") {
-                        last_element = Some(name.to_string());
-                    } else {
-                        apply_line(&mut entries, &line);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
         let file = open_append(path)?;
         let mut log = AckedLog {
             path: path.to_path_buf(),
             file,
-            entries,
+            entries: HashMap::new(),
+            tombstones: HashMap::new(),
             lines: 0,
             max_age,
-            last_element,
+            last_element: None,
         };
+        for line in BufReader::new(File::open(path)?).lines() {
+            log.apply_line(&line?);
+        }
         log.expire();
         log.compact()?;
         Ok(log)
@@ -104,6 +117,13 @@ impl AckedLog {
     /// Whether this message was stored and acked before (and not yet confirmed by the sender).
     pub fn contains(&self, key: &AckKey) -> bool {
         self.entries.contains_key(key)
+    }
+
+    /// Whether this is a late copy of a message the sender already confirmed (same signer,
+    /// content and message id, within [`TOMBSTONE_AGE`]).
+    pub fn is_late_copy(&self, key: &AckKey, id: &str) -> bool {
+        self.tombstones
+            .contains_key(&(key.clone(), clean_token(id)))
     }
 
     /// Number of live entries.
@@ -122,32 +142,21 @@ impl AckedLog {
     }
 
     /// Records stored messages, and the name of the newest element they were stored as;
-    /// durable when it returns. `reply_to` is kept so that a `ping` (which is not signed) can
-    /// only clear entries made for the same reply queue.
-    pub fn record(
-        &mut self,
-        items: &[(AckKey, String)],
-        last_element: Option<&str>,
-    ) -> std::io::Result<()> {
+    /// durable when it returns.
+    pub fn record(&mut self, items: &[Acked], last_element: Option<&str>) -> std::io::Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let at = now_secs();
         let mut text = String::new();
-        for (key, reply_to) in items {
-            text.push_str(&format!(
-                "+ {at} {} {} {}\n",
-                key.md5,
-                clean_token(reply_to),
-                clean(&key.signer)
-            ));
-            self.entries.insert(
-                key.clone(),
-                Entry {
-                    at,
-                    reply_to: reply_to.clone(),
-                },
-            );
+        for item in items {
+            let entry = Entry {
+                at,
+                reply_to: clean_token(&item.reply_to),
+                id: clean_token(&item.id),
+            };
+            text.push_str(&entry_line(&item.key, &entry));
+            self.entries.insert(item.key.clone(), entry);
         }
         if let Some(name) = last_element {
             text.push_str(&format!("@ {}\n", clean_token(name)));
@@ -157,25 +166,30 @@ impl AckedLog {
     }
 
     /// Adds an entry found in the incoming queue at start-up, if it is not known yet.
-    pub fn remember(&mut self, key: AckKey, reply_to: String) {
+    pub fn remember(&mut self, key: AckKey, id: &str) {
         self.entries.entry(key).or_insert(Entry {
             at: now_secs(),
-            reply_to,
+            reply_to: clean_token(""),
+            id: clean_token(id),
         });
     }
 
-    /// Forgets a message the sender confirmed (`ssm-reack` on a signed message).
+    /// Forgets a message the sender confirmed (`ssm-reack` on a signed message), leaving a
+    /// tombstone for late copies.
     pub fn forget(&mut self, key: &AckKey) -> std::io::Result<()> {
-        if self.entries.remove(key).is_none() {
+        let Some(entry) = self.entries.remove(key) else {
             return Ok(());
-        }
-        let line = format!("- {} {}\n", key.md5, clean(&key.signer));
+        };
+        let at = now_secs();
+        let line = tombstone_line(key, &entry.id, at);
+        self.tombstones.insert((key.clone(), entry.id), at);
         self.append(&line)
     }
 
     /// Forgets entries with this MD5 made for this reply queue (`ssm-reack` on an unsigned
     /// `ping` or `certreq`).
     pub fn forget_for_reply_to(&mut self, md5: &str, reply_to: &str) -> std::io::Result<()> {
+        let reply_to = clean_token(reply_to);
         let keys: Vec<AckKey> = self
             .entries
             .iter()
@@ -188,35 +202,36 @@ impl AckedLog {
         Ok(())
     }
 
-    /// Drops entries older than the maximum age (in memory; the file follows at compaction).
+    /// Drops entries older than the maximum age and old tombstones (in memory; the file follows
+    /// at compaction).
     pub fn expire(&mut self) {
-        let limit = now_secs().saturating_sub(self.max_age.as_secs());
+        let now = now_secs();
+        let limit = now.saturating_sub(self.max_age.as_secs());
         self.entries.retain(|_, e| e.at >= limit);
+        let limit = now.saturating_sub(TOMBSTONE_AGE.as_secs());
+        self.tombstones.retain(|_, at| *at >= limit);
     }
 
     fn append(&mut self, text: &str) -> std::io::Result<()> {
         self.file.write_all(text.as_bytes())?;
         self.file.sync_data()?;
         self.lines += text.lines().count();
-        if self.lines > 4 * self.entries.len() + 1024 {
+        if self.lines > 4 * (self.entries.len() + self.tombstones.len()) + 1024 {
             self.expire();
             self.compact()?;
         }
         Ok(())
     }
 
-    /// Rewrites the file with only the live entries, atomically.
+    /// Rewrites the file with only the live entries and tombstones, atomically.
     fn compact(&mut self) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let mut text = String::new();
         for (key, e) in &self.entries {
-            text.push_str(&format!(
-                "+ {} {} {} {}\n",
-                e.at,
-                key.md5,
-                clean_token(&e.reply_to),
-                clean(&key.signer)
-            ));
+            text.push_str(&entry_line(key, e));
+        }
+        for ((key, id), at) in &self.tombstones {
+            text.push_str(&tombstone_line(key, id, *at));
         }
         if let Some(name) = &self.last_element {
             text.push_str(&format!("@ {name}\n"));
@@ -236,9 +251,65 @@ impl AckedLog {
             File::open(dir)?.sync_all()?;
         }
         self.file = open_append(&self.path)?;
-        self.lines = self.entries.len();
+        self.lines = self.entries.len() + self.tombstones.len();
         Ok(())
     }
+
+    fn apply_line(&mut self, line: &str) {
+        if let Some(name) = line.strip_prefix("@ ") {
+            self.last_element = Some(name.to_string());
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("+ ") {
+            let mut p = rest.splitn(5, ' ');
+            let (Some(at), Some(md5), Some(reply_to), Some(id), Some(signer)) =
+                (p.next(), p.next(), p.next(), p.next(), p.next())
+            else {
+                return;
+            };
+            let Ok(at) = at.parse() else { return };
+            self.entries.insert(
+                AckKey {
+                    signer: signer.to_string(),
+                    md5: md5.to_string(),
+                },
+                Entry {
+                    at,
+                    reply_to: reply_to.to_string(),
+                    id: id.to_string(),
+                },
+            );
+        } else if let Some(rest) = line.strip_prefix("- ") {
+            let mut p = rest.splitn(4, ' ');
+            let (Some(at), Some(md5), Some(id), Some(signer)) =
+                (p.next(), p.next(), p.next(), p.next())
+            else {
+                return;
+            };
+            let Ok(at) = at.parse() else { return };
+            let key = AckKey {
+                signer: signer.to_string(),
+                md5: md5.to_string(),
+            };
+            self.entries.remove(&key);
+            self.tombstones.insert((key, id.to_string()), at);
+        }
+    }
+}
+
+fn entry_line(key: &AckKey, e: &Entry) -> String {
+    format!(
+        "+ {} {} {} {} {}\n",
+        e.at,
+        key.md5,
+        e.reply_to,
+        e.id,
+        clean(&key.signer)
+    )
+}
+
+fn tombstone_line(key: &AckKey, id: &str, at: u64) -> String {
+    format!("- {at} {} {id} {}\n", key.md5, clean(&key.signer))
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -249,47 +320,13 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// A reply-to name as one token: spaces would break the line format.
+/// A value as one token: spaces would break the line format.
 fn clean_token(s: &str) -> String {
     let s = clean(s).replace(' ', "_");
     if s.is_empty() {
         "-".to_string()
     } else {
         s
-    }
-}
-
-fn apply_line(entries: &mut HashMap<AckKey, Entry>, line: &str) {
-    let mut parts = line.splitn(5, ' ');
-    match parts.next() {
-        Some("+") => {
-            let (Some(at), Some(md5), Some(reply_to), Some(signer)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return;
-            };
-            let Ok(at) = at.parse() else { return };
-            entries.insert(
-                AckKey {
-                    signer: signer.to_string(),
-                    md5: md5.to_string(),
-                },
-                Entry {
-                    at,
-                    reply_to: reply_to.to_string(),
-                },
-            );
-        }
-        Some("-") => {
-            let mut parts = line[2..].splitn(2, ' ');
-            if let (Some(md5), Some(signer)) = (parts.next(), parts.next()) {
-                entries.remove(&AckKey {
-                    signer: signer.to_string(),
-                    md5: md5.to_string(),
-                });
-            }
-        }
-        _ => {}
     }
 }
 
@@ -301,6 +338,14 @@ mod tests {
         AckKey {
             signer: dn.to_string(),
             md5: md5.to_string(),
+        }
+    }
+
+    fn acked(dn: &str, md5: &str, reply_to: &str, id: &str) -> Acked {
+        Acked {
+            key: key(dn, md5),
+            reply_to: reply_to.to_string(),
+            id: id.to_string(),
         }
     }
 
@@ -316,8 +361,8 @@ mod tests {
             let mut log = AckedLog::open(&path, day).unwrap();
             log.record(
                 &[
-                    (key("/C=UK/CN=a b", A), "/temp-queue/x".into()),
-                    (key("/CN=b", B), "/temp-queue/y".into()),
+                    acked("/C=UK/CN=a b", A, "/temp-queue/x", "id1"),
+                    acked("/CN=b", B, "/temp-queue/y", "id2"),
                 ],
                 Some("00000000/abc"),
             )
@@ -338,18 +383,42 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmed_message_leaves_a_durable_tombstone_for_its_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked.log");
+        let day = Duration::from_secs(86400);
+        {
+            let mut log = AckedLog::open(&path, day).unwrap();
+            log.record(&[acked("/CN=a", A, "/q", "0000/elt1")], None)
+                .unwrap();
+            assert!(!log.is_late_copy(&key("/CN=a", A), "0000/elt1"));
+            log.forget(&key("/CN=a", A)).unwrap();
+            assert!(log.is_late_copy(&key("/CN=a", A), "0000/elt1"));
+        }
+        let log = AckedLog::open(&path, day).unwrap();
+        assert!(log.is_late_copy(&key("/CN=a", A), "0000/elt1"));
+        // The same content queued again is a new message.
+        assert!(!log.is_late_copy(&key("/CN=a", A), "0000/elt2"));
+        assert!(!log.is_late_copy(&key("/CN=b", A), "0000/elt1"));
+        assert!(!log.contains(&key("/CN=a", A)));
+    }
+
+    #[test]
     fn torn_lines_and_old_entries_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acked.log");
         let now = now_secs();
         std::fs::write(
             &path,
-            format!("+ {now} {A} /q /CN=a\n+ 1 {B} /q /CN=old\n+ {now} {B} /q"),
+            format!(
+                "+ {now} {A} /q i1 /CN=a\n+ 1 {B} /q i2 /CN=old\n- 1 {B} i3 /CN=oldtomb\n+ {now} {B} /q"
+            ),
         )
         .unwrap();
         let log = AckedLog::open(&path, Duration::from_secs(3600)).unwrap();
         assert!(log.contains(&key("/CN=a", A)));
         assert!(!log.contains(&key("/CN=old", B)));
+        assert!(!log.is_late_copy(&key("/CN=oldtomb", B), "i3"));
         assert_eq!(log.len(), 1);
     }
 
@@ -361,9 +430,9 @@ mod tests {
         let evil = format!("/CN=x\n- {A} /CN=victim");
         {
             let mut log = AckedLog::open(&path, day).unwrap();
-            log.record(&[(key("/CN=victim", A), "/q".into())], None)
+            log.record(&[acked("/CN=victim", A, "/q", "i")], None)
                 .unwrap();
-            log.record(&[(key(&evil, B), "/q\nx".into())], None)
+            log.record(&[acked(&evil, B, "/q\nx", "i\n- 1 x")], None)
                 .unwrap();
         }
         let log = AckedLog::open(&path, day).unwrap();

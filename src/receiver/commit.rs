@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::acked::{AckKey, AckedLog};
+use super::acked::{AckKey, Acked, AckedLog};
 use super::Outcome;
 use crate::crypto::message_id;
 use crate::queue::{MessageStore, Record};
@@ -176,7 +176,11 @@ fn commit(state: &mut State, batch: Vec<Request>) {
                 warn!(%err, "could not update the acked record");
             }
         }
-        if state.acked.contains(&req.key) || !seen.insert(req.key.clone()) {
+        let id = req.record.empaid.as_deref().unwrap_or("");
+        if state.acked.contains(&req.key)
+            || state.acked.is_late_copy(&req.key, id)
+            || !seen.insert(req.key.clone())
+        {
             dups.push(req);
         } else {
             new.push(req);
@@ -190,9 +194,13 @@ fn commit(state: &mut State, batch: Vec<Request>) {
         .add_batch(&records)
         .map_err(|e| e.to_string());
     let stored = stored.and_then(|names| {
-        let keys: Vec<(AckKey, String)> = new
+        let keys: Vec<Acked> = new
             .iter()
-            .map(|r| (r.key.clone(), r.reply_to.clone()))
+            .map(|r| Acked {
+                key: r.key.clone(),
+                reply_to: r.reply_to.clone(),
+                id: r.record.empaid.clone().unwrap_or_default(),
+            })
             .collect();
         state
             .acked
@@ -248,7 +256,9 @@ fn recover(state: &mut State) {
                     md5: message_id(&rec.body),
                 };
                 if !state.acked.contains(&key) {
-                    state.acked.remember(key, String::new());
+                    state
+                        .acked
+                        .remember(key, rec.empaid.as_deref().unwrap_or(""));
                     found += 1;
                 }
             }

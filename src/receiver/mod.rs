@@ -23,7 +23,7 @@ mod acked;
 mod commit;
 mod lanes;
 
-pub use acked::{AckKey, AckedLog};
+pub use acked::{AckKey, Acked, AckedLog, TOMBSTONE_AGE};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
