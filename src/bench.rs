@@ -86,6 +86,12 @@ pub struct BenchReport {
     pub receiver_rss_first_half_kb: u64,
     /// Largest resident memory of the receiver sampled in the second half of the run, KiB.
     pub receiver_rss_second_half_kb: u64,
+    /// CPU time (user + system) of the senders' process while sending, milliseconds.
+    pub sender_cpu_ms: u64,
+    /// CPU time of the receiver process from its subscription to the last ack, milliseconds.
+    pub receiver_cpu_ms: u64,
+    /// CPU time of this process (the embedded broker) while the senders ran, milliseconds.
+    pub broker_cpu_ms: u64,
 }
 
 impl BenchReport {
@@ -106,7 +112,8 @@ impl BenchReport {
              \"acked\":{},\"retried\":{},\"elapsed_s\":{:.3},\"msgs_per_s\":{:.1},\
              \"mb_per_s\":{:.3},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\
              \"sender_peak_rss_kb\":{},\"receiver_peak_rss_kb\":{},\
-             \"receiver_rss_first_half_kb\":{},\"receiver_rss_second_half_kb\":{}}}",
+             \"receiver_rss_first_half_kb\":{},\"receiver_rss_second_half_kb\":{},\
+             \"sender_cpu_ms\":{},\"receiver_cpu_ms\":{},\"broker_cpu_ms\":{}}}",
             self.senders,
             self.messages,
             self.size,
@@ -124,6 +131,9 @@ impl BenchReport {
             self.receiver_peak_rss_kb,
             self.receiver_rss_first_half_kb,
             self.receiver_rss_second_half_kb,
+            self.sender_cpu_ms,
+            self.receiver_cpu_ms,
+            self.broker_cpu_ms,
         )
     }
 }
@@ -155,6 +165,14 @@ impl std::fmt::Display for BenchReport {
             self.receiver_peak_rss_kb as f64 / 1024.0,
             self.receiver_rss_first_half_kb as f64 / 1024.0,
             self.receiver_rss_second_half_kb as f64 / 1024.0,
+        )?;
+        let per = |ms: u64| ms as f64 / self.acked.max(1) as f64;
+        write!(
+            f,
+            "\nCPU/message:   senders {:.2} ms, receiver {:.2} ms, broker {:.2} ms",
+            per(self.sender_cpu_ms),
+            per(self.receiver_cpu_ms),
+            per(self.broker_cpu_ms),
         )
     }
 }
@@ -213,6 +231,30 @@ pub fn proc_memory(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// CPU time (user + system) of a live process, milliseconds.
+pub fn proc_cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(ticks * 1000 / hz)
+}
+
+/// CPU time (user + system) of this process so far, milliseconds.
+fn self_cpu_ms() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// Runs a benchmark and returns its report. Fails if any message was lost, stored twice or
 /// not acked, or if a child process failed.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
@@ -240,11 +282,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let result = drive(&opts, &setup, &addr, &mut receiver).await;
     // Whatever happened, the receiver goes: stopped politely, killed if it lingers.
     let receiver_peak = receiver.id().and_then(proc_memory).map(|(hwm, _)| hwm);
+    let receiver_cpu_end = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
     stop_child(&mut receiver).await;
     if let Some(h) = embedded {
         h.shutdown().await;
     }
-    let (senders, samples) = result?;
+    let (senders, samples, cpu) = result?;
     let receiver_peak_rss_kb = receiver_peak
         .or_else(children_max_rss_kb)
         .unwrap_or_default();
@@ -277,6 +320,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         receiver_peak_rss_kb,
         receiver_rss_first_half_kb: first,
         receiver_rss_second_half_kb: second,
+        sender_cpu_ms: senders.cpu_ms,
+        receiver_cpu_ms: receiver_cpu_end.saturating_sub(cpu.receiver_start_ms),
+        broker_cpu_ms: cpu.parent_ms,
     })
 }
 
@@ -312,8 +358,10 @@ async fn drive(
     setup: &Setup,
     addr: &BrokerAddr,
     receiver: &mut Child,
-) -> anyhow::Result<(SendersResult, Samples)> {
+) -> anyhow::Result<(SendersResult, Samples, CpuMarks)> {
     wait_until_subscribed(opts, addr, receiver).await?;
+    let receiver_start_ms = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
+    let parent_start_ms = self_cpu_ms();
 
     let plan = setup.dir.join("bench-plan");
     write_plan(&plan, opts, setup, addr)?;
@@ -361,7 +409,19 @@ async fn drive(
     if !status.success() {
         bail!("the senders failed ({status})");
     }
-    Ok((SendersResult::parse(&out)?, samples))
+    let cpu = CpuMarks {
+        receiver_start_ms,
+        parent_ms: self_cpu_ms().saturating_sub(parent_start_ms),
+    };
+    Ok((SendersResult::parse(&out)?, samples, cpu))
+}
+
+/// CPU readings taken around the timed part.
+struct CpuMarks {
+    /// The receiver's CPU time when it was subscribed.
+    receiver_start_ms: u64,
+    /// This process's CPU time while the senders ran (the embedded broker, mostly).
+    parent_ms: u64,
 }
 
 fn spawn_receiver(opts: &BenchOptions, setup: &Setup, addr: &BrokerAddr) -> anyhow::Result<Child> {
@@ -517,6 +577,8 @@ pub struct SendersResult {
     pub elapsed: Duration,
     /// Peak resident memory, KiB.
     pub peak_rss_kb: u64,
+    /// CPU time while sending, milliseconds.
+    pub cpu_ms: u64,
     /// Ack latency of every acked message, milliseconds.
     pub latencies_ms: Vec<f64>,
 }
@@ -525,11 +587,12 @@ impl SendersResult {
     /// The child's stdout: `key value…` lines.
     fn to_text(&self) -> String {
         let mut s = format!(
-            "acked {}\nretried {}\nelapsed_us {}\npeak_rss_kb {}\nlatencies_ms",
+            "acked {}\nretried {}\nelapsed_us {}\npeak_rss_kb {}\ncpu_ms {}\nlatencies_ms",
             self.acked,
             self.retried,
             self.elapsed.as_micros(),
-            self.peak_rss_kb
+            self.peak_rss_kb,
+            self.cpu_ms
         );
         for l in &self.latencies_ms {
             let _ = write!(s, " {l}");
@@ -551,6 +614,7 @@ impl SendersResult {
                 "retried" => r.retried = num()?,
                 "elapsed_us" => r.elapsed = Duration::from_micros(num()?),
                 "peak_rss_kb" => r.peak_rss_kb = num()?,
+                "cpu_ms" => r.cpu_ms = num()?,
                 "latencies_ms" => {
                     r.latencies_ms = words
                         .map(str::parse)
@@ -561,7 +625,7 @@ impl SendersResult {
             }
             seen += 1;
         }
-        if seen < 5 {
+        if seen < 6 {
             bail!("the senders' report is incomplete: {text:?}");
         }
         Ok(r)
@@ -630,6 +694,7 @@ pub fn senders_main(plan: &Path) -> anyhow::Result<()> {
     }
 
     let rt = tokio::runtime::Runtime::new()?;
+    let cpu_start = self_cpu_ms();
     let mut result = rt.block_on(async {
         let started = Instant::now();
         let handles: Vec<_> = tasks
@@ -645,6 +710,7 @@ pub fn senders_main(plan: &Path) -> anyhow::Result<()> {
         r.elapsed = started.elapsed();
         Ok::<_, anyhow::Error>(r)
     })?;
+    result.cpu_ms = self_cpu_ms().saturating_sub(cpu_start);
     result.latencies_ms = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     result.peak_rss_kb = proc_memory(std::process::id())
         .map(|(hwm, _)| hwm)
@@ -760,6 +826,7 @@ mod tests {
             retried: 1,
             elapsed: Duration::from_micros(1_234_567),
             peak_rss_kb: 9000,
+            cpu_ms: 77,
             latencies_ms: vec![1.5, 2.0, 30.25],
         };
         assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
@@ -775,5 +842,6 @@ mod tests {
     fn own_memory_is_readable() {
         let (hwm, rss) = proc_memory(std::process::id()).expect("/proc/self/status");
         assert!(hwm >= rss && rss > 0);
+        assert!(proc_cpu_ms(std::process::id()).is_some());
     }
 }
