@@ -5,12 +5,18 @@
 //!   current one was acked, rejected or given up on.
 //! - A message leaves the outgoing queue only when an ack carrying its MD5 arrives (or when the
 //!   receiver answers `REJECTED`, in which case it is first kept, with the reason, in the local
-//!   reject queue). A message that gets no ack after `max_attempts` sends stays queued and the
-//!   pass ends with [`SenderError::NoAck`].
+//!   reject queue). A message that gets no ack after `max_attempts` attempts stays queued and
+//!   the pass ends with [`SenderError::NoAck`], or with [`SenderError::Broker`] when the last
+//!   attempt failed at the broker (unreachable, send refused, connection lost).
 //! - A lost broker connection is re-established (with the client's failover and backoff) and
 //!   the message in flight is sent again; the receiver stores resends once.
 //! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
 //!   answer only if it chains to a trusted CA and carries the configured server DN.
+//! - A message left locked by a sender that died is sent again by the first pass after its
+//!   lock went stale (the queue's default lock age, 600 s).
+//! - A `msg`'s `ssm-msg-id` is its queue element's name (stable across resends), with bytes
+//!   outside printable ASCII `%`-encoded so that any file name of a `directory` queue is a
+//!   valid header value.
 //! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
 //!   carries the last one, so that the receiver can forget its bookkeeping.
 
@@ -70,7 +76,7 @@ pub struct Summary {
     pub acked: u64,
     /// Messages the receiver rejected (moved to the local reject queue).
     pub rejected: u64,
-    /// Resends after a timeout or a lost connection.
+    /// Resends of a message already sent once (after a timeout or a lost connection).
     pub retried: u64,
     /// Wall time.
     pub elapsed: Duration,
@@ -186,6 +192,19 @@ impl Sender {
     }
 
     async fn pass(&mut self, shutdown: &CancellationToken) -> Result<(), SenderError> {
+        // A sender killed while a message was in flight leaves it locked: release locks old
+        // enough to be stale (the queue's default age, as the Python sender's purge does), or
+        // that message would never be sent.
+        match self.outgoing.purge() {
+            Ok(r) if r.locks_released > 0 => {
+                warn!(
+                    count = r.locks_released,
+                    "released stale locks left by a dead sender"
+                )
+            }
+            Ok(_) => {}
+            Err(err) => warn!(%err, "could not purge the outgoing queue"),
+        }
         let names = self.outgoing.names()?;
         let total = names.len();
         for (i, name) in names.into_iter().enumerate() {
@@ -260,6 +279,7 @@ impl Sender {
                 "no server certificate configured and no server DN to check a certreq answer against".into(),
             ));
         };
+        let mut broker_error: Option<StompError> = None;
         for attempt in 1..=self.settings.max_attempts {
             let req = SsmMessage::CertReq {
                 reply_to: self.settings.reply_queue.clone(),
@@ -271,8 +291,10 @@ impl Sender {
             if let Err(err) = client.handle().send_with_receipt(frame).await {
                 warn!(%err, attempt, "certreq not sent; reconnecting");
                 self.client = None;
+                broker_error = Some(err);
                 continue;
             }
+            broker_error = None;
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 match tokio::time::timeout_at(deadline, client.recv()).await {
@@ -283,6 +305,7 @@ impl Sender {
                     Ok(Err(err)) => {
                         warn!(%err, "connection lost waiting for certresp");
                         self.client = None;
+                        broker_error = Some(err);
                         break;
                     }
                     Ok(Ok(Event::Message(frame))) => {
@@ -304,10 +327,13 @@ impl Sender {
                 }
             }
         }
-        Err(SenderError::ServerCert(format!(
-            "no certresp after {} attempts",
-            self.settings.max_attempts
-        )))
+        match broker_error {
+            Some(err) => Err(SenderError::Broker(err)),
+            None => Err(SenderError::ServerCert(format!(
+                "no certresp after {} attempts",
+                self.settings.max_attempts
+            ))),
+        }
     }
 
     fn check_server_cert(&self, pem: &str, want_dn: &str) -> Result<X509, SenderError> {
@@ -339,15 +365,17 @@ impl Sender {
                 .await
                 .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
         let body = Bytes::from(sealed);
+        let msg_id = wire_id(name);
         let started = Instant::now();
         let mut attempts = 0;
+        let mut sends = 0;
+        // Why the latest attempt failed when it was the broker, not the receiver: giving up
+        // then reports the broker, not a missing ack for a message that never left.
+        let mut broker_error: Option<StompError> = None;
         while attempts < self.settings.max_attempts {
             attempts += 1;
-            if attempts > 1 {
-                self.summary.retried += 1;
-            }
             let msg = SsmMessage::Msg {
-                id: name.to_string(),
+                id: msg_id.clone(),
                 reply_to: Some(self.settings.reply_queue.clone()),
                 reack: self.reack.clone(),
                 body: body.clone(),
@@ -357,6 +385,7 @@ impl Sender {
                 Ok(c) => c,
                 Err(SenderError::Broker(err)) => {
                     warn!(%err, "cannot reach a broker");
+                    broker_error = Some(err);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -364,10 +393,16 @@ impl Sender {
             if let Err(err) = client.handle().send_with_receipt(frame).await {
                 warn!(%err, %name, "send failed; reconnecting");
                 self.client = None;
+                broker_error = Some(err);
                 continue;
             }
+            broker_error = None;
+            if sends > 0 {
+                self.summary.retried += 1;
+            }
+            sends += 1;
             self.summary.sent += 1;
-            match self.wait_for_ack(name, &md5).await {
+            match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
                     self.outgoing.remove(name)?;
                     self.reack = Some(md5.clone());
@@ -399,16 +434,21 @@ impl Sender {
                 Wait::Lost(err) => {
                     warn!(%err, id = %name, "connection lost waiting for the ack; reconnecting");
                     self.client = None;
+                    broker_error = Some(err);
                 }
             }
         }
-        Err(SenderError::NoAck {
-            id: name.to_string(),
-            attempts,
-        })
+        match broker_error {
+            Some(err) => Err(SenderError::Broker(err)),
+            None => Err(SenderError::NoAck {
+                id: name.to_string(),
+                attempts,
+            }),
+        }
     }
 
-    async fn wait_for_ack(&mut self, name: &str, md5: &str) -> Wait {
+    /// Waits for the ack of the `msg` sent with `ssm-msg-id: msg_id`.
+    async fn wait_for_ack(&mut self, msg_id: &str, md5: &str) -> Wait {
         let deadline = tokio::time::Instant::now() + self.settings.ack_timeout;
         let Some(client) = self.client.as_mut() else {
             return Wait::Lost(StompError::Closed);
@@ -432,7 +472,7 @@ impl Sender {
             match SsmMessage::from_frame(&frame) {
                 Ok(SsmMessage::Ack { outcome, ack_for }) => {
                     // An ack for an earlier message (a late answer to a resend) is not ours.
-                    if ack_for.as_deref().is_some_and(|id| id != name) {
+                    if ack_for.as_deref().is_some_and(|id| id != msg_id) {
                         debug!(?ack_for, "ack for another message; ignoring");
                         continue;
                     }
@@ -450,5 +490,41 @@ impl Sender {
                 Err(err) => debug!(%err, "ignoring a malformed reply"),
             }
         }
+    }
+}
+
+/// The `ssm-msg-id` for a queue element: its name, with every byte that is not printable
+/// ASCII (and `%`, and space) written as `%XX`.
+///
+/// Receivers refuse header values outside printable ASCII, and a `directory` queue takes
+/// whatever file names other tools chose; the encoding is stable across resends and keeps
+/// distinct names distinct. Dirq element names are left as they are.
+fn wire_id(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire_id;
+
+    #[test]
+    fn wire_ids_are_printable_ascii_and_distinct() {
+        assert_eq!(
+            wire_id("6b06a840/6b06a85987a6c8"),
+            "6b06a840/6b06a85987a6c8"
+        );
+        assert_eq!(wire_id("a:b;c=d"), "a:b;c=d");
+        assert_eq!(wire_id("with space"), "with%20space");
+        assert_eq!(wire_id("café"), "caf%C3%A9");
+        assert_eq!(wire_id("a\nb"), "a%0Ab");
+        assert_ne!(wire_id("%20"), wire_id(" "));
     }
 }

@@ -30,7 +30,7 @@ pub(crate) struct StoreRequest {
 
 enum Request {
     Store(StoreRequest),
-    Reject(Record),
+    Reject(Record, oneshot::Sender<()>),
     Forget { md5: String, reply_to: String },
     Recover(oneshot::Sender<()>),
 }
@@ -77,9 +77,13 @@ impl Committer {
         }
     }
 
-    /// Keeps a rejected message, with its reason, in the reject queue.
+    /// Keeps a rejected message, with its reason, in the reject queue; returns once it is
+    /// written (or could not be), so that the `REJECTED` answer follows the record.
     pub async fn reject(&self, record: Record) {
-        let _ = self.tx.send(Request::Reject(record));
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Reject(record, tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Applies an `ssm-reack` that came without a signature.
@@ -125,10 +129,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Request>, state: Arc<Mutex<State>>)
 fn commit(state: &mut State, batch: Vec<Request>) {
     let mut stores = Vec::new();
     let mut rejects = Vec::new();
+    let mut rejects_done = Vec::new();
     for req in batch {
         match req {
             Request::Store(r) => stores.push(r),
-            Request::Reject(rec) => rejects.push(rec),
+            Request::Reject(rec, done) => {
+                rejects.push(rec);
+                rejects_done.push(done);
+            }
             Request::Forget { md5, reply_to } => {
                 if let Err(err) = state.acked.forget_for_reply_to(&md5, &reply_to) {
                     warn!(%err, "could not update the acked record");
@@ -144,6 +152,9 @@ fn commit(state: &mut State, batch: Vec<Request>) {
         if let Err(err) = state.store.reject.add_batch(&rejects) {
             error!(%err, count = rejects.len(), "could not keep rejected messages");
         }
+    }
+    for done in rejects_done {
+        let _ = done.send(());
     }
     if stores.is_empty() {
         return;

@@ -32,6 +32,10 @@ pub(crate) struct Job {
     pub reply_to: Option<String>,
     pub reack: Option<String>,
     pub body: Bytes,
+    /// Set for a `ping`'s `ssm-reack`: no message, only this MD5 to forget for `reply_to`. It
+    /// goes through the sender's lane so that it is applied after that sender's earlier
+    /// messages (a resend still queued here must still be found a duplicate).
+    pub forget: Option<String>,
 }
 
 /// What every lane shares.
@@ -116,6 +120,12 @@ impl Lanes {
 }
 
 async fn handle_job(shared: &Shared, job: Job) {
+    if let Some(md5) = job.forget {
+        if let Some(reply_to) = job.reply_to {
+            shared.committer.forget_for_reply_to(md5, reply_to).await;
+        }
+        return;
+    }
     let started = std::time::Instant::now();
     let opener = shared.opener.clone();
     let body = job.body.clone();

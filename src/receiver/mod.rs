@@ -6,9 +6,9 @@
 //!   recorded as acked (both fsynced). A storage failure sends no ack at all, so the sender keeps
 //!   the message and sends it again later; it is never answered `REJECTED` for a fault of ours.
 //! - Anything that cannot be accepted (undecryptable, bad or untrusted signature, signer not in
-//!   the allowed-DN list, corrupt payload, malformed SSM headers) is answered `REJECTED` when it
-//!   names a reply queue, and kept with the reason in the reject queue; nothing of it reaches the
-//!   incoming queue.
+//!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
+//!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
+//!   reaches the incoming queue.
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
@@ -55,7 +55,8 @@ pub struct ReceiverSettings {
     pub store_path: PathBuf,
     /// How long an acked MD5 is remembered when the sender never confirms it.
     pub reack_max_age: Duration,
-    /// Stop after this many `msg` messages were handled.
+    /// Stop after this many messages were handled: stored, acked again as duplicates, or
+    /// rejected (malformed SSM messages included).
     pub max_messages: Option<u64>,
     /// Stop after this long.
     pub run_for: Option<Duration>,
@@ -196,8 +197,13 @@ pub async fn run(
             Some(()) = done_rx.recv() => handled += 1,
             event = client.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
                 Ok(Event::Message(frame)) => {
-                    if dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats).await {
-                        dispatched += 1;
+                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats).await {
+                        Dispatched::ToLane => dispatched += 1,
+                        Dispatched::Rejected => {
+                            dispatched += 1;
+                            handled += 1;
+                        }
+                        Dispatched::NotCounted => {}
                     }
                 }
                 Ok(Event::Error(frame)) => warn!(
@@ -241,7 +247,17 @@ async fn connect(settings: &ReceiverSettings) -> Result<Client, StompError> {
     Ok(client)
 }
 
-/// Handles one frame from the topic. Returns whether it was a `msg` handed to a lane.
+/// What [`dispatch`] did with a frame, for the `max_messages` count.
+enum Dispatched {
+    /// A `msg` handed to a lane, which reports when it is handled.
+    ToLane,
+    /// A malformed message, rejected on the spot: handled already.
+    Rejected,
+    /// A `certreq`, `ping` or a message meant for senders: not counted.
+    NotCounted,
+}
+
+/// Handles one frame from the topic.
 async fn dispatch(
     settings: &ReceiverSettings,
     frame: &Frame,
@@ -249,7 +265,7 @@ async fn dispatch(
     committer: &commit::Committer,
     handle: &ClientHandle,
     stats: &Stats,
-) -> bool {
+) -> Dispatched {
     let reply_to = frame.header("reply-to").map(str::to_string);
     match SsmMessage::from_frame(frame) {
         Ok(SsmMessage::Msg {
@@ -265,9 +281,10 @@ async fn dispatch(
                     reply_to,
                     reack,
                     body,
+                    forget: None,
                 })
                 .await;
-            true
+            Dispatched::ToLane
         }
         Ok(SsmMessage::CertReq { reply_to, reack }) => {
             Stats::bump(&stats.certreqs);
@@ -281,21 +298,32 @@ async fn dispatch(
             if let Err(err) = handle.send(resp.to_frame(&reply_to)).await {
                 warn!(%err, %reply_to, "could not send certresp");
             }
-            false
+            Dispatched::NotCounted
         }
         Ok(SsmMessage::Ping { reack }) => {
             debug!(?reack, ?reply_to, "ping");
             if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
-                committer.forget_for_reply_to(md5, reply_to).await;
+                lanes
+                    .submit(lanes::Job {
+                        id: crate::protocol::PING_ID.to_string(),
+                        reply_to: Some(reply_to),
+                        reack: None,
+                        body: bytes::Bytes::new(),
+                        forget: Some(md5),
+                    })
+                    .await;
             }
-            false
+            Dispatched::NotCounted
         }
         Ok(other) => {
             debug!(kind = other.kind(), "ignoring a message meant for senders");
-            false
+            Dispatched::NotCounted
         }
         Err(err) => {
             warn!(%err, ?reply_to, "malformed SSM message");
+            if frame.header(crate::protocol::headers::MSG_TYPE) == Some("msg") {
+                Stats::bump(&stats.received);
+            }
             Stats::bump(&stats.rejected);
             let reason = err.to_string();
             let record = Record {
@@ -316,7 +344,7 @@ async fn dispatch(
                 )
                 .await;
             }
-            false
+            Dispatched::Rejected
         }
     }
 }

@@ -441,6 +441,8 @@ impl fmt::Debug for ClientHandle {
 
 impl ClientHandle {
     /// Writes a frame (normally a SEND with `destination` set) and returns once it is written.
+    ///
+    /// Dropping the future before it completes may or may not leave the frame written.
     pub async fn send(&self, frame: Frame) -> Result<(), StompError> {
         let (done, rx) = oneshot::channel();
         self.tx
@@ -669,6 +671,8 @@ impl Client {
 
     /// The next MESSAGE or unsolicited ERROR. Fails once the connection has ended and every
     /// event received before that was taken.
+    ///
+    /// Cancel-safe: dropping the future (e.g. in `select!` or a timeout) loses no event.
     pub async fn recv(&mut self) -> Result<Event, StompError> {
         match self.events.recv().await {
             Some(event) => Ok(event),
