@@ -13,6 +13,10 @@
 //! @ <name of the last incoming element these entries cover>
 //! ```
 //!
+//! Forgetting can be buffered ([`AckedLog::forget_buffered`]) so that a confirmation and the
+//! entries of the next stored batch share one fsync; the buffered lines always reach the file
+//! before any later line, so the file's order is the order of events.
+//!
 //! It is compacted (rewritten to a temporary file, fsynced and renamed over the old one) when it
 //! is opened and when it has grown to several times its live size. Lines that cannot be parsed
 //! (a torn last line after a crash) are skipped. A message that was stored but whose entry was
@@ -50,6 +54,8 @@ pub struct AckedLog {
     lines: usize,
     max_age: Duration,
     last_element: Option<String>,
+    /// `-` lines of [`AckedLog::forget_buffered`], written with the next record or flush.
+    pending: String,
 }
 
 fn now_secs() -> u64 {
@@ -95,6 +101,7 @@ impl AckedLog {
             lines: 0,
             max_age,
             last_element,
+            pending: String::new(),
         };
         log.expire();
         log.compact()?;
@@ -133,7 +140,7 @@ impl AckedLog {
             return Ok(());
         }
         let at = now_secs();
-        let mut text = String::new();
+        let mut text = std::mem::take(&mut self.pending);
         for (key, reply_to) in items {
             text.push_str(&format!(
                 "+ {at} {} {} {}\n",
@@ -169,8 +176,29 @@ impl AckedLog {
         if self.entries.remove(key).is_none() {
             return Ok(());
         }
-        let line = format!("- {} {}\n", key.md5, clean(&key.signer));
-        self.append(&line)
+        let mut text = std::mem::take(&mut self.pending);
+        text.push_str(&format!("- {} {}\n", key.md5, clean(&key.signer)));
+        self.append(&text)
+    }
+
+    /// Forgets a confirmed message like [`AckedLog::forget`], but the line is only written (and
+    /// made durable) by the next [`AckedLog::record`] or [`AckedLog::flush`]: one fsync for
+    /// both. Until then a crash may bring the entry back, which is what an unconfirmed entry
+    /// looks like anyway.
+    pub fn forget_buffered(&mut self, key: &AckKey) {
+        if self.entries.remove(key).is_some() {
+            self.pending
+                .push_str(&format!("- {} {}\n", key.md5, clean(&key.signer)));
+        }
+    }
+
+    /// Writes and syncs what [`AckedLog::forget_buffered`] left pending, if anything.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let text = std::mem::take(&mut self.pending);
+        self.append(&text)
     }
 
     /// Forgets entries with this MD5 made for this reply queue (`ssm-reack` on an unsigned
@@ -238,6 +266,19 @@ impl AckedLog {
         self.file = open_append(&self.path)?;
         self.lines = self.entries.len();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl AckedLog {
+    /// Entries a fresh reader of the file would see (without compacting it).
+    fn open_readonly_len(path: &Path) -> usize {
+        let mut entries = HashMap::new();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in text.lines() {
+            apply_line(&mut entries, line);
+        }
+        entries.len()
     }
 }
 
@@ -335,6 +376,36 @@ mod tests {
         assert!(!log.contains(&key("/C=UK/CN=a b", A)));
         drop(log);
         assert!(AckedLog::open(&path, day).unwrap().is_empty());
+    }
+
+    #[test]
+    fn buffered_forgets_are_written_with_the_next_record_or_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked");
+        let day = Duration::from_secs(86400);
+        {
+            let mut log = AckedLog::open(&path, day).unwrap();
+            log.record(
+                &[
+                    (key("/CN=a", A), "/q/a".into()),
+                    (key("/CN=b", B), "/q/b".into()),
+                ],
+                Some("00000000/a"),
+            )
+            .unwrap();
+            log.forget_buffered(&key("/CN=a", A));
+            assert!(!log.contains(&key("/CN=a", A)));
+            // Not written yet: a reader of the file still sees the entry.
+            assert_eq!(AckedLog::open_readonly_len(&path), 2);
+            // Forgotten, then stored again in the same batch: the file says so, in that order.
+            log.record(&[(key("/CN=a", A), "/q/a".into())], None)
+                .unwrap();
+            log.forget_buffered(&key("/CN=b", B));
+            log.flush().unwrap();
+        }
+        let log = AckedLog::open(&path, day).unwrap();
+        assert!(log.contains(&key("/CN=a", A)));
+        assert!(!log.contains(&key("/CN=b", B)));
     }
 
     #[test]

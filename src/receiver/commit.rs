@@ -5,6 +5,11 @@
 //! batched, fsynced add, records them as acked (fsynced), and only then tells each lane its
 //! outcome so that the lane may ack. Disk work runs on the blocking pool, never on the I/O
 //! threads. A single writer also makes the duplicate check and the store one atomic step.
+//! Requests are applied in arrival order (a confirmation never overtakes an earlier store), and
+//! the `ssm-reack` confirmations of a batch share its fsync of the acked record.
+//! A batch's elements are written by several threads at once (fsync latency, not disk bandwidth,
+//! is what limits a batch), and the `ssm-reack` confirmations share the batch's fsync of the
+//! acked record.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +20,7 @@ use tracing::{error, info, warn};
 use super::acked::{AckKey, AckedLog};
 use super::Outcome;
 use crate::crypto::message_id;
-use crate::queue::{MessageStore, Record};
+use crate::queue::{Dirq, MessageStore, Record};
 
 /// Most requests committed in one batch.
 const MAX_BATCH: usize = 256;
@@ -138,11 +143,15 @@ fn commit(state: &mut State, batch: Vec<Request>) {
                 rejects_done.push(done);
             }
             Request::Forget { md5, reply_to } => {
+                // Stores queued before this confirmation come first: a resend among them is
+                // still a duplicate of what the confirmation is about.
+                commit_stores(state, std::mem::take(&mut stores));
                 if let Err(err) = state.acked.forget_for_reply_to(&md5, &reply_to) {
                     warn!(%err, "could not update the acked record");
                 }
             }
             Request::Recover(done) => {
+                commit_stores(state, std::mem::take(&mut stores));
                 recover(state);
                 let _ = done.send(());
             }
@@ -156,12 +165,18 @@ fn commit(state: &mut State, batch: Vec<Request>) {
     for done in rejects_done {
         let _ = done.send(());
     }
+    commit_stores(state, stores);
+}
+
+/// Stores verified messages (in arrival order) and tells each its outcome.
+fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
     if stores.is_empty() {
         return;
     }
 
     // Reacks first, then the duplicate check, in arrival order: a sender that sends the same
-    // bytes again after confirming the first ack means a second message.
+    // bytes again after confirming the first ack means a second message. The confirmations
+    // are written with the batch's entries (one fsync), or flushed before any ack goes out.
     let mut new = Vec::new();
     let mut dups = Vec::new();
     let mut seen = HashSet::new();
@@ -172,9 +187,7 @@ fn commit(state: &mut State, batch: Vec<Request>) {
                 md5: md5.clone(),
             };
             seen.remove(&old);
-            if let Err(err) = state.acked.forget(&old) {
-                warn!(%err, "could not update the acked record");
-            }
+            state.acked.forget_buffered(&old);
         }
         if state.acked.contains(&req.key) || !seen.insert(req.key.clone()) {
             dups.push(req);
@@ -184,44 +197,59 @@ fn commit(state: &mut State, batch: Vec<Request>) {
     }
 
     let records: Vec<Record> = new.iter().map(|r| r.record.clone()).collect();
-    let stored = state
-        .store
-        .incoming
-        .add_batch(&records)
-        .map_err(|e| e.to_string());
-    let stored = stored.and_then(|names| {
-        let keys: Vec<(AckKey, String)> = new
-            .iter()
-            .map(|r| (r.key.clone(), r.reply_to.clone()))
-            .collect();
-        state
-            .acked
-            .record(&keys, names.last().map(String::as_str))
-            .map(|()| names)
-            .map_err(|e| format!("stored, but the acked record failed: {e}"))
-    });
-    match stored {
-        Ok(names) => {
-            for (req, name) in new.into_iter().zip(names) {
+    let results = store_batch(&state.store.incoming, &records);
+    let mut stored_keys = Vec::new();
+    let mut last: Option<&str> = None;
+    for (req, result) in new.iter().zip(&results) {
+        if let Ok(name) = result {
+            stored_keys.push((req.key.clone(), req.reply_to.clone()));
+            if last.is_none_or(|l| name.as_str() > l) {
+                last = Some(name.as_str());
+            }
+        }
+    }
+    let recorded = if stored_keys.is_empty() {
+        Ok(())
+    } else {
+        state.acked.record(&stored_keys, last)
+    };
+    if let Err(err) = state.acked.flush() {
+        warn!(%err, "could not update the acked record");
+    }
+    for (req, result) in new.into_iter().zip(results) {
+        let outcome = match (&recorded, result) {
+            (Ok(()), Ok(name)) => {
                 info!(
                     element = %name,
                     md5 = %req.key.md5,
                     signer = %req.key.signer,
                     "stored"
                 );
-                let _ = req.done.send(Outcome::Stored(req.key.md5));
+                Outcome::Stored(req.key.md5)
             }
-        }
-        Err(reason) => {
-            error!(%reason, count = new.len(), "storing failed; not acking");
-            for req in new {
-                let _ = req.done.send(Outcome::StoreFailed(reason.clone()));
+            (Err(e), Ok(_)) => {
+                let reason = format!("stored, but the acked record failed: {e}");
+                error!(%reason, "not acking");
+                Outcome::StoreFailed(reason)
             }
-        }
+            (_, Err(reason)) => {
+                error!(%reason, md5 = %req.key.md5, "storing failed; not acking");
+                Outcome::StoreFailed(reason)
+            }
+        };
+        let _ = req.done.send(outcome);
     }
     for req in dups {
         info!(md5 = %req.key.md5, signer = %req.key.signer, "duplicate: acking again");
         let _ = req.done.send(Outcome::Duplicate(req.key.md5));
+    }
+}
+
+/// Stores `records` in `queue` with one fsynced batch; the result of each, in order.
+fn store_batch(queue: &Dirq, records: &[Record]) -> Vec<Result<String, String>> {
+    match queue.add_batch(records) {
+        Ok(names) => names.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(e.to_string()); records.len()],
     }
 }
 
