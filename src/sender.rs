@@ -473,13 +473,16 @@ impl Sender {
             self.summary.sent += 1;
             match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
+                    // Send to ack, without the removal's fsync below.
+                    let latency = started.elapsed();
                     self.outgoing.remove(name)?;
                     self.reack = Some(md5.clone());
                     self.summary.acked += 1;
                     info!(
                         id = %name,
                         %md5,
-                        ms = started.elapsed().as_millis() as u64,
+                        ms = latency.as_millis() as u64,
+                        us = latency.as_micros() as u64,
                         attempts,
                         "acked"
                     );
