@@ -289,3 +289,111 @@ fn recover(state: &mut State) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const X: &str = "0123456789abcdef0123456789abcdef";
+    const SIGNER: &str = "/C=UK/O=ssm-test/CN=client.example.org";
+    const REPLY: &str = "/temp-queue/ssm.a";
+
+    fn state(dir: &std::path::Path) -> State {
+        State {
+            store: MessageStore::open(&dir.join("store")).unwrap(),
+            acked: AckedLog::open(&dir.join("acked"), Duration::from_secs(86400)).unwrap(),
+        }
+    }
+
+    fn key() -> AckKey {
+        AckKey {
+            signer: SIGNER.into(),
+            md5: X.into(),
+        }
+    }
+
+    fn store(reack: Option<&str>) -> (Request, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        let req = StoreRequest {
+            key: key(),
+            reply_to: REPLY.into(),
+            reack: reack.map(str::to_string),
+            record: Record {
+                body: b"body".to_vec(),
+                signer: Some(SIGNER.into()),
+                empaid: Some("id".into()),
+                error: None,
+            },
+            done: tx,
+        };
+        (Request::Store(req), rx)
+    }
+
+    fn forget() -> Request {
+        Request::Forget {
+            md5: X.into(),
+            reply_to: REPLY.into(),
+        }
+    }
+
+    #[test]
+    fn a_resend_before_a_confirmation_in_one_batch_is_still_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let (first, mut rx) = store(None);
+        commit(&mut st, vec![first]);
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+
+        // The resend was queued before the ping that confirms the first ack.
+        let (resend, mut rx) = store(None);
+        commit(&mut st, vec![resend, forget()]);
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Duplicate(_))));
+        assert!(!st.acked.contains(&key()));
+        assert_eq!(st.store.incoming.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_same_bytes_after_a_confirmation_are_a_new_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let (first, _rx) = store(None);
+        commit(&mut st, vec![first]);
+        let (again, mut rx) = store(None);
+        commit(&mut st, vec![forget(), again]);
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+        assert_eq!(st.store.incoming.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_reack_on_the_next_message_is_durable_with_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let (first, _rx) = store(None);
+        commit(&mut st, vec![first]);
+        // The next message (another MD5) confirms the first.
+        let (tx, mut rx) = oneshot::channel();
+        let next = Request::Store(StoreRequest {
+            key: AckKey {
+                signer: SIGNER.into(),
+                md5: "fedcba9876543210fedcba9876543210".into(),
+            },
+            reply_to: REPLY.into(),
+            reack: Some(X.into()),
+            record: Record {
+                body: b"other".to_vec(),
+                signer: Some(SIGNER.into()),
+                empaid: Some("id2".into()),
+                error: None,
+            },
+            done: tx,
+        });
+        commit(&mut st, vec![next]);
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+        drop(st);
+        let reopened =
+            AckedLog::open(&dir.path().join("acked"), Duration::from_secs(86400)).unwrap();
+        assert!(!reopened.contains(&key()));
+        assert_eq!(reopened.len(), 1);
+    }
+}
