@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::sync::oneshot;
 
-use crate::broker::{self, BrokerConfig};
+use openssl::x509::X509;
+
+use crate::broker::{self, BrokerConfig, BrokerHandle};
 use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
-use crate::pki::Pki;
+use crate::pki::{CertFiles, Pki};
 use crate::queue::{Dirq, MessageStore, Outgoing, PathType};
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
 use crate::sender::{Sender, SenderSettings, Summary};
@@ -114,49 +116,159 @@ pub fn apel_message(seq: usize, size: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The files a run needs: a throwaway PKI, one certificate and outgoing queue per sender, the
+/// allowed-DN file and the receiver's store directory. Shared by `ssm demo` and `ssm bench`.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// The PKI (CA, receiver certificate, first sender certificate).
+    pub pki: Pki,
+    /// One certificate per sender; the first is the PKI's client.
+    pub clients: Vec<CertFiles>,
+    /// The allowed-DN file listing every sender.
+    pub dns_path: PathBuf,
+    /// The receiver's store (`incoming/`, `reject/`, acked record).
+    pub store_path: PathBuf,
+}
+
+impl Setup {
+    /// Generates the PKI and one certificate per sender under `dir`, and writes the DN file.
+    pub fn prepare(dir: &Path, senders: usize) -> anyhow::Result<Setup> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let pki = Pki::generate(&dir.join("pki")).context("generating the throwaway PKI")?;
+        let mut clients = vec![pki.client.clone()];
+        for i in 1..senders.max(1) {
+            clients.push(pki.issue_client(&format!("sender{i}.example.org"))?);
+        }
+        let dn_text: String = clients.iter().map(|c| format!("{}\n", c.dn)).collect();
+        let dns_path = dir.join("dns");
+        std::fs::write(&dns_path, &dn_text)
+            .with_context(|| format!("cannot write {}", dns_path.display()))?;
+        Ok(Setup {
+            dir: dir.to_path_buf(),
+            pki,
+            clients,
+            dns_path,
+            store_path: dir.join("store"),
+        })
+    }
+
+    /// The outgoing queue of sender `i`.
+    pub fn outgoing_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("outgoing-{i}"))
+    }
+
+    /// Puts `messages` APEL messages of `size` bytes in every sender's outgoing queue; sender
+    /// `i` gets sequence numbers `i * messages ..`, so every message is distinct.
+    pub fn fill_queues(&self, messages: usize, size: usize) -> anyhow::Result<()> {
+        for i in 0..self.clients.len() {
+            let outgoing = Outgoing::open(&self.outgoing_dir(i), PathType::Dirq)?;
+            for m in 0..messages {
+                outgoing.add(&apel_message(i * messages + m, size))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every queued message is in the incoming queue exactly once, with the right
+    /// signer; returns how many are stored.
+    pub fn check_stored(&self, per_sender: usize, size: usize) -> anyhow::Result<usize> {
+        let store = MessageStore::open(&self.store_path)?;
+        check_stored(&store, &self.clients, per_sender, size)?;
+        Ok(store.incoming.count()?)
+    }
+}
+
+/// What a sender needs besides its certificate and queue.
+#[derive(Clone)]
+pub struct SenderCommon {
+    /// How to reach the broker.
+    pub client: ClientConfig,
+    /// The topic.
+    pub destination: String,
+    /// Trusted CAs (built once, shared by every sender).
+    pub trust: TrustStore,
+    /// The receiver's certificate; `None` makes the sender ask for it with `certreq`.
+    pub server_cert: Option<X509>,
+    /// The receiver's DN.
+    pub server_dn: String,
+    /// Envelope cipher.
+    pub cipher: Cipher,
+}
+
+/// A sender for certificate `cert` and outgoing queue `queue`.
+pub fn make_sender(
+    common: &SenderCommon,
+    cert: &Path,
+    key: &Path,
+    queue: &Path,
+) -> anyhow::Result<Sender> {
+    let outgoing = Outgoing::open(queue, PathType::Dirq)?;
+    let reject = Dirq::open(&queue.join("reject"))?;
+    let settings = SenderSettings {
+        client: common.client.clone(),
+        kind: None,
+        destination: common.destination.clone(),
+        identity: Identity::load(cert, key)?,
+        trust: common.trust.clone(),
+        server_cert: common.server_cert.clone(),
+        server_dn: Some(common.server_dn.clone()),
+        verify_server_cert: true,
+        cipher: common.cipher,
+        ack_timeout: Duration::from_secs(30),
+        max_attempts: 3,
+        reply_queue: SenderSettings::new_reply_queue(),
+    };
+    Ok(Sender::new(settings, outgoing, reject))
+}
+
+/// Starts the embedded broker on a free loopback port.
+pub async fn start_embedded_broker() -> anyhow::Result<(BrokerHandle, BrokerAddr)> {
+    let handle = broker::start(BrokerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ..BrokerConfig::default()
+    })
+    .await
+    .context("starting the embedded broker")?;
+    let local = handle.local_addr();
+    let addr = BrokerAddr {
+        host: local.ip().to_string(),
+        port: local.port(),
+    };
+    Ok((handle, addr))
+}
+
+/// Client settings for one broker, with an optional login, giving up after three rounds.
+pub fn client_config(addr: &BrokerAddr, login: Option<&(String, String)>) -> ClientConfig {
+    let mut client = ClientConfig::new(vec![addr.clone()]);
+    if let Some((login, passcode)) = login {
+        client.login = Some(login.clone());
+        client.passcode = Some(passcode.clone());
+    }
+    client.max_rounds = Some(3);
+    client
+}
+
 /// Runs the demo and returns its report. Fails if any message was lost or stored twice.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
-    std::fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
-    let pki = Pki::generate(&opts.dir.join("pki")).context("generating the throwaway PKI")?;
+    let setup = Setup::prepare(&opts.dir, opts.senders)?;
+    let pki = &setup.pki;
     let trust = TrustStore::new(Some(&pki.capath), None, false)?;
 
     let mut embedded = None;
     let addr = match &opts.broker {
         Some(addr) => addr.clone(),
         None => {
-            let handle = broker::start(BrokerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                ..BrokerConfig::default()
-            })
-            .await
-            .context("starting the embedded broker")?;
-            let local = handle.local_addr();
+            let (handle, addr) = start_embedded_broker().await?;
             embedded = Some(handle);
-            BrokerAddr {
-                host: local.ip().to_string(),
-                port: local.port(),
-            }
+            addr
         }
     };
-    let mut client = ClientConfig::new(vec![addr.clone()]);
-    if let Some((login, passcode)) = &opts.login {
-        client.login = Some(login.clone());
-        client.passcode = Some(passcode.clone());
-    }
-    client.max_rounds = Some(3);
+    let client = client_config(&addr, opts.login.as_ref());
+    let dns = DnList::load(&setup.dns_path)?;
 
-    // Senders' certificates: the PKI's client, then one more per extra sender.
-    let mut clients = vec![pki.client.clone()];
-    for i in 1..opts.senders.max(1) {
-        clients.push(pki.issue_client(&format!("sender{i}.example.org"))?);
-    }
-    let dn_text: String = clients.iter().map(|c| format!("{}\n", c.dn)).collect();
-    let dns_path = opts.dir.join("dns");
-    std::fs::write(&dns_path, &dn_text)?;
-    let dns = DnList::load(&dns_path)?;
-
-    let store_path = opts.dir.join("store");
+    let store_path = setup.store_path.clone();
     let server = Identity::load(&pki.server.cert, &pki.server.key)?;
     let cert_pem = String::from_utf8(server.cert.to_pem()?)?;
     let stats = Arc::new(Stats::default());
@@ -186,33 +298,25 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
 
     // Fill the queues, then send from every sender at once.
+    setup.fill_queues(opts.messages, opts.size)?;
+    let mut common = SenderCommon {
+        client: client.clone(),
+        destination: opts.destination.clone(),
+        trust: trust.clone(),
+        server_cert: None,
+        server_dn: pki.server.dn.clone(),
+        cipher: opts.cipher,
+    };
     let mut tasks = Vec::new();
-    for (i, cert) in clients.iter().enumerate() {
-        let qdir = opts.dir.join(format!("outgoing-{i}"));
-        let outgoing = Outgoing::open(&qdir, PathType::Dirq)?;
-        for m in 0..opts.messages {
-            outgoing.add(&apel_message(i * opts.messages + m, opts.size))?;
-        }
-        let reject = Dirq::open(&qdir.join("reject"))?;
-        let settings = SenderSettings {
-            client: client.clone(),
-            kind: None,
-            destination: opts.destination.clone(),
-            identity: Identity::load(&cert.cert, &cert.key)?,
-            trust: trust.clone(),
-            server_cert: if i == 0 {
-                None // the first sender asks for it with certreq
-            } else {
-                Some(server.cert.clone())
-            },
-            server_dn: Some(pki.server.dn.clone()),
-            verify_server_cert: true,
-            cipher: opts.cipher,
-            ack_timeout: Duration::from_secs(30),
-            max_attempts: 3,
-            reply_queue: SenderSettings::new_reply_queue(),
-        };
-        tasks.push(Sender::new(settings, outgoing, reject));
+    for (i, cert) in setup.clients.iter().enumerate() {
+        // The first sender asks for the server certificate with certreq; the others have it.
+        common.server_cert = (i > 0).then(|| server.cert.clone());
+        tasks.push(make_sender(
+            &common,
+            &cert.cert,
+            &cert.key,
+            &setup.outgoing_dir(i),
+        )?);
     }
     let started = Instant::now();
     let handles: Vec<_> = tasks
@@ -243,10 +347,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         return Err(e).context("a sender failed");
     }
 
-    let store = MessageStore::open(&store_path)?;
-    let report = DemoReport {
-        queued: opts.messages * clients.len(),
-        stored: store.incoming.count()?,
+    let stored = setup.check_stored(opts.messages, opts.size)?;
+    Ok(DemoReport {
+        queued: opts.messages * setup.clients.len(),
+        stored,
         rejected: Stats::get(&stats.rejected),
         duplicates: Stats::get(&stats.duplicates),
         sent: total,
@@ -256,9 +360,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             Some(l) => l,
             None => addr.to_string(),
         },
-    };
-    check_stored(&store, &clients, opts.messages, opts.size)?;
-    Ok(report)
+    })
 }
 
 fn embedded_label(broker: &Option<BrokerAddr>) -> Option<String> {
@@ -270,7 +372,7 @@ fn embedded_label(broker: &Option<BrokerAddr>) -> Option<String> {
 /// Every queued message is in the incoming queue exactly once, with the right signer.
 fn check_stored(
     store: &MessageStore,
-    clients: &[crate::pki::CertFiles],
+    clients: &[CertFiles],
     per_sender: usize,
     size: usize,
 ) -> anyhow::Result<()> {

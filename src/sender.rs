@@ -2,7 +2,8 @@
 //!
 //! Guarantees:
 //! - Messages are sent oldest first, one at a time: the next message is sent only after the
-//!   current one was acked, rejected or given up on.
+//!   current one was acked, rejected or given up on. (The next one is locked and sealed while
+//!   the current one waits for its ack; it is unlocked again if the pass stops.)
 //! - A message leaves the outgoing queue only when an ack carrying its MD5 arrives (or when the
 //!   receiver answers `REJECTED`, in which case it is first kept, with the reason, in the local
 //!   reject queue). A message that gets no ack after `max_attempts` attempts stays queued and
@@ -134,6 +135,14 @@ pub struct Sender {
     summary: Summary,
 }
 
+/// A locked message whose sealing runs on the blocking pool.
+struct Preparing {
+    name: String,
+    data: Vec<u8>,
+    md5: String,
+    task: tokio::task::JoinHandle<Result<Vec<u8>, CryptoError>>,
+}
+
 /// How waiting for an ack ended.
 enum Wait {
     Acked,
@@ -207,23 +216,37 @@ impl Sender {
         }
         let names = self.outgoing.names()?;
         let total = names.len();
-        for (i, name) in names.into_iter().enumerate() {
+        let mut names = names.into_iter();
+        let mut done = 0;
+        // One message in flight; the next one is locked and sealed meanwhile.
+        let mut next = self.prepare_next(&mut names).await?;
+        while let Some(current) = next.take() {
             if shutdown.is_cancelled() {
+                current.task.abort();
+                self.unlock(&current.name);
                 break;
             }
-            if !self.outgoing.lock(&name)? {
-                debug!(%name, "locked by someone else or gone; skipping");
-                continue;
-            }
-            let result = self.send_one(&name).await;
+            let name = current.name.clone();
+            next = match self.prepare_next(&mut names).await {
+                Ok(n) => n,
+                Err(e) => {
+                    current.task.abort();
+                    self.unlock(&name);
+                    return Err(e);
+                }
+            };
+            let result = self.deliver(current).await;
             if result.is_err() {
-                if let Err(err) = self.outgoing.unlock(&name) {
-                    warn!(%err, %name, "could not unlock");
+                self.unlock(&name);
+                if let Some(n) = next.take() {
+                    n.task.abort();
+                    self.unlock(&n.name);
                 }
             }
             result?;
-            if total >= 100 && (i + 1) % 100 == 0 {
-                info!("progress: {}/{} messages", i + 1, total);
+            done += 1;
+            if total >= 100 && done % 100 == 0 {
+                info!("progress: {}/{} messages", done, total);
             }
         }
         if let Some(client) = &self.client {
@@ -353,17 +376,63 @@ impl Sender {
         Ok(cert)
     }
 
-    async fn send_one(&mut self, name: &str) -> Result<(), SenderError> {
+    /// Locks the next lockable element of `names` and starts sealing it on the blocking pool,
+    /// so that it is ready when the message in flight is acked. `None` when there is none left.
+    async fn prepare_next(
+        &mut self,
+        names: &mut impl Iterator<Item = String>,
+    ) -> Result<Option<Preparing>, SenderError> {
+        for name in names.by_ref() {
+            if !self.outgoing.lock(&name)? {
+                debug!(%name, "locked by someone else or gone; skipping");
+                continue;
+            }
+            match self.start_sealing(&name).await {
+                Ok(p) => return Ok(Some(p)),
+                Err(e) => {
+                    self.unlock(&name);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn start_sealing(&mut self, name: &str) -> Result<Preparing, SenderError> {
         let data = self.outgoing.get(name)?;
         let md5 = crypto::message_id(&data);
         let cert = self.server_cert().await?;
         let identity = self.settings.identity.clone();
         let cipher = self.settings.cipher;
         let to_seal = data.clone();
-        let sealed =
-            tokio::task::spawn_blocking(move || crypto::seal(&to_seal, &identity, &cert, cipher))
-                .await
-                .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
+        let task =
+            tokio::task::spawn_blocking(move || crypto::seal(&to_seal, &identity, &cert, cipher));
+        Ok(Preparing {
+            name: name.to_string(),
+            data,
+            md5,
+            task,
+        })
+    }
+
+    fn unlock(&self, name: &str) {
+        if let Err(err) = self.outgoing.unlock(name) {
+            warn!(%err, %name, "could not unlock");
+        }
+    }
+
+    /// Sends one sealed message until it is acked, rejected or given up on.
+    async fn deliver(&mut self, prepared: Preparing) -> Result<(), SenderError> {
+        let Preparing {
+            name,
+            data,
+            md5,
+            task,
+        } = prepared;
+        let name = name.as_str();
+        let sealed = task
+            .await
+            .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
         let body = Bytes::from(sealed);
         let msg_id = wire_id(name);
         let started = Instant::now();
@@ -404,13 +473,16 @@ impl Sender {
             self.summary.sent += 1;
             match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
+                    // Send to ack, without the removal's fsync below.
+                    let latency = started.elapsed();
                     self.outgoing.remove(name)?;
                     self.reack = Some(md5.clone());
                     self.summary.acked += 1;
                     info!(
                         id = %name,
                         %md5,
-                        ms = started.elapsed().as_millis() as u64,
+                        ms = latency.as_millis() as u64,
+                        us = latency.as_micros() as u64,
                         attempts,
                         "acked"
                     );

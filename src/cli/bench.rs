@@ -1,10 +1,112 @@
-//! `ssm bench`.
+//! `ssm bench`: end-to-end throughput, ack latency and memory (see [`crate::bench`]).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::bench::{self, BenchOptions};
+use crate::crypto::Cipher;
+use crate::stomp::BrokerAddr;
+
+/// Which part of a benchmark this process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Runs the benchmark: broker, receiver and senders as child processes, then the report.
+    Bench,
+    /// Internal: the senders' child process (needs `--plan`).
+    Senders,
+}
 
 /// Arguments of `ssm bench`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Concurrent senders, each with its own certificate, queue and connection.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Messages each sender sends.
+    #[arg(long, default_value_t = 300)]
+    pub messages: usize,
+    /// Size of each message: bytes, or with a k/M suffix (1k, 10k, 100k, 1M; k = 1024).
+    #[arg(long, default_value = "10k", value_parser = bench::parse_size)]
+    pub size: usize,
+    /// Envelope cipher: des3, aes128, aes192 or aes256.
+    #[arg(long, default_value = "aes128")]
+    pub cipher: Cipher,
+    /// Use this broker instead of starting the embedded one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub broker: Option<BrokerAddr>,
+    /// Broker login (real brokers).
+    #[arg(long, default_value = "guest", requires = "broker")]
+    pub login: Option<String>,
+    /// Broker passcode (real brokers).
+    #[arg(long, default_value = "guest", requires = "broker")]
+    pub passcode: Option<String>,
+    /// The topic.
+    #[arg(long, default_value = "/topic/ssm.bench")]
+    pub destination: String,
+    /// Where to put the PKI, queues and store (must be empty or absent) [default: a temporary
+    /// directory, removed afterwards].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print only the JSON line.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: which part this process plays.
+    #[arg(long, value_enum, default_value = "bench", hide = true)]
+    pub role: Role,
+    /// Internal: the senders' plan file (with `--role senders`).
+    #[arg(long, hide = true, required_if_eq("role", "senders"))]
+    pub plan: Option<PathBuf>,
+}
 
 /// Runs `ssm bench`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ssm bench` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.role == Role::Senders {
+        let plan = args.plan.context("--role senders needs --plan")?;
+        return bench::senders_main(&plan);
+    }
+    crate::logging::init("warn", None, true)?;
+    if args.size == 0 {
+        bail!("--size must be at least 1 byte");
+    }
+    if args.messages == 0 || args.senders == 0 {
+        bail!("--messages and --senders must be at least 1");
+    }
+    // The temporary directory lives until the end of the run; a given one is kept.
+    let (dir, _temp) = match args.dir {
+        Some(d) if !crate::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::Builder::new().prefix("ssm-bench-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let opts = BenchOptions {
+        dir: dir.clone(),
+        senders: args.senders,
+        messages: args.messages,
+        size: args.size,
+        cipher: args.cipher,
+        login: args.broker.as_ref().and(args.login.zip(args.passcode)),
+        broker: args.broker,
+        destination: args.destination,
+        exe: std::env::current_exe().context("cannot find the ssm executable")?,
+    };
+    if !args.json {
+        println!(
+            "ssm bench: {} sender(s) x {} messages of {} bytes, cipher {}, in {}",
+            opts.senders,
+            opts.messages,
+            opts.size,
+            opts.cipher,
+            dir.display()
+        );
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(bench::run(opts))?;
+    if !args.json {
+        println!("{report}");
+    }
+    println!("{}", report.to_json());
+    Ok(())
 }

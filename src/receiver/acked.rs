@@ -20,6 +20,10 @@
 //! @ <name of the last incoming element these entries cover>
 //! ```
 //!
+//! Forgetting can be buffered ([`AckedLog::forget_buffered`]) so that a confirmation and the
+//! entries of the next stored batch share one fsync; the buffered lines always reach the file
+//! before any later line, so the file's order is the order of events.
+//!
 //! It is compacted (rewritten to a temporary file, fsynced and renamed over the old one) when it
 //! is opened and when it has grown to several times its live size. Lines that cannot be parsed
 //! (a torn last line after a crash) are skipped. A message that was stored but whose entry was
@@ -75,6 +79,8 @@ pub struct AckedLog {
     lines: usize,
     max_age: Duration,
     last_element: Option<String>,
+    /// `-` lines of [`AckedLog::forget_buffered`], written with the next record or flush.
+    pending: String,
 }
 
 fn now_secs() -> u64 {
@@ -105,6 +111,7 @@ impl AckedLog {
             lines: 0,
             max_age,
             last_element: None,
+            pending: String::new(),
         };
         for line in BufReader::new(File::open(path)?).lines() {
             log.apply_line(&line?);
@@ -148,7 +155,7 @@ impl AckedLog {
             return Ok(());
         }
         let at = now_secs();
-        let mut text = String::new();
+        let mut text = std::mem::take(&mut self.pending);
         for item in items {
             let entry = Entry {
                 at,
@@ -177,13 +184,30 @@ impl AckedLog {
     /// Forgets a message the sender confirmed (`ssm-reack` on a signed message), leaving a
     /// tombstone for late copies.
     pub fn forget(&mut self, key: &AckKey) -> std::io::Result<()> {
+        self.forget_buffered(key);
+        self.flush()
+    }
+
+    /// Forgets a confirmed message like [`AckedLog::forget`], but the line is only written (and
+    /// made durable) by the next [`AckedLog::record`] or [`AckedLog::flush`]: one fsync for
+    /// both. Until then a crash may bring the entry back, which is what an unconfirmed entry
+    /// looks like anyway.
+    pub fn forget_buffered(&mut self, key: &AckKey) {
         let Some(entry) = self.entries.remove(key) else {
-            return Ok(());
+            return;
         };
         let at = now_secs();
-        let line = tombstone_line(key, &entry.id, at);
+        self.pending.push_str(&tombstone_line(key, &entry.id, at));
         self.tombstones.insert((key.clone(), entry.id), at);
-        self.append(&line)
+    }
+
+    /// Writes and syncs what [`AckedLog::forget_buffered`] left pending, if anything.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let text = std::mem::take(&mut self.pending);
+        self.append(&text)
     }
 
     /// Forgets entries with this MD5 made for this reply queue (`ssm-reack` on an unsigned
@@ -223,8 +247,10 @@ impl AckedLog {
         Ok(())
     }
 
-    /// Rewrites the file with only the live entries and tombstones, atomically.
+    /// Rewrites the file with only the live entries and tombstones, atomically (pending lines
+    /// are already reflected in memory, so they are written too).
     fn compact(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
         let tmp = self.path.with_extension("tmp");
         let mut text = String::new();
         for (key, e) in &self.entries {
@@ -401,6 +427,38 @@ mod tests {
         assert!(!log.is_late_copy(&key("/CN=a", A), "0000/elt2"));
         assert!(!log.is_late_copy(&key("/CN=b", A), "0000/elt1"));
         assert!(!log.contains(&key("/CN=a", A)));
+    }
+
+    #[test]
+    fn buffered_forgets_are_written_with_the_next_record_or_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked");
+        let day = Duration::from_secs(86400);
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        {
+            let mut log = AckedLog::open(&path, day).unwrap();
+            log.record(
+                &[
+                    acked("/CN=a", A, "/q/a", "ia"),
+                    acked("/CN=b", B, "/q/b", "ib"),
+                ],
+                Some("00000000/a"),
+            )
+            .unwrap();
+            log.forget_buffered(&key("/CN=a", A));
+            assert!(!log.contains(&key("/CN=a", A)));
+            // Not written yet.
+            assert!(!lines(&path).contains("- "));
+            // Forgotten, then stored again (new id) in the same batch: in that order on disk.
+            log.record(&[acked("/CN=a", A, "/q/a", "ia2")], None)
+                .unwrap();
+            log.forget_buffered(&key("/CN=b", B));
+            log.flush().unwrap();
+        }
+        let log = AckedLog::open(&path, day).unwrap();
+        assert!(log.contains(&key("/CN=a", A)));
+        assert!(!log.contains(&key("/CN=b", B)));
+        assert!(log.is_late_copy(&key("/CN=b", B), "ib"));
     }
 
     #[test]

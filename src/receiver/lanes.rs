@@ -4,14 +4,17 @@
 //! A message goes to the lane chosen by hashing its `reply-to` (unique per sender connection),
 //! so one sender's messages are handled one after the other while different senders' messages
 //! use every core. Decryption and verification run on the blocking pool, never on the I/O
-//! threads. A lane waits for the committer's outcome before it acks and takes the next message.
+//! threads. A lane hands a verified message to the committer (whose queue keeps arrival order)
+//! and goes on with the next message at once; a task per message waits for the committer's
+//! outcome and then acks, so that the messages of many senders are committed together. At most
+//! [`MAX_PENDING`] messages wait for their outcome at once (memory bound).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -25,6 +28,9 @@ use crate::stomp::ClientHandle;
 
 /// Messages waiting per lane before the dispatcher waits (back-pressure on the broker).
 const LANE_DEPTH: usize = 64;
+
+/// Messages opened and waiting for their store outcome and ack, across all lanes.
+const MAX_PENDING: u32 = 256;
 
 /// One `msg` to handle.
 pub(crate) struct Job {
@@ -55,6 +61,7 @@ struct Shared {
     handle: RwLock<ClientHandle>,
     stats: Arc<Stats>,
     done: mpsc::UnboundedSender<()>,
+    pending: Arc<Semaphore>,
 }
 
 /// The pool of lanes.
@@ -73,6 +80,7 @@ impl Lanes {
             handle: RwLock::new(ctx.handle),
             stats: ctx.stats,
             done: ctx.done,
+            pending: Arc::new(Semaphore::new(MAX_PENDING as usize)),
         });
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
@@ -116,11 +124,14 @@ impl Lanes {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Every permit back: no message is still waiting for its outcome or ack.
+        let _ = self.shared.pending.acquire_many(MAX_PENDING).await;
     }
 }
 
-async fn handle_job(shared: &Shared, job: Job) {
+async fn handle_job(shared: &Arc<Shared>, job: Job) {
     if let Some(md5) = job.forget {
+        // Queued behind this sender's earlier messages, which the committer handles first.
         if let Some(reply_to) = job.reply_to {
             shared.committer.forget_for_reply_to(md5, reply_to).await;
         }
@@ -150,10 +161,15 @@ async fn handle_job(shared: &Shared, job: Job) {
         Err(err) => Err((format!("internal error while opening: {err}"), None)),
     };
 
+    let Ok(permit) = shared.pending.clone().acquire_owned().await else {
+        error!(id = %job.id, "receiver lanes closed; message dropped unacked (the sender will resend)");
+        return;
+    };
     let outcome = match verdict {
         Ok(opened) => {
             let md5 = message_id(&opened.content);
             let (tx, rx) = oneshot::channel();
+            // Queued now, in this lane's order; the outcome is awaited off the lane.
             shared.committer.store(StoreRequest {
                 key: AckKey {
                     signer: opened.signer_dn.clone(),
@@ -169,8 +185,7 @@ async fn handle_job(shared: &Shared, job: Job) {
                 },
                 done: tx,
             });
-            rx.await
-                .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into()))
+            Pending::Store(rx)
         }
         Err((reason, signer)) => {
             warn!(id = %job.id, %reason, "rejecting message");
@@ -183,10 +198,30 @@ async fn handle_job(shared: &Shared, job: Job) {
                     error: Some(reason.clone()),
                 })
                 .await;
-            Outcome::Rejected(reason)
+            Pending::Done(Outcome::Rejected(reason))
         }
     };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let outcome = match outcome {
+            Pending::Store(rx) => rx
+                .await
+                .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into())),
+            Pending::Done(outcome) => outcome,
+        };
+        finish_job(&shared, job, outcome, started).await;
+        drop(permit);
+    });
+}
 
+/// An outcome known now, or one the committer will give.
+enum Pending {
+    Store(oneshot::Receiver<Outcome>),
+    Done(Outcome),
+}
+
+/// Acks (or not) according to the outcome, and counts the message as handled.
+async fn finish_job(shared: &Shared, job: Job, outcome: Outcome, started: std::time::Instant) {
     let ack = match &outcome {
         Outcome::Stored(md5) => {
             Stats::bump(&shared.stats.stored);

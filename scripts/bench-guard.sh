@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Throughput regression guard: runs `ssm bench` in a short mode (release build, embedded broker)
+# and fails only on a gross regression, below a fraction (default a quarter) of the targets in
+# docs/performance.md, so that a noisy or shared CI machine does not make it flap.
+#   1 sender  x 300 x 10 KB, aes128: target  400 msgs/s -> fails below  100
+#  16 senders x  50 x 10 KB, aes128: target 1000 msgs/s -> fails below  250
+# Receiver peak RSS at 16 senders: fails above 4 x 64 MB.
+# Environment: SSM_BENCH_GUARD_FACTOR (default 0.25) scales the floors; SSM_BIN uses a given
+# binary instead of building one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FACTOR=${SSM_BENCH_GUARD_FACTOR:-0.25}
+if [[ -n ${SSM_BIN:-} ]]; then
+  BIN=$SSM_BIN
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/ssm
+fi
+
+# field JSON NAME: the number NAME in a flat JSON object.
+field() {
+  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+failed=0
+# check LABEL TARGET ARGS...: run the bench, compare msgs/s to FACTOR x TARGET.
+check() {
+  local label=$1 target=$2; shift 2
+  local json
+  if ! json=$("$BIN" bench --json "$@" | tail -n 1); then
+    echo "bench-guard: $label: ssm bench failed" >&2
+    failed=1
+    return
+  fi
+  echo "bench-guard: $label: $json"
+  local rate floor
+  rate=$(field "$json" msgs_per_s)
+  floor=$(awk -v t="$target" -v f="$FACTOR" 'BEGIN { print t * f }')
+  if [[ -z $rate ]] || awk -v r="$rate" -v f="$floor" 'BEGIN { exit !(r < f) }'; then
+    echo "bench-guard: $label: ${rate:-?} msgs/s is below the floor of $floor (target $target)" >&2
+    failed=1
+  fi
+  LAST_JSON=$json
+}
+
+check "1 sender, 10 KB, aes128" 400 --senders 1 --messages 300 --size 10k --cipher aes128
+check "16 senders, 10 KB, aes128" 1000 --senders 16 --messages 50 --size 10k --cipher aes128
+rss=$(field "${LAST_JSON:-}" receiver_peak_rss_kb)
+if [[ -n $rss ]] && ((rss > 4 * 64 * 1024)); then
+  echo "bench-guard: receiver peak RSS ${rss} KiB is above 4 x 64 MB" >&2
+  failed=1
+fi
+if ((failed)); then
+  echo "bench-guard: FAILED" >&2
+  exit 1
+fi
+echo "bench-guard: ok"
