@@ -77,14 +77,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let n = notifier.clone();
         let destination = cfg.destination.clone();
+        let stop_pings = shutdown.clone();
+        // READY=1 only once subscribed; the watchdog pings start then (TimeoutStartSec covers
+        // a start-up that never gets there).
         tokio::spawn(async move {
             if ready_rx.await.is_ok() {
                 if let Err(err) = n.ready(&format!("subscribed to {destination}")) {
                     warn!(%err, "cannot notify systemd");
                 }
+                n.spawn_watchdog(stop_pings);
             }
         });
-        notifier.spawn_watchdog(shutdown.clone());
         let control = Control {
             shutdown: shutdown.clone(),
             ready: Some(ready_tx),

@@ -17,6 +17,9 @@ use crate::ops::notify::Notifier;
 use crate::queue::{Dirq, Outgoing};
 use crate::sender::{Sender, SenderSettings};
 
+/// Rounds over the broker list a single pass makes before giving up on connecting.
+pub const ONE_PASS_ROUNDS: u32 = 5;
+
 /// Arguments of `ssm send`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -68,11 +71,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if server_cert.is_none() && cfg.server_dn.is_none() {
         bail!("[certificates] server_cert or server_dn is required (or give --server-cert S or --server-dn DN)");
     }
-    let client = common::client_config(
+    let mut client = common::client_config(
         &cfg.broker,
         (cfg.capath.as_deref(), cfg.cafile.as_deref()),
         (&cfg.certificate, &cfg.key),
     )?;
+    if !args.o.daemon {
+        // A cron or timer pass must end: give up on unreachable brokers after a few rounds
+        // (about 15 s of backoff); the next run tries again. The daemon retries forever.
+        client.max_rounds = Some(ONE_PASS_ROUNDS);
+    }
     let settings = SenderSettings {
         client,
         kind: cfg.broker.kind,

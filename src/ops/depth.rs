@@ -33,30 +33,30 @@ impl Depth {
 
 /// Why a depth could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read queue {}: {source}", path.display())]
+#[error("cannot read queue {}: {error}", path.display())]
 pub struct DepthError {
     /// The directory.
     pub path: PathBuf,
     /// Why.
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 fn list(path: &Path) -> Result<Vec<String>, DepthError> {
     let entries = match std::fs::read_dir(path) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(error) => {
             return Err(DepthError {
                 path: path.to_path_buf(),
-                source,
+                error,
             })
         }
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| DepthError {
+        let entry = entry.map_err(|error| DepthError {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         if let Some(name) = entry.file_name().to_str() {
             names.push(name.to_string());

@@ -245,22 +245,20 @@ impl Source for SenderMetrics {
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("metrics endpoint {addr}: {source}")]
+#[error("metrics endpoint {addr}: {error}")]
 pub struct MetricsError {
     /// The address asked for.
     pub addr: String,
     /// Why.
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// Binds the endpoint (so that a taken port fails the start-up, not a later scrape).
 pub async fn bind(addr: &str) -> Result<TcpListener, MetricsError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError {
-            addr: addr.to_string(),
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|error| MetricsError {
+        addr: addr.to_string(),
+        error,
+    })
 }
 
 /// Serves scrapes on `listener` until `shutdown` is cancelled.

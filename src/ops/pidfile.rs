@@ -25,12 +25,12 @@ pub enum PidfileError {
         pid: i32,
     },
     /// The file could not be read, written or renamed.
-    #[error("pidfile {}: {source}", path.display())]
+    #[error("pidfile {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -65,9 +65,9 @@ impl Pidfile {
     /// Takes the PID file for this process. Returns the file and, when a stale file was taken
     /// over, a warning for the caller to log.
     pub fn acquire(path: &Path) -> Result<(Pidfile, Option<String>), PidfileError> {
-        let io = |source| PidfileError::Io {
+        let io = |error| PidfileError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let me = std::process::id() as i32;
         let mut warning = None;
