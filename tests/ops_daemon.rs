@@ -266,3 +266,65 @@ fn a_stale_pidfile_is_taken_over() {
     );
     assert!(!d.join("receiver.pid").exists(), "{err}");
 }
+
+fn wait_for(path: &Path, needle: &str) -> bool {
+    for _ in 0..300 {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn sighup_reopens_the_log_file_after_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::generate(&d.join("pki")).unwrap();
+    std::fs::write(d.join("dns"), format!("{}\n", pki.client.dn)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let broker = rt
+        .block_on(broker::start(BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        }))
+        .unwrap();
+    let log = d.join("receiver.log");
+    let cfg = d.join("receiver.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[broker]\nbrokers = {}\nuse_ssl = false\n[certificates]\ncertificate = {}\nkey = {}\n\
+             capath = {}\n[messaging]\ndestination = /topic/ops.log\npath = {}\n[receiver]\n\
+             dn_file = {}\n[logging]\nlogfile = {}\nconsole = false\n",
+            broker.local_addr(),
+            pki.server.cert.display(),
+            pki.server.key.display(),
+            pki.capath.display(),
+            d.join("store").display(),
+            d.join("dns").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let receiver = Reaper(
+        Command::new(SSM)
+            .arg("receive")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for(&log, "receiver subscribed"), "no start in the log");
+    let rotated = d.join("receiver.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(receiver.0.id() as i32, libc::SIGHUP) };
+    assert!(wait_for(&log, "SIGHUP: log file reopened"), "no reopen");
+    assert!(wait_for(&log, "allowed DNs loaded"), "DN file not re-read");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(!old.contains("reopened"), "{old}");
+}
