@@ -5,8 +5,8 @@
 #   - a receiver under a pidfile with the metrics endpoint, a second copy refused by the pidfile
 #   - `ssm send` of N messages, then the metrics and `ssm status` must show them stored
 #
-# Needs: cargo-deb (`cargo install cargo-deb`), dpkg, curl, RabbitMQ with STOMP over TLS on
-# 127.0.0.1:${RMQ_STOMP_TLS_PORT:-61615} and the test PKI of scripts/brokers.sh in
+# Needs: cargo-deb (`cargo install cargo-deb`), dpkg, curl, RabbitMQ with STOMP on
+# 127.0.0.1:${RMQ_STOMP_PORT:-61613} and over TLS on 127.0.0.1:${RMQ_STOMP_TLS_PORT:-61615}, the test PKI of scripts/brokers.sh in
 # ${SSM_TEST_TLS_DIR:-/tmp/ssm-tls} (`scripts/brokers.sh start` makes both).
 # Exit status 0 only if every step passed. Usage: scripts/package-check.sh [N]
 set -euo pipefail
@@ -14,7 +14,8 @@ set -euo pipefail
 N=${1:-5}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TLS=${SSM_TEST_TLS_DIR:-/tmp/ssm-tls}
-PORT=${RMQ_STOMP_TLS_PORT:-61615}
+TLS_PORT=${RMQ_STOMP_TLS_PORT:-61615}
+PLAIN_PORT=${RMQ_STOMP_PORT:-61613}
 METRICS_PORT=${SSM_METRICS_PORT:-19464}
 WORK="$(mktemp -d /tmp/ssm-package-check.XXXXXX)"
 RECEIVER_PID=""
@@ -66,10 +67,12 @@ SSM="$PREFIX/usr/bin/ssm"
 "$SSM" --version
 
 # The installed example configurations, pointed at this machine's broker, PKI and a scratch
-# spool: only the values a site would edit are changed.
+# spool: only the values a site would edit are changed. The sender talks TLS (with its client
+# certificate); the receiver plain STOMP to the same RabbitMQ, because the test PKI's server
+# certificate has no clientAuth usage and RabbitMQ's TLS listener requires a client certificate.
 edit() {
-    sed -e "s|^host = .*|host = 127.0.0.1|" -e "s|^port = .*|port = $PORT|" \
-        -e "s|^use_ssl = .*|use_ssl = true|" \
+    sed -e "s|^host = .*|host = 127.0.0.1|" -e "s|^port = .*|port = $3|" \
+        -e "s|^use_ssl = .*|use_ssl = $4|" \
         -e "s|^certificate = .*|certificate = $TLS/$2.pem|" -e "s|^key = .*|key = $TLS/$2.key|" \
         -e "s|^capath = /etc/grid-security/certificates|capath = $TLS/capath|" \
         -e "s|^destination = .*|destination = /topic/ssm.package-check.$$|" \
@@ -79,8 +82,8 @@ edit() {
         -e "s|^\[broker\]|[broker]\nlogin = guest\npasscode = guest|" \
         "$1"
 }
-edit "$PREFIX/etc/ssm/receiver.cfg" server >"$WORK/receiver.cfg"
-edit "$PREFIX/etc/ssm/sender.cfg" client >"$WORK/sender.cfg"
+edit "$PREFIX/etc/ssm/receiver.cfg" server "$PLAIN_PORT" false >"$WORK/receiver.cfg"
+edit "$PREFIX/etc/ssm/sender.cfg" client "$TLS_PORT" true >"$WORK/sender.cfg"
 printf '[certificates]\nserver_cert = %s\n' "$TLS/server.pem" >>"$WORK/sender.cfg"
 { cat "$PREFIX/etc/apel/dns"; openssl x509 -in "$TLS/client.pem" -noout -subject -nameopt compat | sed 's/^subject=//'; } >"$WORK/dns"
 

@@ -58,7 +58,12 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
             }
             result
         }
-        None if console => builder.with_writer(std::io::stderr).try_init(),
+        // Colours only on a terminal: under systemd, stderr goes to the journal, and escape
+        // codes there make the logs unreadable and ungreppable.
+        None if console => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
         None => builder.with_writer(std::io::sink).try_init(),
     };
     // An already installed subscriber (tests, `ssm demo` calling in twice) is fine.
