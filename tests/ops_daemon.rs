@@ -328,3 +328,75 @@ fn sighup_reopens_the_log_file_after_rotation() {
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(!old.contains("reopened"), "{old}");
 }
+
+#[test]
+fn sender_daemon_serves_queue_metrics_and_notifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::generate(&d.join("pki")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let broker = rt
+        .block_on(broker::start(BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        }))
+        .unwrap();
+    let port = free_port();
+    let common: Vec<String> = vec![
+        "send".into(),
+        "--broker".into(),
+        broker.local_addr().to_string(),
+        "--destination".into(),
+        "/topic/ops.sender".into(),
+        "--cert".into(),
+        pki.client.cert.display().to_string(),
+        "--key".into(),
+        pki.client.key.display().to_string(),
+        "--capath".into(),
+        pki.capath.display().to_string(),
+        "--server-cert".into(),
+        pki.server.cert.display().to_string(),
+        "--path".into(),
+        d.join("outgoing").display().to_string(),
+        "--metrics".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    // Without --daemon there is nothing to scrape: refused.
+    let once = Command::new(SSM).args(&common).output().unwrap();
+    assert_eq!(once.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&once.stderr)
+            .contains("--metrics (or [daemon] metrics) needs --daemon"),
+        "{once:?}"
+    );
+
+    let notify_path = d.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut sender = Reaper(
+        Command::new(SSM)
+            .args(&common)
+            .arg("--daemon")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(recv_datagram(&notify).starts_with("READY=1\nSTATUS=sending\n"));
+    let metrics = scrape(port);
+    for line in [
+        "\nssm_queue_messages{queue=\"outgoing\"} 0\n",
+        "\nssm_queue_messages{queue=\"reject\"} 0\n",
+        "role=\"sender\"} 1\n",
+        "\nssm_certificate_not_after_seconds ",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(sender.0.id() as i32, libc::SIGTERM) };
+    assert!(sender.0.wait().unwrap().success());
+    assert_eq!(recv_datagram(&notify), "STOPPING=1");
+}
