@@ -43,6 +43,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod logging;
+pub mod ops;
 pub mod pki;
 pub mod protocol;
 pub mod queue;

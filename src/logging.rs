@@ -1,13 +1,36 @@
 //! Log set-up for the long-running commands: level from the configuration (or `RUST_LOG`),
 //! to a log file and/or the console (stderr), one line per event with a timestamp, the level,
 //! the module and the message, as operators of the Python SSM are used to.
+//!
+//! The log file can be reopened ([`reopen`], called on SIGHUP) so that logrotate can move it
+//! away and have the daemon write to a fresh file without a restart (no `copytruncate`
+//! needed). Lines written while the file is swapped are never split between the two files.
 
-use std::fs::OpenOptions;
-use std::path::Path;
-use std::sync::Mutex;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+
+/// The open log file, shared by the subscriber's writer and [`reopen`].
+#[derive(Clone)]
+struct LogFile {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+    tee: bool,
+}
+
+/// The log file of this process, once [`init`] opened one.
+static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
+
+fn open_append(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open log file {}", path.display()))
+}
 
 /// Installs the global subscriber. `level` is a Python-style or tracing level name
 /// (`DEBUG`, `INFO`, `WARNING`/`WARN`, `ERROR`, `CRITICAL`); `RUST_LOG` wins when set.
@@ -24,24 +47,23 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match logfile {
         Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?;
-            if console {
-                builder
-                    .with_ansi(false)
-                    .with_writer(Tee(Mutex::new(file)))
-                    .try_init()
-            } else {
-                builder
-                    .with_ansi(false)
-                    .with_writer(Mutex::new(file))
-                    .try_init()
+            let log = LogFile {
+                path: path.to_path_buf(),
+                file: Arc::new(Mutex::new(open_append(path)?)),
+                tee: console,
+            };
+            let result = builder.with_ansi(false).with_writer(log.clone()).try_init();
+            if result.is_ok() {
+                let _ = LOG_FILE.set(log);
             }
+            result
         }
-        None if console => builder.with_writer(std::io::stderr).try_init(),
+        // Colours only on a terminal: under systemd, stderr goes to the journal, and escape
+        // codes there make the logs unreadable and ungreppable.
+        None if console => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
         None => builder.with_writer(std::io::sink).try_init(),
     };
     // An already installed subscriber (tests, `ssm demo` calling in twice) is fine.
@@ -49,29 +71,109 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// Writes every log line to the file and to stderr.
-struct Tee(Mutex<std::fs::File>);
+/// Reopens the log file at its configured path (after logrotate moved it). Returns the path,
+/// or `None` when no log file is in use. On failure the old file stays in use.
+pub fn reopen() -> anyhow::Result<Option<PathBuf>> {
+    let Some(log) = LOG_FILE.get() else {
+        return Ok(None);
+    };
+    log.reopen()?;
+    Ok(Some(log.path.clone()))
+}
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Tee {
-    type Writer = TeeWriter<'a>;
-
-    fn make_writer(&'a self) -> TeeWriter<'a> {
-        TeeWriter(&self.0)
+impl LogFile {
+    fn reopen(&self) -> anyhow::Result<()> {
+        let fresh = open_append(&self.path)?;
+        match self.file.lock() {
+            Ok(mut f) => *f = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
     }
 }
 
-struct TeeWriter<'a>(&'a Mutex<std::fs::File>);
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogFile {
+    type Writer = LogWriter<'a>;
 
-impl std::io::Write for TeeWriter<'_> {
+    fn make_writer(&'a self) -> LogWriter<'a> {
+        LogWriter(self)
+    }
+}
+
+/// Writes one formatted event to the current log file (and stderr when teeing).
+struct LogWriter<'a>(&'a LogFile);
+
+impl std::io::Write for LogWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        match self.0.lock() {
-            Ok(mut f) => f.write_all(buf).map(|()| buf.len()),
-            Err(_) => Ok(buf.len()),
+        if self.0.tee {
+            let _ = std::io::stderr().write_all(buf);
         }
+        // A full disk must not take the daemon down: the line is lost, the work goes on.
+        match self.0.file.lock() {
+            Ok(mut f) => {
+                let _ = f.write_all(buf);
+            }
+            Err(poisoned) => {
+                let _ = poisoned.into_inner().write_all(buf);
+            }
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[test]
+    fn reopen_follows_a_rotated_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ssm.log");
+        let log = LogFile {
+            path: path.clone(),
+            file: Arc::new(Mutex::new(open_append(&path).unwrap())),
+            tee: false,
+        };
+        log.make_writer().write_all(b"before\n").unwrap();
+        let rotated = d.path().join("ssm.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.make_writer().write_all(b"still old\n").unwrap();
+        log.reopen().unwrap();
+        log.make_writer().write_all(b"after\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap(),
+            "before\nstill old\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+    }
+
+    #[test]
+    fn reopen_failure_keeps_the_old_file() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("ssm.log");
+        let log = LogFile {
+            path: path.clone(),
+            file: Arc::new(Mutex::new(open_append(&path).unwrap())),
+            tee: false,
+        };
+        std::fs::rename(&sub, d.path().join("gone")).unwrap();
+        let err = log.reopen().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot open log file"),
+            "{err:#}"
+        );
+        log.make_writer().write_all(b"kept\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("gone/ssm.log")).unwrap(),
+            "kept\n"
+        );
     }
 }

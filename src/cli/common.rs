@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::config::{BrokerSettings, LoggingSettings};
 use crate::crypto::{self, Identity};
+use crate::ops::pidfile::Pidfile;
 use crate::stomp::{BrokerAddr, ClientConfig, TlsConfig};
 
 /// Certificates must stay valid at least this long for a daemon or cron job to start.
@@ -67,6 +68,28 @@ pub fn init_logging(logging: &LoggingSettings) -> anyhow::Result<()> {
         logging.logfile.as_deref(),
         logging.console || logging.logfile.is_none(),
     )
+}
+
+/// Takes the PID file when one is configured; a stale file taken over is logged.
+pub fn take_pidfile(path: Option<&Path>) -> anyhow::Result<Option<Pidfile>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let (pidfile, warning) = Pidfile::acquire(path)?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(pidfile = %path.display(), "pidfile written");
+    Ok(Some(pidfile))
+}
+
+/// Reopens the log file (SIGHUP after logrotate); a failure is logged and the old file kept.
+pub fn reopen_log() {
+    match crate::logging::reopen() {
+        Ok(Some(path)) => tracing::info!(file = %path.display(), "SIGHUP: log file reopened"),
+        Ok(None) => {}
+        Err(err) => tracing::warn!("SIGHUP: keeping the old log file: {err:#}"),
+    }
 }
 
 /// A cancellation token cancelled by SIGTERM or SIGINT.

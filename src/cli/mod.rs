@@ -12,6 +12,7 @@ pub mod check;
 mod common;
 pub mod demo;
 pub mod enqueue;
+pub mod generate;
 pub mod open;
 pub mod queue;
 pub mod receive;
@@ -53,6 +54,12 @@ pub enum Command {
     Check(check::Args),
     /// Print queue depths and the oldest message's age.
     Status(status::Args),
+    /// Write man pages generated from these definitions into a directory (for packagers).
+    #[command(hide = true)]
+    GenerateMan(generate::ManArgs),
+    /// Print a shell completion script (for packagers).
+    #[command(hide = true)]
+    Completions(generate::CompletionArgs),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -70,6 +77,8 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args),
         Command::Check(args) => check::run(args),
         Command::Status(args) => status::run(args),
+        Command::GenerateMan(args) => generate::man(args),
+        Command::Completions(args) => generate::completions(args),
     };
     match result {
         Ok(()) => 0,

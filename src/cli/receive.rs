@@ -1,5 +1,9 @@
 //! `ssm receive`: take messages off the broker, verify and store them (see
 //! [`crate::receiver`]).
+//!
+//! Around the receiver itself this runs what a production daemon needs: the PID file, the
+//! systemd notifications (`READY=1` only once subscribed, `STOPPING=1`, watchdog pings), the
+//! optional metrics endpoint, and SIGHUP (re-read the allowed-DN file, reopen the log file).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -10,6 +14,8 @@ use tracing::{info, warn};
 use super::common;
 use crate::config::{ReceiverConfig, ReceiverOverrides};
 use crate::crypto::{DnList, Opener, TrustStore};
+use crate::ops::metrics::{self, ReceiverMetrics};
+use crate::ops::notify::Notifier;
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
 
 /// Arguments of `ssm receive`.
@@ -27,7 +33,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in warnings {
         warn!("{w}");
     }
+    let _pidfile = common::take_pidfile(cfg.pidfile.as_deref())?;
     let identity = common::load_identity(&cfg.certificate, &cfg.key)?;
+    let cert_not_after = metrics::not_after_epoch(&identity.cert);
     let trust = TrustStore::new(cfg.capath.as_deref(), cfg.cafile.as_deref(), cfg.check_crls)?;
     let dns = load_dns(&cfg.dn_file)?;
     let cert_pem = String::from_utf8(identity.cert.to_pem()?)?;
@@ -49,17 +57,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_for: args.o.for_secs.map(|s| Duration::from_secs(s.get())),
         lanes: 0,
     };
+    let notifier = Notifier::from_env();
     let rt = tokio::runtime::Runtime::new()?;
-    let stats = rt.block_on(async {
+    let result = rt.block_on(async {
         let shutdown = common::shutdown_on_signals()?;
-        reload_dns_on_sighup(cfg.dn_file.clone(), dns)?;
+        let stats = Arc::new(Stats::default());
+        if let Some(addr) = &cfg.metrics {
+            let listener = metrics::bind(addr).await?;
+            info!(addr = %listener.local_addr()?, "metrics endpoint listening");
+            let source = ReceiverMetrics {
+                stats: stats.clone(),
+                store: cfg.path.clone(),
+                cert_not_after,
+                scrape_errors: Default::default(),
+            };
+            metrics::spawn(listener, Arc::new(source), shutdown.clone());
+        }
+        on_sighup(cfg.dn_file.clone(), dns)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let n = notifier.clone();
+        let destination = cfg.destination.clone();
+        let stop_pings = shutdown.clone();
+        // READY=1 only once subscribed; the watchdog pings start then (TimeoutStartSec covers
+        // a start-up that never gets there).
+        tokio::spawn(async move {
+            if ready_rx.await.is_ok() {
+                if let Err(err) = n.ready(&format!("subscribed to {destination}")) {
+                    warn!(%err, "cannot notify systemd");
+                }
+                n.spawn_watchdog(stop_pings);
+            }
+        });
         let control = Control {
-            shutdown,
-            ready: None,
-            stats: Arc::new(Stats::default()),
+            shutdown: shutdown.clone(),
+            ready: Some(ready_tx),
+            stats,
         };
-        Ok::<_, anyhow::Error>(receiver::run(settings, control).await?)
-    })?;
+        let result = receiver::run(settings, control).await;
+        shutdown.cancel();
+        Ok::<_, anyhow::Error>(result?)
+    });
+    if let Err(err) = notifier.stopping() {
+        warn!(%err, "cannot notify systemd");
+    }
+    let stats = result?;
     let line = format!(
         "received {}, stored {}, duplicates {}, rejected {}, store failures {}",
         Stats::get(&stats.received),
@@ -79,12 +120,14 @@ fn load_dns(path: &std::path::Path) -> anyhow::Result<DnList> {
     Ok(dns)
 }
 
-/// Re-reads the allowed-DN file on SIGHUP; a broken file keeps the old list.
-fn reload_dns_on_sighup(path: std::path::PathBuf, dns: Arc<RwLock<DnList>>) -> anyhow::Result<()> {
+/// On SIGHUP: reopens the log file (logrotate) and re-reads the allowed-DN file; a broken DN
+/// file keeps the old list, a log file that cannot be reopened keeps the old one.
+fn on_sighup(path: std::path::PathBuf, dns: Arc<RwLock<DnList>>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            common::reopen_log();
             match load_dns(&path) {
                 Ok(list) => {
                     if let Ok(mut d) = dns.write() {

@@ -61,6 +61,13 @@ pub struct SenderOverrides {
     /// Keep running and send new messages as they appear in the queue.
     #[arg(long)]
     pub daemon: bool,
+    /// PID file: refuse to start while it names a live process; removed on exit
+    /// ([daemon] pidfile).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 ([daemon] metrics); with --daemon only.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Broker login ([broker] login).
     #[arg(long, value_name = "L")]
     pub login: Option<String>,
@@ -119,6 +126,13 @@ pub struct ReceiverOverrides {
     /// Stop after this many seconds.
     #[arg(long = "for", value_name = "SECS")]
     pub for_secs: Option<NonZeroU64>,
+    /// PID file: refuse to start while it names a live process; removed on exit
+    /// ([daemon] pidfile).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 ([daemon] metrics).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Broker login ([broker] login).
     #[arg(long, value_name = "L")]
     pub login: Option<String>,

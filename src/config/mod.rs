@@ -86,12 +86,14 @@ impl Default for LoggingSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    // `error` rather than `source`: the reason is already in the message, and an error chain
+    // printed with `{:#}` would repeat it.
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not INI.
     #[error("{origin}: {message}")]
@@ -161,9 +163,9 @@ fn missing(
 
 /// Reads a whole configuration file as text.
 fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct ReceiverConfig {
     pub logging: LoggingSettings,
     /// PID file; the receiver refuses to start while it names a live process.
     pub pidfile: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`[daemon] metrics`); `None` = off.
+    pub metrics: Option<String>,
 }
 
 impl ReceiverConfig {
@@ -107,6 +109,8 @@ impl ReceiverConfig {
         });
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
+        set(&mut self.pidfile, &o.pidfile);
+        set(&mut self.metrics, &o.metrics);
         set(&mut self.capath, &o.capath);
         set(&mut self.cafile, &o.cafile);
         if o.crl_check {
@@ -132,6 +136,7 @@ impl ReceiverConfig {
             reack_max_age: DEFAULT_REACK_MAX_AGE,
             logging,
             pidfile: None,
+            metrics: None,
         }
     }
 
@@ -166,6 +171,7 @@ impl ReceiverConfig {
             c.reack_max_age = d;
         }
         c.pidfile = r.path("daemon", "pidfile")?;
+        c.metrics = r.plain("daemon", "metrics")?;
         warnings.extend(r.leftovers());
 
         c.apply(o);

@@ -55,6 +55,8 @@ pub struct SenderConfig {
     pub logging: LoggingSettings,
     /// PID file of a daemon sender.
     pub pidfile: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`[daemon] metrics`); `None` = off.
+    pub metrics: Option<String>,
 }
 
 impl SenderConfig {
@@ -122,6 +124,8 @@ impl SenderConfig {
         });
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
+        set(&mut self.pidfile, &o.pidfile);
+        set(&mut self.metrics, &o.metrics);
         set(&mut self.capath, &o.capath);
         set(&mut self.cafile, &o.cafile);
         if o.server_cert.is_some() || o.server_dn.is_some() {
@@ -160,6 +164,7 @@ impl SenderConfig {
             reply_queue: None,
             logging,
             pidfile: None,
+            metrics: None,
         }
     }
 
@@ -210,6 +215,7 @@ impl SenderConfig {
         }
         c.reply_queue = r.plain(MSG, "reply_queue")?;
         c.pidfile = r.path("daemon", "pidfile")?;
+        c.metrics = r.plain("daemon", "metrics")?;
         warnings.extend(r.leftovers());
 
         c.apply(o);

@@ -130,6 +130,7 @@ fn example_sender_cfg_gives_the_defaults() {
                 console: true,
             },
             pidfile: None,
+            metrics: None,
         }
     );
     // The values the example writes out are the defaults: a minimal file gives the same.
@@ -169,6 +170,7 @@ fn example_receiver_cfg_gives_the_defaults() {
             reack_max_age: Duration::from_secs(7 * 24 * 3600),
             logging: LoggingSettings::default(),
             pidfile: None,
+            metrics: None,
         }
     );
 }
@@ -909,4 +911,22 @@ fn unreadable_file_names_the_path() {
         "{text}"
     );
     assert!(!text.contains('\n'));
+}
+
+#[test]
+fn daemon_section_and_flags_give_pidfile_and_metrics() {
+    let text = "[broker]\nhost = b\nport = 61613\n[certificates]\ncertificate = c\nkey = k\ncapath = /ca\n[messaging]\ndestination = /topic/t\npath = /q\n[daemon]\npidfile = /run/ssm.pid\nmetrics = 127.0.0.1:9464\n";
+    let (c, _) = ReceiverConfig::from_ini_str(text, "r.cfg").unwrap();
+    assert_eq!(
+        c.pidfile.as_deref(),
+        Some(std::path::Path::new("/run/ssm.pid"))
+    );
+    assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9464"));
+    let o = send_flags(&["--pidfile", "/tmp/s.pid", "--metrics", "127.0.0.1:1"]);
+    let (s, _) = SenderConfig::from_ini_str_with(text, "s.cfg", &o).unwrap();
+    assert_eq!(
+        s.pidfile.as_deref(),
+        Some(std::path::Path::new("/tmp/s.pid"))
+    );
+    assert_eq!(s.metrics.as_deref(), Some("127.0.0.1:1"));
 }

@@ -1,0 +1,12 @@
+//! What an operator expects from a production daemon, kept out of the protocol code: PID files,
+//! systemd notifications, queue depths and a Prometheus metrics endpoint.
+//!
+//! - [`pidfile`]: refuse a second copy, take over a stale file, remove it on exit.
+//! - [`notify`]: `READY=1`, `STOPPING=1` and watchdog pings over `NOTIFY_SOCKET`.
+//! - [`depth`]: how many messages wait in a queue and how old the oldest is.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+
+pub mod depth;
+pub mod metrics;
+pub mod notify;
+pub mod pidfile;
