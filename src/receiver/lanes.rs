@@ -165,6 +165,10 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
         error!(id = %job.id, "receiver lanes closed; message dropped unacked (the sender will resend)");
         return;
     };
+    let signer = match &verdict {
+        Ok(opened) => Some(opened.signer_dn.clone()),
+        Err((_, signer)) => signer.clone(),
+    };
     let outcome = match verdict {
         Ok(opened) => {
             let md5 = message_id(&opened.content);
@@ -209,7 +213,7 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
                 .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into())),
             Pending::Done(outcome) => outcome,
         };
-        finish_job(&shared, job, outcome, started).await;
+        finish_job(&shared, job, outcome, signer, started).await;
         drop(permit);
     });
 }
@@ -221,7 +225,13 @@ enum Pending {
 }
 
 /// Acks (or not) according to the outcome, and counts the message as handled.
-async fn finish_job(shared: &Shared, job: Job, outcome: Outcome, started: std::time::Instant) {
+async fn finish_job(
+    shared: &Shared,
+    job: Job,
+    outcome: Outcome,
+    signer: Option<String>,
+    started: std::time::Instant,
+) {
     let ack = match &outcome {
         Outcome::Stored(md5) => {
             Stats::bump(&shared.stats.stored);
@@ -256,6 +266,7 @@ async fn finish_job(shared: &Shared, job: Job, outcome: Outcome, started: std::t
     }
     info!(
         id = %job.id,
+        signer = signer.as_deref().unwrap_or("-"),
         outcome = ?outcome,
         ms = started.elapsed().as_millis() as u64,
         "handled message"
