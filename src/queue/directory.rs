@@ -115,11 +115,9 @@ impl PlainDirectory {
                 continue;
             }
             let p = self.path.join(&name);
-            let md = match fs::symlink_metadata(&p) {
-                Ok(md) => md,
-                // Taken by someone else between the listing and now.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("stat", &p)(e)),
+            // None: taken by someone else between the listing and now.
+            let Some(md) = durable::stat_if_exists(&p)? else {
+                continue;
             };
             if !md.is_file() {
                 continue;
@@ -151,17 +149,12 @@ impl PlainDirectory {
             Err(e) => return Err(io_err("create lock", &lock)(e)),
         }
         // The message may have been removed between someone's listing and our lock.
-        match fs::symlink_metadata(&msg) {
-            Ok(md) if md.is_file() => Ok(true),
-            Ok(_) => {
+        match durable::stat_if_exists(&msg)? {
+            Some(md) if md.is_file() => Ok(true),
+            _ => {
                 durable::remove_if_exists(&lock).map_err(io_err("remove", &lock))?;
                 Ok(false)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                durable::remove_if_exists(&lock).map_err(io_err("remove", &lock))?;
-                Ok(false)
-            }
-            Err(e) => Err(io_err("stat", &msg)(e)),
         }
     }
 
@@ -186,13 +179,8 @@ impl PlainDirectory {
     /// Size, modification time and lock state of a message.
     pub fn info(&self, name: &str) -> Result<ElementInfo, QueueError> {
         let p = self.message_path(name)?;
-        let md = fs::metadata(&p).map_err(io_err("stat", &p))?;
-        Ok(ElementInfo {
-            name: name.to_string(),
-            size: md.len(),
-            modified: md.modified().map_err(io_err("stat", &p))?,
-            locked: self.is_locked(name)?,
-        })
+        // `is_locked` can only fail on a bad name, which `message_path` has already refused.
+        ElementInfo::of_file(name, &p, self.is_locked(name)?)
     }
 
     /// Removes a locked message and its lock. Durable on return.
@@ -231,25 +219,20 @@ impl PlainDirectory {
         if !maxtemp.is_zero() {
             for name in durable::list_dir(&tmp_dir)? {
                 let p = tmp_dir.join(&name);
-                match fs::symlink_metadata(&p) {
-                    Ok(md) if is_older(&md, now, maxtemp) => {
-                        if durable::remove_if_exists(&p).map_err(io_err("remove", &p))? {
-                            report.temporary_removed += 1;
-                        }
+                if let Some(md) = durable::stat_if_exists(&p)? {
+                    if is_older(&md, now, maxtemp)
+                        && durable::remove_if_exists(&p).map_err(io_err("remove", &p))?
+                    {
+                        report.temporary_removed += 1;
                     }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("stat", &p)(e)),
                 }
             }
         }
         let lock_dir = self.path.join(LOCK_DIR);
         for name in durable::list_dir(&lock_dir)? {
             let p = lock_dir.join(&name);
-            let md = match fs::symlink_metadata(&p) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("stat", &p)(e)),
+            let Some(md) = durable::stat_if_exists(&p)? else {
+                continue;
             };
             let stale = !maxlock.is_zero() && is_older(&md, now, maxlock);
             // An orphan lock is only removed once it is a little old: a fresh one may belong to

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use super::durable::{self, Modes};
 use super::error::{io_err, QueueError};
+use super::layout;
 use super::naming;
 use super::simple::is_older;
 use super::{PurgeReport, DEFAULT_MAXLOCK, DEFAULT_MAXTEMP};
@@ -99,13 +100,7 @@ impl Dirq {
     }
 
     fn element_path(&self, name: &str) -> Result<PathBuf, QueueError> {
-        match naming::split_full(name) {
-            Some(_) => Ok(self.path.join(name)),
-            None => Err(QueueError::InvalidName {
-                queue: self.path.clone(),
-                name: name.to_string(),
-            }),
-        }
+        layout::element_path(&self.path, name)
     }
 
     /// Adds one record. Durable on return.
@@ -182,7 +177,7 @@ impl Dirq {
         let mut names = Vec::with_capacity(built.len());
         for b in built {
             if used >= self.maxelts {
-                dir = format!("{:08x}", u64::from_str_radix(&dir, 16).unwrap_or(0) + 1);
+                dir = next_directory(&dir);
                 let p = self.path.join(&dir);
                 created_dir |= durable::make_dir(&p, self.modes.dir)
                     .map_err(io_err("create directory", &p))?;
@@ -221,32 +216,18 @@ impl Dirq {
         Ok(names)
     }
 
-    fn intermediate_dirs(&self) -> Result<Vec<String>, QueueError> {
-        let mut dirs: Vec<String> = durable::list_dir(&self.path)?
-            .into_iter()
-            .filter(|n| naming::is_directory(n))
-            .collect();
-        dirs.sort();
-        Ok(dirs)
-    }
-
     /// Number of element directories in an intermediate directory. Uses the link count like
     /// dirq where the file system keeps it (`st_nlink - 2`), and counts entries otherwise.
     fn subdirs(&self, dir: &str) -> Result<usize, QueueError> {
         use std::os::unix::fs::MetadataExt;
         let p = self.path.join(dir);
-        let md = match fs::symlink_metadata(&p) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err("stat", &p)(e)),
+        let Some(md) = durable::stat_if_exists(&p)? else {
+            return Ok(0);
         };
         if md.nlink() >= 2 {
             Ok((md.nlink() - 2) as usize)
         } else {
-            Ok(durable::list_dir(&p)?
-                .iter()
-                .filter(|n| naming::is_element(n))
-                .count())
+            layout::count_in(&p)
         }
     }
 
@@ -254,7 +235,7 @@ impl Dirq {
     /// next number (`00000000` for an empty queue). Returns the name, how many elements it
     /// holds, and whether this call created it.
     fn insertion_directory(&self) -> Result<(String, usize, bool), QueueError> {
-        let dirs = self.intermediate_dirs()?;
+        let dirs = layout::intermediate_dirs(&self.path)?;
         let next = match dirs.last() {
             None => "00000000".to_string(),
             Some(last) => {
@@ -262,7 +243,7 @@ impl Dirq {
                 if used < self.maxelts {
                     return Ok((last.clone(), used, false));
                 }
-                format!("{:08x}", u64::from_str_radix(last, 16).unwrap_or(0) + 1)
+                next_directory(last)
             }
         };
         let p = self.path.join(&next);
@@ -274,29 +255,13 @@ impl Dirq {
 
     /// All element names (`dddddddd/eeeeeeeeeeeeee`), oldest first; junk names are ignored.
     pub fn names(&self) -> Result<Vec<String>, QueueError> {
-        let mut out = Vec::new();
-        for dir in self.intermediate_dirs()? {
-            let mut elts: Vec<String> = durable::list_dir(&self.path.join(&dir))?
-                .into_iter()
-                .filter(|n| naming::is_element(n))
-                .collect();
-            elts.sort();
-            out.extend(elts.into_iter().map(|e| format!("{dir}/{e}")));
-        }
-        Ok(out)
+        layout::element_names(&self.path)
     }
 
     /// Number of elements in the intermediate directories, locked or not. (dirq's own `count`
     /// also counts what is in `temporary/` and `obsolete/`; this one does not.)
     pub fn count(&self) -> Result<usize, QueueError> {
-        let mut n = 0;
-        for dir in self.intermediate_dirs()? {
-            n += durable::list_dir(&self.path.join(&dir))?
-                .iter()
-                .filter(|n| naming::is_element(n))
-                .count();
-        }
-        Ok(n)
+        layout::count_elements(&self.path)
     }
 
     fn read_field(&self, elt: &Path, field: &'static str) -> Result<Option<Vec<u8>>, QueueError> {
@@ -369,11 +334,7 @@ impl Dirq {
         }
         // RACE (as in dirq): another process may have locked and removed the element while our
         // mkdir was in progress.
-        match fs::symlink_metadata(&p) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err("stat", &p)(e)),
-        }
+        Ok(durable::stat_if_exists(&p)?.is_some())
     }
 
     /// Unlocks an element; unlocking an element that is not locked is not an error.
@@ -431,24 +392,8 @@ impl Dirq {
         maxlock: Duration,
     ) -> Result<PurgeReport, QueueError> {
         let mut report = PurgeReport::default();
-        let dirs = self.intermediate_dirs()?;
-        if let Some((_last, older)) = dirs.split_last() {
-            for d in older {
-                let p = self.path.join(d);
-                match fs::remove_dir(&p) {
-                    Ok(()) => report.directories_removed += 1,
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOENT)
-                        ) => {}
-                    Err(e) => return Err(io_err("remove directory", &p)(e)),
-                }
-            }
-            if report.directories_removed > 0 {
-                durable::sync_dir(&self.path)?;
-            }
-        }
+        let dirs = layout::intermediate_dirs(&self.path)?;
+        report.directories_removed = layout::remove_empty_but_last(&self.path, &dirs)?;
         let now = SystemTime::now();
         if !maxtemp.is_zero() {
             for vol in [TEMPORARY, OBSOLETE] {
@@ -458,14 +403,11 @@ impl Dirq {
                         continue;
                     }
                     let p = vdir.join(&n);
-                    match fs::symlink_metadata(&p) {
-                        Ok(md) if is_older(&md, now, maxtemp) => {
+                    if let Some(md) = durable::stat_if_exists(&p)? {
+                        if is_older(&md, now, maxtemp) {
                             delete_element_dir(&p)?;
                             report.temporary_removed += 1;
                         }
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err("stat", &p)(e)),
                     }
                 }
             }
@@ -477,19 +419,22 @@ impl Dirq {
                     continue;
                 }
                 // mkdir of `locked` set the element directory's mtime: that is the lock's age.
-                match fs::symlink_metadata(&elt) {
-                    Ok(md) if is_older(&md, now, maxlock) => {
+                if let Some(md) = durable::stat_if_exists(&elt)? {
+                    if is_older(&md, now, maxlock) {
                         self.unlock(&name)?;
                         report.locks_released += 1;
                     }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("stat", &elt)(e)),
                 }
             }
         }
         Ok(report)
     }
+}
+
+/// The intermediate directory that follows `dir` when it is full (dirq counts them in hex).
+fn next_directory(dir: &str) -> String {
+    // `dir` passed `naming::is_directory`, so it parses; 0 is only a fallback for a broken caller.
+    format!("{:08x}", u64::from_str_radix(dir, 16).unwrap_or(0) + 1)
 }
 
 /// Deletes an element directory that is out of the queue (in `temporary/` or `obsolete/`).

@@ -116,6 +116,16 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// `lstat`s `path`; a path that is gone (taken or removed by another process since it was
+/// listed) is `Ok(None)` rather than an error.
+pub(crate) fn stat_if_exists(path: &Path) -> Result<Option<fs::Metadata>, QueueError> {
+    match fs::symlink_metadata(path) {
+        Ok(md) => Ok(Some(md)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("stat", path)(e)),
+    }
+}
+
 /// Lists the names of a directory's entries; a missing directory lists as empty.
 pub(crate) fn list_dir(path: &Path) -> Result<Vec<String>, QueueError> {
     let rd = match fs::read_dir(path) {
@@ -156,6 +166,21 @@ mod tests {
         assert_eq!(
             fs::metadata(dir.path().join("a")).unwrap().mode() & 0o777,
             0o750
+        );
+    }
+
+    #[test]
+    fn stat_if_exists_tells_gone_from_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, b"abc").unwrap();
+        assert_eq!(stat_if_exists(&f).unwrap().unwrap().len(), 3);
+        assert!(stat_if_exists(&dir.path().join("gone")).unwrap().is_none());
+        // A regular file used as a directory is ENOTDIR: a real error, named with its path.
+        let err = stat_if_exists(&f.join("x")).unwrap_err();
+        assert!(
+            matches!(err, QueueError::Io { op: "stat", ref path, .. } if path == &f.join("x")),
+            "{err}"
         );
     }
 

@@ -18,6 +18,7 @@ mod directory;
 mod dirq;
 mod durable;
 mod error;
+mod layout;
 pub mod naming;
 mod simple;
 
@@ -99,6 +100,23 @@ pub struct ElementInfo {
     pub modified: SystemTime,
     /// Whether it is locked.
     pub locked: bool,
+}
+
+impl ElementInfo {
+    /// The info of an element stored as the one file `path` (both outgoing layouts).
+    pub(crate) fn of_file(
+        name: &str,
+        path: &Path,
+        locked: bool,
+    ) -> Result<ElementInfo, QueueError> {
+        let md = std::fs::metadata(path).map_err(error::io_err("stat", path))?;
+        Ok(ElementInfo {
+            name: name.to_string(),
+            size: md.len(),
+            modified: md.modified().map_err(error::io_err("stat", path))?,
+            locked,
+        })
+    }
 }
 
 /// The sender's outgoing queue, of either layout.

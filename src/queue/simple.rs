@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use super::durable::{self, Modes};
 use super::error::{io_err, QueueError};
+use super::layout;
 use super::naming;
 use super::{ElementInfo, PurgeReport, DEFAULT_MAXLOCK, DEFAULT_MAXTEMP};
 
@@ -62,13 +63,7 @@ impl QueueSimple {
 
     /// Checks a full element name and returns the element's path.
     fn element_path(&self, name: &str) -> Result<PathBuf, QueueError> {
-        match naming::split_full(name) {
-            Some(_) => Ok(self.path.join(name)),
-            None => Err(QueueError::InvalidName {
-                queue: self.path.clone(),
-                name: name.to_string(),
-            }),
-        }
+        layout::element_path(&self.path, name)
     }
 
     fn lock_path(path: &Path) -> PathBuf {
@@ -122,39 +117,14 @@ impl QueueSimple {
         Ok(name)
     }
 
-    fn intermediate_dirs(&self) -> Result<Vec<String>, QueueError> {
-        let mut dirs: Vec<String> = durable::list_dir(&self.path)?
-            .into_iter()
-            .filter(|n| naming::is_directory(n))
-            .collect();
-        dirs.sort();
-        Ok(dirs)
-    }
-
     /// All element names, oldest first; files that do not match dirq's patterns are ignored.
     pub fn names(&self) -> Result<Vec<String>, QueueError> {
-        let mut out = Vec::new();
-        for dir in self.intermediate_dirs()? {
-            let mut elts: Vec<String> = durable::list_dir(&self.path.join(&dir))?
-                .into_iter()
-                .filter(|n| naming::is_element(n))
-                .collect();
-            elts.sort();
-            out.extend(elts.into_iter().map(|e| format!("{dir}/{e}")));
-        }
-        Ok(out)
+        layout::element_names(&self.path)
     }
 
     /// Number of elements, locked or not (temporary files are not elements).
     pub fn count(&self) -> Result<usize, QueueError> {
-        let mut n = 0;
-        for dir in self.intermediate_dirs()? {
-            n += durable::list_dir(&self.path.join(&dir))?
-                .iter()
-                .filter(|n| naming::is_element(n))
-                .count();
-        }
-        Ok(n)
+        layout::count_elements(&self.path)
     }
 
     /// Locks an element. `Ok(false)` if someone else holds the lock or the element is gone.
@@ -207,13 +177,7 @@ impl QueueSimple {
     /// Size, modification time and lock state of an element.
     pub fn info(&self, name: &str) -> Result<ElementInfo, QueueError> {
         let path = self.element_path(name)?;
-        let md = fs::metadata(&path).map_err(io_err("stat", &path))?;
-        Ok(ElementInfo {
-            name: name.to_string(),
-            size: md.len(),
-            modified: md.modified().map_err(io_err("stat", &path))?,
-            locked: Self::lock_path(&path).exists(),
-        })
+        ElementInfo::of_file(name, &path, Self::lock_path(&path).exists())
     }
 
     /// Removes a locked element (the element file and its lock). Durable on return.
@@ -249,7 +213,7 @@ impl QueueSimple {
     ) -> Result<PurgeReport, QueueError> {
         let mut report = PurgeReport::default();
         let now = SystemTime::now();
-        let dirs = self.intermediate_dirs()?;
+        let dirs = layout::intermediate_dirs(&self.path)?;
         for dir in &dirs {
             let dir_path = self.path.join(dir);
             let mut changed = false;
@@ -265,10 +229,8 @@ impl QueueSimple {
                     continue;
                 }
                 let p = dir_path.join(&name);
-                let md = match fs::symlink_metadata(&p) {
-                    Ok(md) => md,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io_err("stat", &p)(e)),
+                let Some(md) = durable::stat_if_exists(&p)? else {
+                    continue;
                 };
                 if !is_older(&md, now, limit) {
                     continue;
@@ -286,24 +248,7 @@ impl QueueSimple {
                 durable::sync_dir(&dir_path)?;
             }
         }
-        if let Some((_newest, older)) = dirs.split_last() {
-            for dir in older {
-                let p = self.path.join(dir);
-                match fs::remove_dir(&p) {
-                    Ok(()) => report.directories_removed += 1,
-                    // Not empty, or already removed by someone else: both are fine.
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOENT)
-                        ) => {}
-                    Err(e) => return Err(io_err("remove directory", &p)(e)),
-                }
-            }
-            if report.directories_removed > 0 {
-                durable::sync_dir(&self.path)?;
-            }
-        }
+        report.directories_removed = layout::remove_empty_but_last(&self.path, &dirs)?;
         Ok(report)
     }
 }
