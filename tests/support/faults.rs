@@ -235,6 +235,8 @@ pub struct World {
     pub dn_file: PathBuf,
     /// The receiver's store.
     pub store: PathBuf,
+    /// The scenario's name, for the fault report.
+    pub tag: String,
 }
 
 impl World {
@@ -255,6 +257,7 @@ impl World {
             pki,
             dn_file,
             store,
+            tag: tag.to_string(),
         }
     }
 
@@ -361,7 +364,7 @@ impl World {
         );
     }
 
-    /// The exactly-once check: every queued message is stored once, with its sender's DN;
+    /// The exactly-once check (also reported, see [`report`]): every queued message is stored once, with its sender's DN;
     /// nothing else is stored; every outgoing queue is empty.
     pub fn check_exactly_once(&self, broker: &str, senders: &[SenderSpec]) -> usize {
         let mut want: HashMap<(String, String), usize> = HashMap::new();
@@ -386,6 +389,15 @@ impl World {
         }
         let lost: Vec<_> = want.iter().filter(|(_, &n)| n == 0).collect();
         let twice: Vec<_> = want.iter().filter(|(_, &n)| n > 1).collect();
+        let copies: usize = twice.iter().map(|(_, &n)| n - 1).sum();
+        report(&format!(
+            "fault={} broker={broker} sent={} stored={} duplicated={copies} lost={} unknown={}",
+            self.tag,
+            want.len(),
+            want.len() - lost.len(),
+            lost.len(),
+            extra.len()
+        ));
         assert!(
             lost.is_empty() && twice.is_empty() && extra.is_empty(),
             "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {lost:?}\ntwice: {twice:?}",
@@ -873,5 +885,18 @@ pub fn read_text(p: &Path) -> String {
 pub fn note(p: &Path, line: &str) {
     if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+/// One line of the fault report: printed, and appended to the file named by `SSM_FAULT_REPORT`
+/// when set (`.ci/run` prints that file after the tests, so that CI shows, for each fault,
+/// messages sent / stored / duplicated / lost).
+pub fn report(line: &str) {
+    eprintln!("fault report: {line}");
+    if let Ok(path) = std::env::var("SSM_FAULT_REPORT") {
+        use std::io::Write;
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
     }
 }
