@@ -93,7 +93,6 @@ pub struct Histogram {
     /// Observations per bucket (not cumulative); the last one is `+Inf`.
     buckets: [AtomicU64; BOUNDS + 1],
     sum_micros: AtomicU64,
-    count: AtomicU64,
 }
 
 /// A histogram as read at one moment, in Prometheus' terms.
@@ -123,7 +122,6 @@ impl Histogram {
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads the histogram. Cumulative counts come from the buckets, and the count is the
