@@ -20,7 +20,11 @@
 //!   valid header value.
 //! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
 //!   carries the last one, so that the receiver can forget its bookkeeping.
+//! - [`Sender::stats`] counts what [`Summary`] counts, live: it can be read (by the metrics
+//!   endpoint) while the sender runs, and it is never reset between passes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -99,6 +103,30 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Live counters of a sender, since it was created; shared with whoever watches it run.
+#[derive(Debug, Default)]
+pub struct SenderStats {
+    /// `msg` frames sent, resends included.
+    pub sent: AtomicU64,
+    /// Messages acked and removed from the queue.
+    pub acked: AtomicU64,
+    /// Messages the receiver rejected (moved to the local reject queue).
+    pub rejected: AtomicU64,
+    /// Resends of a message already sent once.
+    pub retried: AtomicU64,
+}
+
+impl SenderStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -133,6 +161,8 @@ pub struct Sender {
     client: Option<Client>,
     server_cert: Option<X509>,
     summary: Summary,
+    /// Live counters, readable while the sender runs.
+    pub stats: Arc<SenderStats>,
 }
 
 /// A locked message whose sealing runs on the blocking pool.
@@ -163,6 +193,7 @@ impl Sender {
             client: None,
             server_cert,
             summary: Summary::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -468,9 +499,11 @@ impl Sender {
             broker_error = None;
             if sends > 0 {
                 self.summary.retried += 1;
+                SenderStats::bump(&self.stats.retried);
             }
             sends += 1;
             self.summary.sent += 1;
+            SenderStats::bump(&self.stats.sent);
             match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
                     // Send to ack, without the removal's fsync below.
@@ -478,6 +511,7 @@ impl Sender {
                     self.outgoing.remove(name)?;
                     self.reack = Some(md5.clone());
                     self.summary.acked += 1;
+                    SenderStats::bump(&self.stats.acked);
                     info!(
                         id = %name,
                         %md5,
@@ -498,6 +532,7 @@ impl Sender {
                     })?;
                     self.outgoing.remove(name)?;
                     self.summary.rejected += 1;
+                    SenderStats::bump(&self.stats.rejected);
                     return Ok(());
                 }
                 Wait::TimedOut => {

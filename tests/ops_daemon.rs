@@ -1,7 +1,8 @@
 //! The receiver as a production daemon, through the real binary: systemd notifications
 //! (READY only once subscribed, STOPPING on SIGTERM), the PID file (written, refused to a
-//! second copy, removed on exit), the metrics endpoint (counters match the messages sent) and
-//! `ssm status`.
+//! second copy, removed on exit), the metrics endpoint (counters, rejections by reason and
+//! latency histograms match the messages sent; the sender daemon's live counters match what
+//! it sent) and `ssm status`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ssm::broker::{self, BrokerConfig};
-use ssm::pki::Pki;
+use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{Outgoing, PathType};
 
 const SSM: &str = env!("CARGO_BIN_EXE_ssm");
@@ -42,6 +43,58 @@ fn scrape(port: u16) -> String {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     out
+}
+
+/// Sends one STOMP frame (which asks for a receipt) on a fresh connection, and waits for the
+/// receipt.
+fn publish_raw(broker: &str, frame: &str) {
+    let mut s = TcpStream::connect(broker).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let read_frame = |s: &mut TcpStream| {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while s.read(&mut byte).unwrap() == 1 && byte[0] != 0 {
+            got.push(byte[0]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    s.write_all(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+        .unwrap();
+    let connected = read_frame(&mut s);
+    assert!(connected.starts_with("CONNECTED\n"), "{connected}");
+    s.write_all(frame.as_bytes()).unwrap();
+    let receipt = read_frame(&mut s);
+    assert!(receipt.trim_start().starts_with("RECEIPT\n"), "{receipt}");
+}
+
+/// One `ssm send` pass of the queue at `path`, signed by `signer`; it must succeed (a message
+/// the receiver rejects is still a successful pass).
+fn send_once(broker: &str, signer: &CertFiles, pki: &Pki, path: &Path) {
+    let sent = Command::new(SSM)
+        .args([
+            "send",
+            "--broker",
+            broker,
+            "--destination",
+            "/topic/ops.test",
+        ])
+        .arg("--cert")
+        .arg(&signer.cert)
+        .arg("--key")
+        .arg(&signer.key)
+        .arg("--capath")
+        .arg(&pki.capath)
+        .arg("--server-cert")
+        .arg(&pki.server.cert)
+        .arg("--path")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
 }
 
 fn recv_datagram(sock: &UnixDatagram) -> String {
@@ -151,42 +204,48 @@ fn receiver_daemon_notifies_holds_its_pidfile_and_counts_what_it_stores() {
     let json = String::from_utf8_lossy(&status.stdout);
     assert!(json.contains(&format!("\"messages\":{N},")), "{json}");
 
-    let sent = Command::new(SSM)
-        .args([
-            "send",
-            "--broker",
-            &broker_addr,
-            "--destination",
-            "/topic/ops.test",
-        ])
-        .arg("--cert")
-        .arg(&pki.client.cert)
-        .arg("--key")
-        .arg(&pki.client.key)
-        .arg("--capath")
-        .arg(&pki.capath)
-        .arg("--server-cert")
-        .arg(&pki.server.cert)
-        .arg("--path")
-        .arg(d.join("outgoing"))
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
+    // A malformed `msg` (no `ssm-msg-id`) first: the receiver handles the topic's frames in
+    // order, so it is counted by the time the senders below are answered.
+    publish_raw(
+        &broker_addr,
+        "SEND\ndestination:/topic/ops.test\nssm-msg-type:msg\nreceipt:r1\n\nno id\0",
     );
+    send_once(&broker_addr, &pki.client, &pki, &d.join("outgoing"));
+    // One message by a trusted signer missing from the allowed-DN list, one by a signer whose
+    // CA is not trusted: each rejected, for its own reason.
+    let stranger = pki.issue_client("stranger.example.org").unwrap();
+    for (signer, queue) in [
+        (&stranger, "stranger"),
+        (&pki.untrusted_client, "untrusted"),
+    ] {
+        let q = d.join(queue);
+        Outgoing::open(&q, PathType::Dirq)
+            .unwrap()
+            .add(b"not welcome")
+            .unwrap();
+        send_once(&broker_addr, signer, &pki, &q);
+    }
 
     // Acks are sent after the counters move, so the sender finishing means they are final.
     let metrics = scrape(metrics_port);
     for line in [
-        format!("\nssm_received_total {N}\n"),
+        format!("\nssm_received_total {}\n", N + 3),
         format!("\nssm_stored_total {N}\n"),
-        "\nssm_rejected_total 0\n".to_string(),
+        "\nssm_rejected_total{reason=\"dn_not_allowed\"} 1\n".to_string(),
+        "\nssm_rejected_total{reason=\"untrusted_signer\"} 1\n".to_string(),
+        "\nssm_rejected_total{reason=\"malformed\"} 1\n".to_string(),
+        "\nssm_rejected_total{reason=\"bad_signature\"} 0\n".to_string(),
         "\nssm_duplicates_total 0\n".to_string(),
         "\nssm_store_failures_total 0\n".to_string(),
+        format!("\nssm_open_duration_seconds_count {}\n", N + 2),
+        format!(
+            "\nssm_open_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+            N + 2
+        ),
+        format!("\nssm_store_duration_seconds_count {N}\n"),
+        format!("\nssm_store_duration_seconds_bucket{{le=\"+Inf\"}} {N}\n"),
         format!("\nssm_queue_messages{{queue=\"incoming\"}} {N}\n"),
-        "\nssm_queue_messages{queue=\"reject\"} 0\n".to_string(),
+        "\nssm_queue_messages{queue=\"reject\"} 3\n".to_string(),
         "\nssm_build_info{version=\"".to_string(),
     ] {
         assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
@@ -210,7 +269,7 @@ fn receiver_daemon_notifies_holds_its_pidfile_and_counts_what_it_stores() {
         text.starts_with(&format!("incoming  {N} messages, oldest ")),
         "{text}"
     );
-    assert!(text.contains("\nreject    0 messages ("), "{text}");
+    assert!(text.contains("\nreject    3 messages, oldest "), "{text}");
 
     // SIGTERM: STOPPING=1, clean exit, pidfile gone.
     // SAFETY: plain kill(2) on our own child.
@@ -330,7 +389,7 @@ fn sighup_reopens_the_log_file_after_rotation() {
 }
 
 #[test]
-fn sender_daemon_serves_queue_metrics_and_notifies() {
+fn sender_daemon_serves_live_counters_and_queue_metrics_and_notifies() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pki = Pki::generate(&d.join("pki")).unwrap();
@@ -347,7 +406,7 @@ fn sender_daemon_serves_queue_metrics_and_notifies() {
         "--broker".into(),
         broker.local_addr().to_string(),
         "--destination".into(),
-        "/topic/ops.sender".into(),
+        "/topic/ops.test".into(),
         "--cert".into(),
         pki.client.cert.display().to_string(),
         "--key".into(),
@@ -370,6 +429,29 @@ fn sender_daemon_serves_queue_metrics_and_notifies() {
         "{once:?}"
     );
 
+    // A receiver to ack what the daemon sends; it is up once it says READY.
+    std::fs::write(d.join("dns"), format!("{}\n", pki.client.dn)).unwrap();
+    let receiver_notify_path = d.join("receiver-notify.sock");
+    let receiver_notify = UnixDatagram::bind(&receiver_notify_path).unwrap();
+    receiver_notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _receiver = Reaper(
+        Command::new(SSM)
+            .args(receiver_args(&pki, d, &broker.local_addr().to_string()))
+            .env("NOTIFY_SOCKET", &receiver_notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(recv_datagram(&receiver_notify).starts_with("READY=1\n"));
+    const N: usize = 3;
+    let out = Outgoing::open(&d.join("outgoing"), PathType::Dirq).unwrap();
+    for i in 0..N {
+        out.add(format!("record {i}").as_bytes()).unwrap();
+    }
+
     let notify_path = d.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -386,8 +468,21 @@ fn sender_daemon_serves_queue_metrics_and_notifies() {
             .unwrap(),
     );
     assert!(recv_datagram(&notify).starts_with("READY=1\nSTATUS=sending\n"));
-    let metrics = scrape(port);
+    // The counters move while the daemon runs: wait until every message is acked.
+    let acked = format!("\nssm_acked_total {N}\n");
+    let mut metrics = scrape(port);
+    for _ in 0..300 {
+        if metrics.contains(&acked) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        metrics = scrape(port);
+    }
     for line in [
+        &format!("\nssm_sent_total {N}\n"),
+        &acked,
+        "\nssm_sent_rejected_total 0\n",
+        "\nssm_retried_total 0\n",
         "\nssm_queue_messages{queue=\"outgoing\"} 0\n",
         "\nssm_queue_messages{queue=\"reject\"} 0\n",
         "role=\"sender\"} 1\n",

@@ -110,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let listener = metrics::bind(addr).await?;
                 info!(addr = %listener.local_addr()?, "metrics endpoint listening");
                 let source = SenderMetrics {
+                    stats: sender.stats.clone(),
                     outgoing: cfg.path.clone(),
                     path_type: cfg.path_type,
                     reject: cfg.path.join("reject"),

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::depth;
 use crate::queue::PathType;
-use crate::receiver::Stats;
+use crate::receiver::{HistogramSnapshot, RejectReason, Stats};
+use crate::sender::SenderStats;
 
 /// Builds a Prometheus text exposition (format 0.0.4).
 #[derive(Debug, Default)]
@@ -64,6 +65,22 @@ impl Exposition {
         let _ = writeln!(self.text, " {value}");
     }
 
+    /// A histogram (`_bucket{le=…}` cumulative, `_sum`, `_count`), in seconds.
+    pub fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot) {
+        self.header(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (le, count) in &h.buckets {
+            let le = if le.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                le.to_string()
+            };
+            self.sample(&bucket, &[("le", &le)], *count as f64);
+        }
+        self.sample(&format!("{name}_sum"), &[], h.sum_seconds);
+        self.sample(&format!("{name}_count"), &[], h.count as f64);
+    }
+
     /// The text.
     pub fn finish(self) -> String {
         self.text
@@ -95,9 +112,10 @@ pub struct ReceiverMetrics {
     pub scrape_errors: AtomicU64,
 }
 
-/// Queues and certificate of `ssm send --daemon`. The sender does not expose live counters
-/// yet, so only what can be read from outside is here.
+/// Counters, queues and certificate of `ssm send --daemon`.
 pub struct SenderMetrics {
+    /// The running sender's counters.
+    pub stats: Arc<SenderStats>,
     /// The outgoing queue.
     pub outgoing: PathBuf,
     /// Its layout.
@@ -181,7 +199,7 @@ impl Source for ReceiverMetrics {
         let mut e = Exposition::default();
         common(&mut e, "receiver", self.cert_not_after);
         let s = &self.stats;
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 6] = [
             (
                 "ssm_received_total",
                 "msg messages taken off the broker.",
@@ -196,11 +214,6 @@ impl Source for ReceiverMetrics {
                 "ssm_duplicates_total",
                 "Resent messages acked again without storing.",
                 &s.duplicates,
-            ),
-            (
-                "ssm_rejected_total",
-                "Messages answered REJECTED (kept in the reject queue).",
-                &s.rejected,
             ),
             (
                 "ssm_store_failures_total",
@@ -221,6 +234,29 @@ impl Source for ReceiverMetrics {
         for (name, help, counter) in counters {
             e.metric(name, "counter", help, Stats::get(counter) as f64);
         }
+        // Labelled only (no unlabelled total beside them), so that sum() is the total.
+        e.header(
+            "ssm_rejected_total",
+            "counter",
+            "Messages answered REJECTED (kept in the reject queue), by reason.",
+        );
+        for reason in RejectReason::ALL {
+            e.sample(
+                "ssm_rejected_total",
+                &[("reason", reason.label())],
+                s.rejected_for(reason) as f64,
+            );
+        }
+        e.histogram(
+            "ssm_open_duration_seconds",
+            "Time to decrypt and verify a message.",
+            &s.open_latency.snapshot(),
+        );
+        e.histogram(
+            "ssm_store_duration_seconds",
+            "Time from a verified message to its durable store outcome.",
+            &s.store_latency.snapshot(),
+        );
         let depths = match depth::store(&self.store) {
             Ok([a, b]) => vec![Ok(a), Ok(b)],
             Err(err) => vec![Err(err)],
@@ -234,6 +270,32 @@ impl Source for SenderMetrics {
     fn render(&self) -> String {
         let mut e = Exposition::default();
         common(&mut e, "sender", self.cert_not_after);
+        let s = &self.stats;
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "ssm_sent_total",
+                "msg frames sent, resends included.",
+                &s.sent,
+            ),
+            (
+                "ssm_acked_total",
+                "Messages acked by the receiver and removed from the queue.",
+                &s.acked,
+            ),
+            (
+                "ssm_sent_rejected_total",
+                "Messages the receiver rejected (moved to the local reject queue).",
+                &s.rejected,
+            ),
+            (
+                "ssm_retried_total",
+                "Resends of a message already sent once.",
+                &s.retried,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            e.metric(name, "counter", help, SenderStats::get(counter) as f64);
+        }
         let depths = vec![
             depth::outgoing(&self.outgoing, self.path_type),
             depth::dirq("reject", &self.reject),
@@ -401,6 +463,74 @@ mod tests {
                 .starts_with(&format!("metrics endpoint {addr}: ")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn receiver_exports_rejections_by_reason_and_latency_histograms() {
+        let stats = Arc::new(Stats::default());
+        stats.reject(RejectReason::DnNotAllowed);
+        stats.reject(RejectReason::Malformed);
+        stats.reject(RejectReason::DnNotAllowed);
+        stats.open_latency.observe(Duration::from_micros(1500));
+        stats.open_latency.observe(Duration::from_millis(30));
+        stats.store_latency.observe(Duration::from_secs(2));
+        let dir = tempfile::tempdir().unwrap();
+        let m = ReceiverMetrics {
+            stats,
+            store: dir.path().to_path_buf(),
+            cert_not_after: None,
+            scrape_errors: AtomicU64::new(0),
+        };
+        let text = m.render();
+        for line in [
+            "# TYPE ssm_rejected_total counter\n",
+            "\nssm_rejected_total{reason=\"dn_not_allowed\"} 2\n",
+            "\nssm_rejected_total{reason=\"malformed\"} 1\n",
+            "\nssm_rejected_total{reason=\"untrusted_signer\"} 0\n",
+            "\nssm_rejected_total{reason=\"other\"} 0\n",
+            "# TYPE ssm_open_duration_seconds histogram\n",
+            "\nssm_open_duration_seconds_bucket{le=\"0.001\"} 0\n",
+            "\nssm_open_duration_seconds_bucket{le=\"0.002\"} 1\n",
+            "\nssm_open_duration_seconds_bucket{le=\"0.02\"} 1\n",
+            "\nssm_open_duration_seconds_bucket{le=\"0.05\"} 2\n",
+            "\nssm_open_duration_seconds_bucket{le=\"+Inf\"} 2\n",
+            "\nssm_open_duration_seconds_sum 0.0315\n",
+            "\nssm_open_duration_seconds_count 2\n",
+            "\nssm_store_duration_seconds_bucket{le=\"1\"} 0\n",
+            "\nssm_store_duration_seconds_bucket{le=\"+Inf\"} 1\n",
+            "\nssm_store_duration_seconds_count 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // No unlabelled total beside the labelled series: sum() over reasons is the total.
+        assert!(!text.contains("\nssm_rejected_total "), "{text}");
+    }
+
+    #[test]
+    fn sender_exports_its_live_counters() {
+        let stats = Arc::new(SenderStats::default());
+        stats.sent.store(5, Ordering::Relaxed);
+        stats.acked.store(3, Ordering::Relaxed);
+        stats.rejected.store(1, Ordering::Relaxed);
+        stats.retried.store(1, Ordering::Relaxed);
+        let dir = tempfile::tempdir().unwrap();
+        let m = SenderMetrics {
+            stats,
+            outgoing: dir.path().join("outgoing"),
+            path_type: PathType::Dirq,
+            reject: dir.path().join("reject"),
+            cert_not_after: None,
+            scrape_errors: AtomicU64::new(0),
+        };
+        let text = m.render();
+        for line in [
+            "\nssm_sent_total 5\n",
+            "\nssm_acked_total 3\n",
+            "\nssm_sent_rejected_total 1\n",
+            "\nssm_retried_total 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use super::acked::AckKey;
 use super::commit::{Committer, StoreRequest};
-use super::{send_ack, Outcome, Stats};
+use super::{send_ack, Outcome, RejectReason, Stats};
 use crate::crypto::{message_id, DnList, Opener};
 use crate::protocol::AckOutcome;
 use crate::queue::Record;
@@ -141,6 +141,7 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
     let opener = shared.opener.clone();
     let body = job.body.clone();
     let opened = tokio::task::spawn_blocking(move || opener.open(&body)).await;
+    shared.stats.open_latency.observe(started.elapsed());
     let verdict = match opened {
         Ok(Ok(opened)) => {
             let allowed = shared
@@ -154,11 +155,16 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
                 Err((
                     format!("signer {} is not in the allowed-DN list", opened.signer_dn),
                     Some(opened.signer_dn),
+                    RejectReason::DnNotAllowed,
                 ))
             }
         }
-        Ok(Err(err)) => Err((err.to_string(), None)),
-        Err(err) => Err((format!("internal error while opening: {err}"), None)),
+        Ok(Err(err)) => Err((err.to_string(), None, RejectReason::of(&err))),
+        Err(err) => Err((
+            format!("internal error while opening: {err}"),
+            None,
+            RejectReason::Other,
+        )),
     };
 
     let Ok(permit) = shared.pending.clone().acquire_owned().await else {
@@ -167,12 +173,13 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
     };
     let signer = match &verdict {
         Ok(opened) => Some(opened.signer_dn.clone()),
-        Err((_, signer)) => signer.clone(),
+        Err((_, signer, _)) => signer.clone(),
     };
     let outcome = match verdict {
         Ok(opened) => {
             let md5 = message_id(&opened.content);
             let (tx, rx) = oneshot::channel();
+            let submitted = std::time::Instant::now();
             // Queued now, in this lane's order; the outcome is awaited off the lane.
             shared.committer.store(StoreRequest {
                 key: AckKey {
@@ -189,9 +196,9 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
                 },
                 done: tx,
             });
-            Pending::Store(rx)
+            Pending::Store(rx, submitted)
         }
-        Err((reason, signer)) => {
+        Err((reason, signer, kind)) => {
             warn!(id = %job.id, %reason, "rejecting message");
             shared
                 .committer
@@ -202,15 +209,19 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
                     error: Some(reason.clone()),
                 })
                 .await;
-            Pending::Done(Outcome::Rejected(reason))
+            Pending::Done(Outcome::Rejected(reason, kind))
         }
     };
     let shared = shared.clone();
     tokio::spawn(async move {
         let outcome = match outcome {
-            Pending::Store(rx) => rx
-                .await
-                .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into())),
+            Pending::Store(rx, submitted) => {
+                let outcome = rx
+                    .await
+                    .unwrap_or_else(|_| Outcome::StoreFailed("store task ended".into()));
+                shared.stats.store_latency.observe(submitted.elapsed());
+                outcome
+            }
             Pending::Done(outcome) => outcome,
         };
         finish_job(&shared, job, outcome, signer, started).await;
@@ -220,7 +231,8 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
 
 /// An outcome known now, or one the committer will give.
 enum Pending {
-    Store(oneshot::Receiver<Outcome>),
+    /// Handed to the committer at that instant.
+    Store(oneshot::Receiver<Outcome>, std::time::Instant),
     Done(Outcome),
 }
 
@@ -241,8 +253,8 @@ async fn finish_job(
             Stats::bump(&shared.stats.duplicates);
             Some(AckOutcome::Stored(md5.clone()))
         }
-        Outcome::Rejected(reason) => {
-            Stats::bump(&shared.stats.rejected);
+        Outcome::Rejected(reason, kind) => {
+            shared.stats.reject(*kind);
             Some(AckOutcome::Rejected {
                 reason: Some(reason.clone()),
             })

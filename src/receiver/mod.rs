@@ -17,16 +17,17 @@
 //!
 //! Layout: this file holds the event loop (broker connection, dispatch, shutdown); `lanes`
 //! opens and verifies messages; `commit` stores them in batches; `acked` is the durable record
-//! used for duplicate detection.
+//! used for duplicate detection; `stats` holds the live counters and latency histograms.
 
 mod acked;
 mod commit;
 mod lanes;
+mod stats;
 
 pub use acked::{AckKey, Acked, AckedLog, TOMBSTONE_AGE};
+pub use stats::{Histogram, HistogramSnapshot, RejectReason, Stats};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -64,36 +65,6 @@ pub struct ReceiverSettings {
     pub lanes: usize,
 }
 
-/// Counters of what the receiver did; shared with whoever wants to watch it run.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// `msg` messages taken off the broker.
-    pub received: AtomicU64,
-    /// Messages stored in the incoming queue (and acked).
-    pub stored: AtomicU64,
-    /// Resent messages acked again without storing.
-    pub duplicates: AtomicU64,
-    /// Messages answered `REJECTED`.
-    pub rejected: AtomicU64,
-    /// Messages neither stored nor rejected because storage failed (no ack sent).
-    pub store_failures: AtomicU64,
-    /// `certreq` messages answered.
-    pub certreqs: AtomicU64,
-    /// Reconnections to the broker.
-    pub reconnects: AtomicU64,
-}
-
-impl Stats {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 /// How the outside world steers a running receiver.
 #[derive(Default)]
 pub struct Control {
@@ -129,7 +100,7 @@ pub enum ReceiverError {
 pub(crate) enum Outcome {
     Stored(String),
     Duplicate(String),
-    Rejected(String),
+    Rejected(String, RejectReason),
     StoreFailed(String),
 }
 
@@ -324,7 +295,7 @@ async fn dispatch(
             if frame.header(crate::protocol::headers::MSG_TYPE) == Some("msg") {
                 Stats::bump(&stats.received);
             }
-            Stats::bump(&stats.rejected);
+            stats.reject(RejectReason::Malformed);
             let reason = err.to_string();
             let record = Record {
                 body: frame.body.to_vec(),
