@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::ini::IniReader;
 use super::{
-    missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
-    LoggingSettings, ReceiverOverrides, DEFAULT_DN_FILE, DEFAULT_RECEIVER_CFG,
+    missing, read_file, set, set_required, BrokerSettings, ConfigError, LoggingSettings,
+    ReceiverOverrides, DEFAULT_DN_FILE, DEFAULT_RECEIVER_CFG,
 };
 
 /// Default time the receiver keeps the record of a message it acked (for duplicates and
@@ -99,14 +99,7 @@ impl ReceiverConfig {
     /// `--broker` list replaces the whole broker list, `--crl-check` turns CRL checks on. Run
     /// options (`-c`, `--max-messages`, `--for`) are not settings and are left to the caller.
     pub fn apply(&mut self, o: &ReceiverOverrides) {
-        self.broker.apply(BrokerFlags {
-            broker: &o.broker,
-            login: &o.login,
-            passcode: &o.passcode,
-            tls: o.tls,
-            broker_capath: &o.broker_capath,
-            broker_kind: o.broker_kind,
-        });
+        self.broker.apply(&o.broker, &o.broker_opts);
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
         set(&mut self.pidfile, &o.pidfile);

@@ -9,8 +9,8 @@ use crate::queue::PathType;
 use super::ini::IniReader;
 use super::values;
 use super::{
-    missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
-    LoggingSettings, SenderOverrides, DEFAULT_SENDER_CFG,
+    missing, read_file, set, set_required, BrokerSettings, ConfigError, LoggingSettings,
+    SenderOverrides, DEFAULT_SENDER_CFG,
 };
 
 /// Default time to wait for an ack before sending a message again.
@@ -114,14 +114,7 @@ impl SenderConfig {
     /// replace both `server_cert` and `server_dn`. Run options (`-c`, `--daemon`) are not
     /// settings and are left to the caller.
     pub fn apply(&mut self, o: &SenderOverrides) {
-        self.broker.apply(BrokerFlags {
-            broker: &o.broker,
-            login: &o.login,
-            passcode: &o.passcode,
-            tls: o.tls,
-            broker_capath: &o.broker_capath,
-            broker_kind: o.broker_kind,
-        });
+        self.broker.apply(&o.broker, &o.broker_opts);
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
         set(&mut self.pidfile, &o.pidfile);
