@@ -3,7 +3,8 @@
 //! `ssm send` reads `sender.cfg` and `ssm receive` reads `receiver.cfg`, INI files laid out as
 //! the Python SSM's (`docs/configuration.md` lists every option). Flags given on the command
 //! line ([`SenderOverrides`], [`ReceiverOverrides`]) win over the file; with no file at all,
-//! everything comes from flags.
+//! everything comes from flags. [`Loadable`] (in scope to call `SenderConfig::resolve` and the
+//! other loaders) picks the file the same way for both.
 //!
 //! Guarantees:
 //! - A configuration that loads is complete and valid as far as can be told without touching
@@ -19,6 +20,7 @@
 
 mod flags;
 mod ini;
+mod load;
 mod receiver;
 mod sender;
 pub mod values;
@@ -28,6 +30,7 @@ use std::path::PathBuf;
 use crate::stomp::BrokerKind;
 
 pub use flags::{BrokerOverrides, ReceiverOverrides, SenderOverrides};
+pub use load::Loadable;
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
 pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};
 pub use values::KindChoice;
