@@ -19,7 +19,7 @@ use openssl::x509::X509;
 
 use super::common;
 use crate::config::{
-    BrokerSettings, LoggingSettings, ReceiverConfig, ReceiverOverrides, SenderConfig,
+    BrokerSettings, Loadable, LoggingSettings, ReceiverConfig, ReceiverOverrides, SenderConfig,
     SenderOverrides,
 };
 use crate::crypto::{self, DnList, TrustStore};

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use super::common;
-use crate::config::{ReceiverConfig, ReceiverOverrides};
+use crate::config::{Loadable, ReceiverConfig, ReceiverOverrides};
 use crate::crypto::{DnList, Opener, TrustStore};
 use crate::ops::metrics::{self, ReceiverMetrics};
 use crate::ops::notify::Notifier;

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use tracing::{info, warn};
 
 use super::common;
-use crate::config::{SenderConfig, SenderOverrides};
+use crate::config::{Loadable, SenderConfig, SenderOverrides};
 use crate::crypto::{self, TrustStore};
 use crate::ops::metrics::{self, SenderMetrics};
 use crate::ops::notify::Notifier;

@@ -68,23 +68,9 @@ pub struct SenderOverrides {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 ([daemon] metrics); with --daemon only.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
-    /// Broker login ([broker] login).
-    #[arg(long, value_name = "L")]
-    pub login: Option<String>,
-    /// Broker passcode ([broker] passcode).
-    #[arg(long, value_name = "P")]
-    pub passcode: Option<String>,
-    /// Connect to the broker with TLS ([broker] use_ssl = true; a file's default is already on).
-    #[arg(long)]
-    pub tls: bool,
-    /// Directory of CA certificates trusted for the broker's TLS certificate
-    /// ([broker] capath).
-    #[arg(long, value_name = "DIR")]
-    pub broker_capath: Option<PathBuf>,
-    /// Broker kind, for its quirks: auto, rabbitmq, activemq or embedded ([broker] kind)
-    /// [default: auto].
-    #[arg(long, value_name = "KIND", value_parser = values::parse_broker_kind)]
-    pub broker_kind: Option<KindChoice>,
+    /// Broker login, passcode, TLS and kind (the same flags for both commands).
+    #[command(flatten)]
+    pub broker_opts: BrokerOverrides,
 }
 
 /// Flags of `ssm receive`.
@@ -133,6 +119,16 @@ pub struct ReceiverOverrides {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 ([daemon] metrics).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Broker login, passcode, TLS and kind (the same flags for both commands).
+    #[command(flatten)]
+    pub broker_opts: BrokerOverrides,
+}
+
+/// Broker flags `ssm send` and `ssm receive` share, flattened last into both (clap lists flags
+/// in declaration order, so they stay at the end of `--help`). `--broker` itself is not here:
+/// it comes second in both commands' help.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct BrokerOverrides {
     /// Broker login ([broker] login).
     #[arg(long, value_name = "L")]
     pub login: Option<String>,

@@ -3,7 +3,8 @@
 //! `ssm send` reads `sender.cfg` and `ssm receive` reads `receiver.cfg`, INI files laid out as
 //! the Python SSM's (`docs/configuration.md` lists every option). Flags given on the command
 //! line ([`SenderOverrides`], [`ReceiverOverrides`]) win over the file; with no file at all,
-//! everything comes from flags.
+//! everything comes from flags. [`Loadable`] (in scope to call `SenderConfig::resolve` and the
+//! other loaders) picks the file the same way for both.
 //!
 //! Guarantees:
 //! - A configuration that loads is complete and valid as far as can be told without touching
@@ -19,6 +20,7 @@
 
 mod flags;
 mod ini;
+mod load;
 mod receiver;
 mod sender;
 pub mod values;
@@ -27,7 +29,8 @@ use std::path::PathBuf;
 
 use crate::stomp::BrokerKind;
 
-pub use flags::{ReceiverOverrides, SenderOverrides};
+pub use flags::{BrokerOverrides, ReceiverOverrides, SenderOverrides};
+pub use load::Loadable;
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
 pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};
 pub use values::KindChoice;
@@ -169,16 +172,6 @@ fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
     })
 }
 
-/// The broker flags both commands share.
-struct BrokerFlags<'a> {
-    broker: &'a [(String, u16)],
-    login: &'a Option<String>,
-    passcode: &'a Option<String>,
-    tls: bool,
-    broker_capath: &'a Option<PathBuf>,
-    broker_kind: Option<KindChoice>,
-}
-
 impl BrokerSettings {
     /// Settings before any file or flag: no broker, TLS off.
     fn empty() -> BrokerSettings {
@@ -193,16 +186,16 @@ impl BrokerSettings {
     }
 
     /// Applies the broker flags: a `--broker` list replaces the brokers, `--tls` turns TLS on.
-    fn apply(&mut self, f: BrokerFlags<'_>) {
-        if !f.broker.is_empty() {
-            self.brokers = f.broker.to_vec();
+    fn apply(&mut self, broker: &[(String, u16)], f: &BrokerOverrides) {
+        if !broker.is_empty() {
+            self.brokers = broker.to_vec();
         }
         if f.tls {
             self.use_ssl = true;
         }
-        set(&mut self.login, f.login);
-        set(&mut self.passcode, f.passcode);
-        set(&mut self.broker_capath, f.broker_capath);
+        set(&mut self.login, &f.login);
+        set(&mut self.passcode, &f.passcode);
+        set(&mut self.broker_capath, &f.broker_capath);
         if let Some(KindChoice(kind)) = f.broker_kind {
             self.kind = kind;
         }

@@ -1,12 +1,13 @@
 //! `receiver.cfg` and the flags of `ssm receive`, as a [`ReceiverConfig`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ini::IniReader;
+use super::load::Loadable;
 use super::{
-    missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
-    LoggingSettings, ReceiverOverrides, DEFAULT_DN_FILE, DEFAULT_RECEIVER_CFG,
+    missing, set, set_required, BrokerSettings, ConfigError, LoggingSettings, ReceiverOverrides,
+    DEFAULT_DN_FILE, DEFAULT_RECEIVER_CFG,
 };
 
 /// Default time the receiver keeps the record of a message it acked (for duplicates and
@@ -45,68 +46,11 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    /// Reads `receiver.cfg` text; `origin` names the file in messages. Returns the
-    /// configuration and warnings for the caller to log.
-    pub fn from_ini_str(
-        text: &str,
-        origin: &str,
-    ) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
-        Self::from_ini_str_with(text, origin, &ReceiverOverrides::default())
-    }
-
-    /// Reads a `receiver.cfg` file (no flags).
-    pub fn load(path: &Path) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
-        Self::load_with(path, &ReceiverOverrides::default())
-    }
-
-    /// Reads a `receiver.cfg` file, then applies the flags; required options may come from
-    /// either.
-    pub fn load_with(
-        path: &Path,
-        o: &ReceiverOverrides,
-    ) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
-        let text = read_file(path)?;
-        Self::from_ini_str_with(&text, &path.display().to_string(), o)
-    }
-
-    /// Builds the configuration from flags alone (no file). TLS is off unless `--tls` is given.
-    pub fn from_overrides(o: &ReceiverOverrides) -> Result<ReceiverConfig, ConfigError> {
-        let mut c = ReceiverConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
-        c.apply(o);
-        c.check(None)?;
-        Ok(c)
-    }
-
-    /// What `ssm receive` uses: the `-c` file, else [`DEFAULT_RECEIVER_CFG`] if it exists, else
-    /// the flags alone; flags win over the file.
-    pub fn resolve(o: &ReceiverOverrides) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
-        Self::resolve_with_default(o, Path::new(DEFAULT_RECEIVER_CFG))
-    }
-
-    /// [`ReceiverConfig::resolve`] with another default file (for tests and packagers).
-    pub fn resolve_with_default(
-        o: &ReceiverOverrides,
-        default: &Path,
-    ) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
-        match &o.config {
-            Some(path) => Self::load_with(path, o),
-            None if default.exists() => Self::load_with(default, o),
-            None => Ok((Self::from_overrides(o)?, Vec::new())),
-        }
-    }
-
     /// Applies flags over this configuration: every flag given replaces the setting, a
     /// `--broker` list replaces the whole broker list, `--crl-check` turns CRL checks on. Run
     /// options (`-c`, `--max-messages`, `--for`) are not settings and are left to the caller.
     pub fn apply(&mut self, o: &ReceiverOverrides) {
-        self.broker.apply(BrokerFlags {
-            broker: &o.broker,
-            login: &o.login,
-            passcode: &o.passcode,
-            tls: o.tls,
-            broker_capath: &o.broker_capath,
-            broker_kind: o.broker_kind,
-        });
+        self.broker.apply(&o.broker, &o.broker_opts);
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
         set(&mut self.pidfile, &o.pidfile);
@@ -140,9 +84,50 @@ impl ReceiverConfig {
         }
     }
 
-    /// Reads configuration text, then applies the flags; required options may come from
-    /// either. `origin` names the file in messages.
-    pub fn from_ini_str_with(
+    /// Checks that every required setting is there.
+    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
+        self.broker.check(origin)?;
+        if self.certificate.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "certificate", "--cert C"));
+        }
+        if self.key.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "key", "--key K"));
+        }
+        if self.capath.is_none() && self.cafile.is_none() {
+            return Err(missing(
+                origin,
+                "certificates",
+                "capath",
+                "--capath DIR or --cafile F",
+            ));
+        }
+        if self.destination.is_empty() {
+            return Err(missing(
+                origin,
+                "messaging",
+                "destination",
+                "--destination TOPIC",
+            ));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(missing(origin, "messaging", "path", "--path STORE"));
+        }
+        if self.dn_file.as_os_str().is_empty() {
+            return Err(missing(origin, "receiver", "dn_file", "-d DNFILE"));
+        }
+        Ok(())
+    }
+}
+
+impl Loadable for ReceiverConfig {
+    type Overrides = ReceiverOverrides;
+    const DEFAULT_FILE: &'static str = DEFAULT_RECEIVER_CFG;
+
+    fn config_flag(o: &ReceiverOverrides) -> &Option<PathBuf> {
+        &o.config
+    }
+
+    fn from_ini_str_with(
         text: &str,
         origin: &str,
         o: &ReceiverOverrides,
@@ -179,37 +164,10 @@ impl ReceiverConfig {
         Ok((c, warnings))
     }
 
-    /// Checks that every required setting is there.
-    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
-        self.broker.check(origin)?;
-        if self.certificate.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "certificate", "--cert C"));
-        }
-        if self.key.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "key", "--key K"));
-        }
-        if self.capath.is_none() && self.cafile.is_none() {
-            return Err(missing(
-                origin,
-                "certificates",
-                "capath",
-                "--capath DIR or --cafile F",
-            ));
-        }
-        if self.destination.is_empty() {
-            return Err(missing(
-                origin,
-                "messaging",
-                "destination",
-                "--destination TOPIC",
-            ));
-        }
-        if self.path.as_os_str().is_empty() {
-            return Err(missing(origin, "messaging", "path", "--path STORE"));
-        }
-        if self.dn_file.as_os_str().is_empty() {
-            return Err(missing(origin, "receiver", "dn_file", "-d DNFILE"));
-        }
-        Ok(())
+    fn from_overrides(o: &ReceiverOverrides) -> Result<ReceiverConfig, ConfigError> {
+        let mut c = ReceiverConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
+        c.apply(o);
+        c.check(None)?;
+        Ok(c)
     }
 }

@@ -1,16 +1,17 @@
 //! `sender.cfg` and the flags of `ssm send`, as a [`SenderConfig`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::Cipher;
 use crate::queue::PathType;
 
 use super::ini::IniReader;
+use super::load::Loadable;
 use super::values;
 use super::{
-    missing, read_file, set, set_required, BrokerFlags, BrokerSettings, ConfigError,
-    LoggingSettings, SenderOverrides, DEFAULT_SENDER_CFG,
+    missing, set, set_required, BrokerSettings, ConfigError, LoggingSettings, SenderOverrides,
+    DEFAULT_SENDER_CFG,
 };
 
 /// Default time to wait for an ack before sending a message again.
@@ -60,68 +61,12 @@ pub struct SenderConfig {
 }
 
 impl SenderConfig {
-    /// Reads `sender.cfg` text; `origin` names the file in messages. Returns the configuration
-    /// and warnings (unknown options, missing `[sender] protocol`…) for the caller to log.
-    pub fn from_ini_str(
-        text: &str,
-        origin: &str,
-    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
-        Self::from_ini_str_with(text, origin, &SenderOverrides::default())
-    }
-
-    /// Reads a `sender.cfg` file (no flags).
-    pub fn load(path: &Path) -> Result<(SenderConfig, Vec<String>), ConfigError> {
-        Self::load_with(path, &SenderOverrides::default())
-    }
-
-    /// Reads a `sender.cfg` file, then applies the flags; required options may come from either.
-    pub fn load_with(
-        path: &Path,
-        o: &SenderOverrides,
-    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
-        let text = read_file(path)?;
-        Self::from_ini_str_with(&text, &path.display().to_string(), o)
-    }
-
-    /// Builds the configuration from flags alone (no file). TLS is off unless `--tls` is given.
-    pub fn from_overrides(o: &SenderOverrides) -> Result<SenderConfig, ConfigError> {
-        let mut c = SenderConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
-        c.apply(o);
-        c.check(None)?;
-        Ok(c)
-    }
-
-    /// What `ssm send` uses: the `-c` file, else [`DEFAULT_SENDER_CFG`] if it exists, else the
-    /// flags alone; flags win over the file.
-    pub fn resolve(o: &SenderOverrides) -> Result<(SenderConfig, Vec<String>), ConfigError> {
-        Self::resolve_with_default(o, Path::new(DEFAULT_SENDER_CFG))
-    }
-
-    /// [`SenderConfig::resolve`] with another default file (for tests and packagers).
-    pub fn resolve_with_default(
-        o: &SenderOverrides,
-        default: &Path,
-    ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
-        match &o.config {
-            Some(path) => Self::load_with(path, o),
-            None if default.exists() => Self::load_with(default, o),
-            None => Ok((Self::from_overrides(o)?, Vec::new())),
-        }
-    }
-
     /// Applies flags over this configuration: every flag given replaces the setting, a
     /// `--broker` list replaces the whole broker list, and `--server-cert` / `--server-dn`
     /// replace both `server_cert` and `server_dn`. Run options (`-c`, `--daemon`) are not
     /// settings and are left to the caller.
     pub fn apply(&mut self, o: &SenderOverrides) {
-        self.broker.apply(BrokerFlags {
-            broker: &o.broker,
-            login: &o.login,
-            passcode: &o.passcode,
-            tls: o.tls,
-            broker_capath: &o.broker_capath,
-            broker_kind: o.broker_kind,
-        });
+        self.broker.apply(&o.broker, &o.broker_opts);
         set_required(&mut self.certificate, &o.cert);
         set_required(&mut self.key, &o.key);
         set(&mut self.pidfile, &o.pidfile);
@@ -168,9 +113,47 @@ impl SenderConfig {
         }
     }
 
-    /// Reads configuration text, then applies the flags; required options may come from
-    /// either. `origin` names the file in messages.
-    pub fn from_ini_str_with(
+    /// Checks that every required setting is there.
+    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
+        self.broker.check(origin)?;
+        if self.certificate.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "certificate", "--cert C"));
+        }
+        if self.key.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "key", "--key K"));
+        }
+        if self.verify_server_cert && self.capath.is_none() && self.cafile.is_none() {
+            return Err(missing(
+                origin,
+                "certificates",
+                "capath",
+                "--capath DIR or --cafile F",
+            ));
+        }
+        if self.destination.is_empty() {
+            return Err(missing(
+                origin,
+                "messaging",
+                "destination",
+                "--destination TOPIC",
+            ));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(missing(origin, "messaging", "path", "--path OUTQ"));
+        }
+        Ok(())
+    }
+}
+
+impl Loadable for SenderConfig {
+    type Overrides = SenderOverrides;
+    const DEFAULT_FILE: &'static str = DEFAULT_SENDER_CFG;
+
+    fn config_flag(o: &SenderOverrides) -> &Option<PathBuf> {
+        &o.config
+    }
+
+    fn from_ini_str_with(
         text: &str,
         origin: &str,
         o: &SenderOverrides,
@@ -223,34 +206,10 @@ impl SenderConfig {
         Ok((c, warnings))
     }
 
-    /// Checks that every required setting is there.
-    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
-        self.broker.check(origin)?;
-        if self.certificate.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "certificate", "--cert C"));
-        }
-        if self.key.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "key", "--key K"));
-        }
-        if self.verify_server_cert && self.capath.is_none() && self.cafile.is_none() {
-            return Err(missing(
-                origin,
-                "certificates",
-                "capath",
-                "--capath DIR or --cafile F",
-            ));
-        }
-        if self.destination.is_empty() {
-            return Err(missing(
-                origin,
-                "messaging",
-                "destination",
-                "--destination TOPIC",
-            ));
-        }
-        if self.path.as_os_str().is_empty() {
-            return Err(missing(origin, "messaging", "path", "--path OUTQ"));
-        }
-        Ok(())
+    fn from_overrides(o: &SenderOverrides) -> Result<SenderConfig, ConfigError> {
+        let mut c = SenderConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
+        c.apply(o);
+        c.check(None)?;
+        Ok(c)
     }
 }

@@ -332,13 +332,16 @@ fn names_are_case_insensitive_and_auto_means_detect() {
     assert_eq!(c.cipher, Cipher::Aes192);
     // `--broker-kind auto` undoes the file's kind: detect again.
     let o = send_flags(&["--broker-kind", "AUTO", "--path-type", "DIRQ"]);
-    assert_eq!(o.broker_kind, Some(KindChoice(None)));
+    assert_eq!(o.broker_opts.broker_kind, Some(KindChoice(None)));
     let (c, _) = SenderConfig::from_ini_str_with(&text, "sender.cfg", &o).unwrap();
     assert_eq!(c.broker.kind, None);
     assert_eq!(c.path_type, PathType::Dirq);
     assert_eq!(c.cipher, Cipher::Aes192);
     let o = receive_flags(&["--broker-kind", "Embedded"]);
-    assert_eq!(o.broker_kind, Some(KindChoice(Some(BrokerKind::Embedded))));
+    assert_eq!(
+        o.broker_opts.broker_kind,
+        Some(KindChoice(Some(BrokerKind::Embedded)))
+    );
 }
 
 #[test]
@@ -421,7 +424,7 @@ fn flags_alone_make_a_configuration() {
     assert!(c.verify_server_cert);
     assert_eq!(c.logging, LoggingSettings::default());
     let mut with_tls = o.clone();
-    with_tls.tls = true;
+    with_tls.broker_opts.tls = true;
     assert!(
         SenderConfig::from_overrides(&with_tls)
             .unwrap()
