@@ -47,6 +47,29 @@ fn broker_args(t: &Target) -> Vec<String> {
     a
 }
 
+/// `ssm send` with the broker, topic, the test PKI's client identity, the server certificate
+/// and the outgoing queue; callers add what the scenario needs.
+fn send_args(t: &Target, topic: &str, outq: &Path) -> Vec<String> {
+    let pk = &pki().pki;
+    let mut a = s(&["send"]);
+    a.extend(broker_args(t));
+    a.extend(s(&[
+        "--destination",
+        topic,
+        "--cert",
+        &p(&pk.client.cert),
+        "--key",
+        &p(&pk.client.key),
+        "--capath",
+        &p(&pk.capath),
+        "--server-cert",
+        &p(&pk.server.cert),
+        "--path",
+        &p(outq),
+    ]));
+    a
+}
+
 /// A background process whose stderr is collected line by line.
 struct Background {
     child: Child,
@@ -179,26 +202,8 @@ async fn enqueue_send_and_receive_as_processes() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), N);
 
         let pk = &pki().pki;
-        let mut args = s(&["send"]);
-        args.extend(broker_args(&t));
-        args.extend(s(&[
-            "--destination",
-            &topic,
-            "--cert",
-            &p(&pk.client.cert),
-            "--key",
-            &p(&pk.client.key),
-            "--capath",
-            &p(&pk.capath),
-            "--server-cert",
-            &p(&pk.server.cert),
-            "--path",
-            &p(&outq),
-            "--ack-timeout",
-            "5",
-            "--max-attempts",
-            "2",
-        ]));
+        let mut args = send_args(&t, &topic, &outq);
+        args.extend(s(&["--ack-timeout", "5", "--max-attempts", "2"]));
         let out = ssm(&args).output().await.unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "[{}] send:\n{err}", t.name);
@@ -406,24 +411,8 @@ async fn a_send_daemon_ships_new_messages_and_stops_on_sigterm() {
         let topic = topic();
         let rx = e2e::start_receiver(&t, &topic, &dir.path().join("store")).await;
         let outq = dir.path().join("outq");
-        let pk = &pki().pki;
-        let mut args = s(&["send"]);
-        args.extend(broker_args(&t));
-        args.extend(s(&[
-            "--destination",
-            &topic,
-            "--cert",
-            &p(&pk.client.cert),
-            "--key",
-            &p(&pk.client.key),
-            "--capath",
-            &p(&pk.capath),
-            "--server-cert",
-            &p(&pk.server.cert),
-            "--path",
-            &p(&outq),
-            "--daemon",
-        ]));
+        let mut args = send_args(&t, &topic, &outq);
+        args.extend(s(&["--daemon"]));
         let mut daemon = Background::spawn(ssm(&args));
         daemon.wait_for("sender starting").await;
         // Messages appear after the daemon started.
