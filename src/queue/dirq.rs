@@ -28,8 +28,9 @@ const OBSOLETE: &str = "obsolete";
 const LOCKED: &str = "locked";
 /// dirq's default maximum number of elements per intermediate directory.
 pub const DEFAULT_MAXELTS: usize = 16000;
-/// How many records one fsync round of [`Dirq::add_batch`] covers at most (bounds open files).
-const BATCH_CHUNK: usize = 256;
+/// How many records one fsync round of [`Dirq::add_batch`] covers at most: a round holds
+/// about five descriptors per record open, which must stay well under the usual 1024 limit.
+const BATCH_CHUNK: usize = 64;
 
 /// One element of the receiver's queues.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -164,13 +165,14 @@ impl Dirq {
                 }
             }
         }
-        // Round 1: the data and the element directories themselves.
-        for b in &built {
-            for (p, f) in &b.files {
-                f.sync_all().map_err(io_err("fsync", p))?;
-            }
-            durable::sync_dir(&b.temp)?;
+        // Round 1: the data and the element directories themselves, all at once.
+        let mut round = Vec::with_capacity(built.len() * 5);
+        for b in &mut built {
+            round.append(&mut b.files);
+            round.push((b.temp.clone(), durable::open_dir(&b.temp)?));
         }
+        durable::sync_concurrently(&round)?;
+        drop(round);
         // Round 2: move into place, then sync each directory whose entries changed.
         let (mut dir, mut used, mut created_dir) = self.insertion_directory()?;
         let mut touched = vec![dir.clone()];
@@ -206,13 +208,17 @@ impl Dirq {
                 }
             }
         }
+        // Round 2: every directory whose entries changed, at once.
+        let mut dirs: Vec<PathBuf> = touched.iter().map(|d| self.path.join(d)).collect();
+        dirs.push(self.path.join(TEMPORARY));
         if created_dir {
-            durable::sync_dir(&self.path)?;
+            dirs.push(self.path.clone());
         }
-        for d in &touched {
-            durable::sync_dir(&self.path.join(d))?;
-        }
-        durable::sync_dir(&self.path.join(TEMPORARY))?;
+        let round = dirs
+            .into_iter()
+            .map(|d| durable::open_dir(&d).map(|f| (d, f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        durable::sync_concurrently(&round)?;
         Ok(names)
     }
 

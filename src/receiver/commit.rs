@@ -6,10 +6,9 @@
 //! outcome so that the lane may ack. Disk work runs on the blocking pool, never on the I/O
 //! threads. A single writer also makes the duplicate check and the store one atomic step.
 //! Requests are applied in arrival order (a confirmation never overtakes an earlier store), and
-//! the `ssm-reack` confirmations of a batch share its fsync of the acked record.
-//! A batch's elements are written by several threads at once (fsync latency, not disk bandwidth,
-//! is what limits a batch), and the `ssm-reack` confirmations share the batch's fsync of the
-//! acked record.
+//! the `ssm-reack` confirmations of a batch share its fsync of the acked record. The batch's
+//! fsyncs are issued together (`Dirq::add_batch`): fsync latency, not disk bandwidth, is what
+//! limits a batch.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
