@@ -150,6 +150,9 @@ pub enum SenderError {
     /// `certreq` got no usable answer.
     #[error("server certificate: {0}")]
     ServerCert(String),
+    /// A task on the blocking pool (sealing, removing) did not finish (it panicked).
+    #[error("{0} task failed: {1}")]
+    Task(&'static str, String),
 }
 
 /// The sender state machine over one outgoing queue.
@@ -446,6 +449,19 @@ impl Sender {
         })
     }
 
+    /// Removes a delivered element. Its fsync runs on the blocking pool so that it does not
+    /// hold a runtime thread that other senders of the process (the bench's, a daemon's) need.
+    /// Awaited before anything else happens: the next message's `ssm-reack` for this one must
+    /// mean that it is gone from the queue.
+    async fn remove(&self, name: &str) -> Result<(), SenderError> {
+        let outgoing = self.outgoing.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || outgoing.remove(&name))
+            .await
+            .map_err(|e| SenderError::Task("remove", e.to_string()))??;
+        Ok(())
+    }
+
     fn unlock(&self, name: &str) {
         if let Err(err) = self.outgoing.unlock(name) {
             warn!(%err, %name, "could not unlock");
@@ -463,7 +479,7 @@ impl Sender {
         let name = name.as_str();
         let sealed = task
             .await
-            .map_err(|e| SenderError::ServerCert(format!("seal task failed: {e}")))??;
+            .map_err(|e| SenderError::Task("seal", e.to_string()))??;
         let body = Bytes::from(sealed);
         let msg_id = wire_id(name);
         let started = Instant::now();
@@ -508,7 +524,7 @@ impl Sender {
                 Wait::Acked => {
                     // Send to ack, without the removal's fsync below.
                     let latency = started.elapsed();
-                    self.outgoing.remove(name)?;
+                    self.remove(name).await?;
                     self.reack = Some(md5.clone());
                     self.summary.acked += 1;
                     SenderStats::bump(&self.stats.acked);
@@ -530,7 +546,7 @@ impl Sender {
                         empaid: Some(name.to_string()),
                         error: Some(reason),
                     })?;
-                    self.outgoing.remove(name)?;
+                    self.remove(name).await?;
                     self.summary.rejected += 1;
                     SenderStats::bump(&self.stats.rejected);
                     return Ok(());
