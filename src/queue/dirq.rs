@@ -171,8 +171,7 @@ impl Dirq {
             round.append(&mut b.files);
             round.push((b.temp.clone(), durable::open_dir(&b.temp)?));
         }
-        durable::sync_concurrently(&round)?;
-        drop(round);
+        durable::sync_concurrently(round)?;
         // Round 2: move into place, then sync each directory whose entries changed.
         let (mut dir, mut used, mut created_dir) = self.insertion_directory()?;
         let mut touched = vec![dir.clone()];
@@ -218,7 +217,7 @@ impl Dirq {
             .into_iter()
             .map(|d| durable::open_dir(&d).map(|f| (d, f)))
             .collect::<Result<Vec<_>, _>>()?;
-        durable::sync_concurrently(&round)?;
+        durable::sync_concurrently(round)?;
         Ok(names)
     }
 

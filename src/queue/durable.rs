@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use super::error::{io_err, QueueError};
 
@@ -101,8 +101,68 @@ pub(crate) fn open_dir(path: &Path) -> Result<File, QueueError> {
         .map_err(io_err("open directory", path))
 }
 
-/// Most threads one [`sync_concurrently`] call syncs from.
-const SYNC_THREADS: usize = 8;
+/// A file or directory to sync, with its path for the error message.
+pub(crate) type SyncItem = (PathBuf, File);
+
+/// Threads of the sync pool, besides the calling thread.
+const SYNC_WORKERS: usize = 7;
+
+/// One [`sync_concurrently`] call, shared by the threads that work on it.
+struct SyncBatch {
+    items: Vec<SyncItem>,
+    next: AtomicUsize,
+    failed: Mutex<Option<(usize, io::Error)>>,
+}
+
+impl SyncBatch {
+    /// Syncs items until none is left (or one failed: the batch fails as a whole).
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((_, file)) = self.items.get(i) else {
+                return;
+            };
+            if let Err(e) = file.sync_all() {
+                self.next.store(self.items.len(), Ordering::Relaxed);
+                if let Ok(mut first) = self.failed.lock() {
+                    first.get_or_insert((i, e));
+                }
+            }
+        }
+    }
+}
+
+type SyncJob = (Arc<SyncBatch>, mpsc::Sender<()>);
+
+/// The pool's queue of jobs, or `None` if no thread could be started. The threads live as long
+/// as the process: starting threads per batch cost about as much as the syncs on a fast disk.
+fn sync_pool() -> Option<&'static Mutex<mpsc::Sender<SyncJob>>> {
+    static POOL: OnceLock<Option<Mutex<mpsc::Sender<SyncJob>>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..SYNC_WORKERS {
+            let rx = rx.clone();
+            let worker = move || loop {
+                // The lock is held only while waiting for a job, not while syncing.
+                let job = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((batch, done)) = job else { return };
+                batch.work();
+                let _ = done.send(());
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("ssm-fsync-{i}"))
+                .spawn(worker);
+            started += usize::from(spawned.is_ok());
+        }
+        (started > 0).then_some(Mutex::new(tx))
+    })
+    .as_ref()
+}
 
 /// `fsync`s every file (or directory) of `items`, several at once, and returns the first
 /// failure, naming its path.
@@ -111,41 +171,50 @@ const SYNC_THREADS: usize = 8;
 /// flush — and file systems fold the syncs that wait together into one commit and one flush
 /// (ext4's jbd2, XFS's log force, the block layer's flush sequencing). One after another, a
 /// batch of N elements of four inodes each waits for 4N commits; issued together it waits for
-/// about one. A thread that cannot be started only means less concurrency: the calling thread
-/// does what is left.
-pub(crate) fn sync_concurrently(items: &[(PathBuf, File)]) -> Result<(), QueueError> {
-    let sync = |(path, file): &(PathBuf, File)| file.sync_all().map_err(io_err("fsync", path));
-    if items.len() <= 1 {
-        return items.iter().try_for_each(sync);
-    }
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<QueueError>> = Mutex::new(None);
-    let work = || {
-        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Err(e) = sync(item) {
-                if let Ok(mut first) = failed.lock() {
-                    first.get_or_insert(e);
-                }
-                // Stop handing out work: the batch fails as a whole.
-                next.store(items.len(), Ordering::Relaxed);
-            }
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..items.len().min(SYNC_THREADS) {
-            let spawned = std::thread::Builder::new()
-                .name("ssm-fsync".into())
-                .spawn_scoped(scope, work);
-            if spawned.is_err() {
-                break;
-            }
-        }
-        work();
+/// about one. The calling thread takes part; without a pool it does all the work itself.
+pub(crate) fn sync_concurrently(items: Vec<SyncItem>) -> Result<(), QueueError> {
+    let batch = Arc::new(SyncBatch {
+        items,
+        next: AtomicUsize::new(0),
+        failed: Mutex::new(None),
     });
-    match failed.into_inner() {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) => Err(e),
-        Err(poisoned) => poisoned.into_inner().map_or(Ok(()), Err),
+    let helpers = batch.items.len().saturating_sub(1).min(SYNC_WORKERS);
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut queued = 0;
+    if helpers > 0 {
+        if let Some(Ok(pool)) = sync_pool().map(Mutex::lock) {
+            for _ in 0..helpers {
+                if pool.send((batch.clone(), done_tx.clone())).is_ok() {
+                    queued += 1;
+                }
+            }
+        }
+    }
+    drop(done_tx);
+    batch.work();
+    // Every helper must be done with the batch before its result is known.
+    for _ in 0..queued {
+        if done_rx.recv().is_err() {
+            break;
+        }
+    }
+    let failed = match batch.failed.lock() {
+        Ok(mut f) => f.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    match failed {
+        None => Ok(()),
+        Some((i, err)) => {
+            let path = batch
+                .items
+                .get(i)
+                .map_or_else(PathBuf::new, |(p, _)| p.clone());
+            Err(QueueError::Io {
+                op: "fsync",
+                path,
+                err,
+            })
+        }
     }
 }
 
@@ -251,13 +320,19 @@ mod tests {
             })
             .collect();
         items.push((dir.path().to_path_buf(), open_dir(dir.path()).unwrap()));
-        sync_concurrently(&items).unwrap();
-        sync_concurrently(&items[..1]).unwrap();
-        sync_concurrently(&[]).unwrap();
+        let reopen = |items: &[SyncItem]| -> Vec<SyncItem> {
+            items
+                .iter()
+                .map(|(p, f)| (p.clone(), f.try_clone().unwrap()))
+                .collect()
+        };
+        sync_concurrently(reopen(&items)).unwrap();
+        sync_concurrently(reopen(&items[..1])).unwrap();
+        sync_concurrently(Vec::new()).unwrap();
         // fsync(2) on /dev/null is EINVAL: a sync that fails, wherever it sits in the batch.
         let null = Path::new("/dev/null");
         items.insert(7, (null.to_path_buf(), File::open(null).unwrap()));
-        let err = sync_concurrently(&items).unwrap_err();
+        let err = sync_concurrently(items).unwrap_err();
         assert!(
             matches!(err, QueueError::Io { op: "fsync", ref path, .. } if path == null),
             "{err}"
