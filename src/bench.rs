@@ -27,6 +27,7 @@ use tokio::process::{Child, Command};
 
 use crate::crypto::{self, Cipher, TrustStore};
 use crate::demo::{self, SenderCommon, Setup};
+use crate::ops::filesystem;
 use crate::protocol::SsmMessage;
 use crate::stomp::{AckMode, BrokerAddr, BrokerKind, Client, Event};
 
@@ -66,6 +67,9 @@ pub struct BenchReport {
     pub cipher: Cipher,
     /// Which broker carried the messages.
     pub broker: String,
+    /// The file system of the queues and the store (e.g. `ext4 (journal)`, `tmpfs`): it bounds
+    /// the receiver as much as the crypto does (`ops::filesystem`).
+    pub store_fs: String,
     /// Messages acked (all of them, or the run fails).
     pub acked: u64,
     /// Resends (should be 0 on a healthy run).
@@ -109,7 +113,7 @@ impl BenchReport {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"senders\":{},\"messages\":{},\"size\":{},\"cipher\":\"{}\",\"broker\":\"{}\",\
-             \"acked\":{},\"retried\":{},\"elapsed_s\":{:.3},\"msgs_per_s\":{:.1},\
+             \"store_fs\":\"{}\",\"acked\":{},\"retried\":{},\"elapsed_s\":{:.3},\"msgs_per_s\":{:.1},\
              \"mb_per_s\":{:.3},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\
              \"sender_peak_rss_kb\":{},\"receiver_peak_rss_kb\":{},\
              \"receiver_rss_first_half_kb\":{},\"receiver_rss_second_half_kb\":{},\
@@ -119,6 +123,7 @@ impl BenchReport {
             self.size,
             self.cipher,
             json_escape(&self.broker),
+            json_escape(&self.store_fs),
             self.acked,
             self.retried,
             self.elapsed.as_secs_f64(),
@@ -141,6 +146,7 @@ impl BenchReport {
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "broker:        {}", self.broker)?;
+        writeln!(f, "store on:      {}", self.store_fs)?;
         writeln!(
             f,
             "acked:         {} ({} sender(s) x {} x {} bytes, {}; retried {})",
@@ -310,6 +316,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         size: opts.size,
         cipher: opts.cipher,
         broker: broker_label,
+        store_fs: filesystem::describe(&opts.dir).to_string(),
         acked: senders.acked,
         retried: senders.retried,
         elapsed: senders.elapsed,

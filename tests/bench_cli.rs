@@ -118,6 +118,11 @@ fn bench_runs_and_prints_json() {
     assert_eq!(num("size"), 1024.0);
     assert_eq!(num("acked"), 6.0);
     assert_eq!(json.get("cipher"), Some(&Value::Str("des3".into())));
+    // The store was in a temporary directory: its file system is named, as `describe` sees it.
+    let fs = ssm::ops::filesystem::describe(&std::env::temp_dir()).to_string();
+    assert_ne!(fs, "unknown");
+    assert_eq!(json.get("store_fs"), Some(&Value::Str(fs.clone())));
+    assert!(stdout.contains(&format!("store on:      {fs}")), "{stdout}");
     assert!(num("msgs_per_s") > 0.0);
     assert!(num("mb_per_s") > 0.0);
     assert!(num("p99_ms") >= num("p50_ms"));

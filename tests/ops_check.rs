@@ -88,6 +88,7 @@ fn a_good_receiver_configuration_is_all_ok() {
         "OK   certificate chain: chains to a trusted CA",
         "OK   allowed DNs: 1 DN(s) in ",
         "OK   message store: ",
+        "OK   message store file system: ",
         &format!(
             "OK   broker {}: STOMP 1.2 handshake over plain TCP, server ssm-broker/",
             s.broker()

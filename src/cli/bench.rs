@@ -102,6 +102,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    let fs = crate::ops::filesystem::describe(&dir);
+    if fs.slow_inode_reuse() {
+        eprintln!(
+            "note: {} is on {fs}: there, creating a file costs up to a millisecond of CPU while \
+             other files are being deleted, and that bounds the receiver's store (see \
+             docs/performance.md); --dir on a journaled file system or tmpfs measures ssm itself",
+            dir.display()
+        );
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(bench::run(opts))?;
     if !args.json {

@@ -23,7 +23,7 @@ use crate::config::{
     SenderOverrides,
 };
 use crate::crypto::{self, DnList, TrustStore};
-use crate::ops::{metrics, pidfile};
+use crate::ops::{filesystem, metrics, pidfile};
 use crate::stomp::{AckMode, Client};
 
 /// Arguments of `ssm check`.
@@ -252,6 +252,7 @@ pub fn check_receiver(report: &mut Report, cfg: &ReceiverConfig, offline: bool) 
         }
     }
     writable_dir(report, "message store", &cfg.path);
+    store_filesystem(report, &cfg.path);
     files(report, &cfg.logging, cfg.pidfile.as_deref());
     if let Some(addr) = &cfg.metrics {
         metrics_addr(report, addr);
@@ -376,6 +377,23 @@ fn writable_dir(report: &mut Report, what: &str, path: &Path) {
                 parent.display()
             ),
         ),
+    }
+}
+
+/// The message store's file system: reported, and a caution (not a failure) for ext4 without
+/// a journal, where storing is slow while the consumer deletes (`ops::filesystem`).
+fn store_filesystem(report: &mut Report, path: &Path) {
+    let fs = filesystem::describe(path);
+    if fs.slow_inode_reuse() {
+        report.ok(
+            "message store file system",
+            format!(
+                "{fs}: creating files there is slow while others are deleted, which bounds \
+                 the store; a journaled file system is faster (docs/performance.md)"
+            ),
+        );
+    } else {
+        report.ok("message store file system", fs);
     }
 }
 

@@ -5,8 +5,10 @@
 //! - [`notify`]: `READY=1`, `STOPPING=1` and watchdog pings over `NOTIFY_SOCKET`.
 //! - [`depth`]: how many messages wait in a queue and how old the oldest is.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
+//! - [`filesystem`]: the file system under a queue (ext4 without a journal is slow to store).
 
 pub mod depth;
+pub mod filesystem;
 pub mod metrics;
 pub mod notify;
 pub mod pidfile;
