@@ -1,6 +1,6 @@
 //! Log set-up for the long-running commands: level from the configuration (or `RUST_LOG`),
-//! to a log file and/or the console (stderr), one line per event with a timestamp, the level,
-//! the module and the message, as operators of the Python SSM are used to.
+//! to a log file and/or the console (stderr), one line per event in the Python SSM's format
+//! (`time - module - LEVEL - message fields`, see [`format`]), which operators already grep.
 //!
 //! The log file can be reopened ([`reopen`], called on SIGHUP) so that logrotate can move it
 //! away and have the daemon write to a fresh file without a restart (no `copytruncate`
@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+
+mod format;
 
 /// The open log file, shared by the subscriber's writer and [`reopen`].
 #[derive(Clone)]
@@ -44,7 +46,13 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours (of the field names) only on a terminal: under systemd, stderr goes to the
+    // journal, and escape codes there or in a file make the logs unreadable and ungreppable.
+    let ansi = logfile.is_none() && console && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .event_format(format::PythonFormat);
     let result = match logfile {
         Some(path) => {
             let log = LogFile {
@@ -52,18 +60,13 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
                 file: Arc::new(Mutex::new(open_append(path)?)),
                 tee: console,
             };
-            let result = builder.with_ansi(false).with_writer(log.clone()).try_init();
+            let result = builder.with_writer(log.clone()).try_init();
             if result.is_ok() {
                 let _ = LOG_FILE.set(log);
             }
             result
         }
-        // Colours only on a terminal: under systemd, stderr goes to the journal, and escape
-        // codes there make the logs unreadable and ungreppable.
-        None if console => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init(),
+        None if console => builder.with_writer(std::io::stderr).try_init(),
         None => builder.with_writer(std::io::sink).try_init(),
     };
     // An already installed subscriber (tests, `ssm demo` calling in twice) is fine.
