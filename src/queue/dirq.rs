@@ -172,7 +172,7 @@ impl Dirq {
             round.push((b.temp.clone(), durable::open_dir(&b.temp)?));
         }
         durable::sync_concurrently(round)?;
-        // Round 2: move into place, then sync each directory whose entries changed.
+        // Move into place, in order (renames are cheap; the round below makes them durable).
         let (mut dir, mut used, mut created_dir) = self.insertion_directory()?;
         let mut touched = vec![dir.clone()];
         let mut names = Vec::with_capacity(built.len());
