@@ -23,18 +23,9 @@ pub struct SenderOverrides {
     /// Topic (or queue) to send to ([messaging] destination).
     #[arg(long, value_name = "TOPIC")]
     pub destination: Option<String>,
-    /// This host's certificate, PEM ([certificates] certificate).
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// This host's private key, PEM ([certificates] key).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Directory of trusted CA certificates ([certificates] capath).
-    #[arg(long, value_name = "DIR")]
-    pub capath: Option<PathBuf>,
-    /// File of trusted CA certificates, PEM ([certificates] cafile).
-    #[arg(long, value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
+    /// This host's certificate and key, and the trusted CAs (the same flags for both commands).
+    #[command(flatten)]
+    pub identity: IdentityOverrides,
     /// The receiver's certificate: encrypt to it without asking ([certificates] server_cert).
     #[arg(long, value_name = "FILE", conflicts_with = "server_dn")]
     pub server_cert: Option<PathBuf>,
@@ -88,18 +79,9 @@ pub struct ReceiverOverrides {
     /// Topic (or queue) to receive from ([messaging] destination).
     #[arg(long, value_name = "TOPIC")]
     pub destination: Option<String>,
-    /// This host's certificate, PEM ([certificates] certificate).
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// This host's private key, PEM ([certificates] key).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Directory of trusted CA certificates ([certificates] capath).
-    #[arg(long, value_name = "DIR")]
-    pub capath: Option<PathBuf>,
-    /// File of trusted CA certificates, PEM ([certificates] cafile).
-    #[arg(long, value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
+    /// This host's certificate and key, and the trusted CAs (the same flags for both commands).
+    #[command(flatten)]
+    pub identity: IdentityOverrides,
     /// Check senders' certificates against CRLs ([certificates] check_crls = true).
     #[arg(long)]
     pub crl_check: bool,
@@ -122,6 +104,40 @@ pub struct ReceiverOverrides {
     /// Broker login, passcode, TLS and kind (the same flags for both commands).
     #[command(flatten)]
     pub broker_opts: BrokerOverrides,
+}
+
+/// Certificate flags `ssm send` and `ssm receive` share, flattened where they stood in both
+/// (after `--destination`), so that `--help` keeps its order.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct IdentityOverrides {
+    /// This host's certificate, PEM ([certificates] certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This host's private key, PEM ([certificates] key).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Directory of trusted CA certificates ([certificates] capath).
+    #[arg(long, value_name = "DIR")]
+    pub capath: Option<PathBuf>,
+    /// File of trusted CA certificates, PEM ([certificates] cafile).
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+}
+
+impl IdentityOverrides {
+    /// Applies the flags given over a configuration's certificate settings.
+    pub(crate) fn apply(
+        &self,
+        certificate: &mut PathBuf,
+        key: &mut PathBuf,
+        capath: &mut Option<PathBuf>,
+        cafile: &mut Option<PathBuf>,
+    ) {
+        super::set_required(certificate, &self.cert);
+        super::set_required(key, &self.key);
+        super::set(capath, &self.capath);
+        super::set(cafile, &self.cafile);
+    }
 }
 
 /// Broker flags `ssm send` and `ssm receive` share, flattened last into both (clap lists flags

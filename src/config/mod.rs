@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use crate::stomp::BrokerKind;
 
-pub use flags::{BrokerOverrides, ReceiverOverrides, SenderOverrides};
+pub use flags::{BrokerOverrides, IdentityOverrides, ReceiverOverrides, SenderOverrides};
 pub use load::Loadable;
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
 pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};

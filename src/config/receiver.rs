@@ -51,12 +51,14 @@ impl ReceiverConfig {
     /// options (`-c`, `--max-messages`, `--for`) are not settings and are left to the caller.
     pub fn apply(&mut self, o: &ReceiverOverrides) {
         self.broker.apply(&o.broker, &o.broker_opts);
-        set_required(&mut self.certificate, &o.cert);
-        set_required(&mut self.key, &o.key);
+        o.identity.apply(
+            &mut self.certificate,
+            &mut self.key,
+            &mut self.capath,
+            &mut self.cafile,
+        );
         set(&mut self.pidfile, &o.pidfile);
         set(&mut self.metrics, &o.metrics);
-        set(&mut self.capath, &o.capath);
-        set(&mut self.cafile, &o.cafile);
         if o.crl_check {
             self.check_crls = true;
         }

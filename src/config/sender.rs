@@ -67,12 +67,14 @@ impl SenderConfig {
     /// settings and are left to the caller.
     pub fn apply(&mut self, o: &SenderOverrides) {
         self.broker.apply(&o.broker, &o.broker_opts);
-        set_required(&mut self.certificate, &o.cert);
-        set_required(&mut self.key, &o.key);
+        o.identity.apply(
+            &mut self.certificate,
+            &mut self.key,
+            &mut self.capath,
+            &mut self.cafile,
+        );
         set(&mut self.pidfile, &o.pidfile);
         set(&mut self.metrics, &o.metrics);
-        set(&mut self.capath, &o.capath);
-        set(&mut self.cafile, &o.cafile);
         if o.server_cert.is_some() || o.server_dn.is_some() {
             self.server_cert.clone_from(&o.server_cert);
             self.server_dn.clone_from(&o.server_dn);
