@@ -101,6 +101,14 @@ impl Opener {
     }
 
     fn decrypt(&self, body: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        // S/MIME is ASCII (headers and base64). Checked first because the `openssl` crate
+        // panics (`Error::get` unwraps UTF-8) when OpenSSL's error data quotes a header with
+        // other bytes: a 23-byte body found by the `opener` fuzz target.
+        if !body.is_ascii() {
+            return Err(CryptoError::NotEncrypted {
+                reason: "not an S/MIME message: it holds bytes that are not ASCII".into(),
+            });
+        }
         let envelope = match Pkcs7::from_smime(body) {
             Ok((p7, _)) => p7,
             Err(e) => {
@@ -143,6 +151,12 @@ impl Opener {
     /// Verifies the signature (not the chain: `NOVERIFY`), then the signer's chain against the
     /// trust store. Returns the signed content and the signer's certificate.
     fn verify(&self, signed: &[u8]) -> Result<(Vec<u8>, X509), CryptoError> {
+        // Anyone can encrypt to our certificate: the same ASCII check as for the envelope.
+        if !signed.is_ascii() {
+            return Err(CryptoError::NotSigned {
+                reason: "the decrypted content holds bytes that are not ASCII".into(),
+            });
+        }
         let (p7, detached) = Pkcs7::from_smime(signed).map_err(|e| CryptoError::NotSigned {
             reason: format!("not an S/MIME message ({})", ssl_reason(&e)),
         })?;
