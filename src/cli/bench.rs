@@ -103,13 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let fs = crate::ops::filesystem::describe(&dir);
-    if fs.slow_inode_reuse() {
-        eprintln!(
-            "note: {} is on {fs}: there, creating a file costs up to a millisecond of CPU while \
-             other files are being deleted, and that bounds the receiver's store (see \
-             docs/performance.md); --dir on a journaled file system or tmpfs measures ssm itself",
-            dir.display()
-        );
+    if let Some(caution) = fs.caution() {
+        eprintln!("note: {} is on {fs}: {caution}", dir.display());
     }
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(bench::run(opts))?;

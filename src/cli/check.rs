@@ -384,16 +384,9 @@ fn writable_dir(report: &mut Report, what: &str, path: &Path) {
 /// a journal, where storing is slow while the consumer deletes (`ops::filesystem`).
 fn store_filesystem(report: &mut Report, path: &Path) {
     let fs = filesystem::describe(path);
-    if fs.slow_inode_reuse() {
-        report.ok(
-            "message store file system",
-            format!(
-                "{fs}: creating files there is slow while others are deleted, which bounds \
-                 the store; a journaled file system is faster (docs/performance.md)"
-            ),
-        );
-    } else {
-        report.ok("message store file system", fs);
+    match fs.caution() {
+        Some(caution) => report.ok("message store file system", format!("{fs}: {caution}")),
+        None => report.ok("message store file system", fs),
     }
 }
 

@@ -32,6 +32,15 @@ impl FsInfo {
     pub fn slow_inode_reuse(&self) -> bool {
         self.fs_type == "ext4" && self.journal == Some(false)
     }
+
+    /// What to tell an operator about storing here, if anything (the bench's note, `ssm check`).
+    pub fn caution(&self) -> Option<&'static str> {
+        self.slow_inode_reuse().then_some(
+            "creating a file there costs up to a millisecond of CPU while other files are being \
+             deleted, and that bounds the receiver's store; a journaled file system (or tmpfs) \
+             is faster (see docs/performance.md)",
+        )
+    }
 }
 
 impl fmt::Display for FsInfo {
@@ -154,11 +163,13 @@ mod tests {
         };
         assert_eq!(info.to_string(), "ext4 (no journal)");
         assert!(info.slow_inode_reuse());
+        assert!(info.caution().is_some_and(|c| c.contains("journaled")));
         let tmpfs = FsInfo {
             fs_type: "tmpfs".into(),
             journal: None,
         };
         assert_eq!(tmpfs.to_string(), "tmpfs");
         assert!(!tmpfs.slow_inode_reuse());
+        assert_eq!(tmpfs.caution(), None);
     }
 }
