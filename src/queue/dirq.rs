@@ -8,8 +8,12 @@
 //! built in `temporary/` and `rename`d into its intermediate directory, so a reader never sees
 //! it half-built. A lock is the directory `<element>/locked` (`mkdir` is atomic).
 //!
-//! Guarantee: when [`Dirq::add`] or [`Dirq::add_batch`] returns, the field files, the element
-//! directory and every directory entry that changed are on disk.
+//! Guarantees: when [`Dirq::add`] or [`Dirq::add_batch`] returns, the field files, the element
+//! directory and every directory entry that changed are on disk. A batch reports one result
+//! per record ([`Dirq::add_batch_partial`]): a record reported stored is durable, and a record
+//! reported failed is not in the queue (a failed last fsync round takes its elements out
+//! again, best effort), so that a disk that fills in the middle of a batch neither loses what
+//! was stored nor gets it stored twice by a resend.
 
 use std::fs::{self, File};
 use std::io;
@@ -69,6 +73,18 @@ pub struct Dirq {
     modes: Modes,
     rndhex: u8,
     maxelts: usize,
+    /// Test fault hook: the records of a batch from this index on fail as on a full disk.
+    #[cfg(test)]
+    pub(crate) fail_from: Option<usize>,
+}
+
+/// What [`Dirq::add_batch_partial`] did: one result per record.
+#[derive(Debug)]
+pub struct BatchAdded {
+    /// The names of the records stored, in order: those of the first `stored.len()` records.
+    pub stored: Vec<String>,
+    /// Why the records after those are not stored (`None`: all are).
+    pub error: Option<QueueError>,
 }
 
 /// An element built in `temporary/`, not yet in the queue.
@@ -92,6 +108,8 @@ impl Dirq {
             modes,
             rndhex: naming::random_hex(),
             maxelts: maxelts.max(1),
+            #[cfg(test)]
+            fail_from: None,
         })
     }
 
@@ -117,15 +135,50 @@ impl Dirq {
 
     /// Adds several records with one fsync round for all of them (group commit). Durable on
     /// return; names are returned in the order of `recs`.
+    ///
+    /// On error, the records before the one that failed may be stored all the same: a caller
+    /// that must know which (the receiver acks what is stored) uses [`Dirq::add_batch_partial`].
     pub fn add_batch(&self, recs: &[Record]) -> Result<Vec<String>, QueueError> {
-        let mut names = Vec::with_capacity(recs.len());
-        for chunk in recs.chunks(BATCH_CHUNK) {
-            names.extend(self.add_chunk(chunk)?);
+        let added = self.add_batch_partial(recs);
+        match added.error {
+            None => Ok(added.stored),
+            Some(e) => Err(e),
         }
-        Ok(names)
     }
 
-    fn build(&self, rec: &Record) -> Result<Built, QueueError> {
+    /// Adds several records like [`Dirq::add_batch`] and says which are stored: the first
+    /// `stored.len()` records are in the queue, durably; the others are not, because of
+    /// `error`. Records are added in order and the first failure stops the batch, so what is
+    /// stored is always a prefix of `recs`.
+    pub fn add_batch_partial(&self, recs: &[Record]) -> BatchAdded {
+        let mut stored = Vec::with_capacity(recs.len());
+        for chunk in recs.chunks(BATCH_CHUNK) {
+            let (names, error) = self.add_chunk(chunk, stored.len());
+            stored.extend(names);
+            if let Some(error) = error {
+                return BatchAdded {
+                    stored,
+                    error: Some(error),
+                };
+            }
+        }
+        BatchAdded {
+            stored,
+            error: None,
+        }
+    }
+
+    /// Builds `rec` in `temporary/`; `index` is its place in the whole batch (for the test
+    /// fault hook).
+    fn build(&self, rec: &Record, index: usize) -> Result<Built, QueueError> {
+        #[cfg(test)]
+        if self.fail_from.is_some_and(|n| index >= n) {
+            return Err(io_err("write", &self.path.join(TEMPORARY))(
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
+        #[cfg(not(test))]
+        let _ = index;
         let tmp_root = self.path.join(TEMPORARY);
         let temp = loop {
             let temp = tmp_root.join(naming::element_name(self.rndhex));
@@ -150,39 +203,118 @@ impl Dirq {
         Ok(Built { temp, files })
     }
 
-    fn add_chunk(&self, recs: &[Record]) -> Result<Vec<String>, QueueError> {
+    /// Adds one chunk; returns the names of the records stored (a prefix of `recs`) and why
+    /// the others are not. `first` is the index of `recs[0]` in the whole batch.
+    ///
+    /// The records built before a failure (a full disk) are still committed. A record counts
+    /// as stored only once its rename into the queue is durable; when that last fsync round
+    /// fails, the renamed elements are taken out of the queue again (best effort), so that a
+    /// failure reported here is one that a resend can repair without storing twice.
+    fn add_chunk(&self, recs: &[Record], first: usize) -> (Vec<String>, Option<QueueError>) {
         let mut built: Vec<Built> = Vec::with_capacity(recs.len());
-        for rec in recs {
-            match self.build(rec) {
+        let mut error = None;
+        for (i, rec) in recs.iter().enumerate() {
+            match self.build(rec, first + i) {
                 Ok(b) => built.push(b),
                 Err(e) => {
-                    // Best effort: leave nothing for purge to find; the error is what matters.
-                    for b in built {
-                        drop(b.files);
-                        let _ = delete_element_dir(&b.temp);
-                    }
-                    return Err(e);
+                    error = Some(e);
+                    break;
                 }
             }
         }
+        let discard = |built: Vec<Built>| {
+            // Best effort: leave nothing for purge to find; the error is what matters.
+            for b in built {
+                drop(b.files);
+                let _ = delete_element_dir(&b.temp);
+            }
+        };
         // Round 1: the data and the element directories themselves, all at once.
         let mut round = Vec::with_capacity(built.len() * 5);
         for b in &mut built {
             round.append(&mut b.files);
-            round.push((b.temp.clone(), durable::open_dir(&b.temp)?));
+            match durable::open_dir(&b.temp) {
+                Ok(f) => round.push((b.temp.clone(), f)),
+                Err(e) => {
+                    discard(built);
+                    return (Vec::new(), Some(e));
+                }
+            }
         }
-        durable::sync_concurrently(round)?;
-        // Move into place, in order (renames are cheap; the round below makes them durable).
+        if let Err(e) = durable::sync_concurrently(round) {
+            discard(built);
+            return (Vec::new(), Some(e));
+        }
+        let mut built = built.into_iter();
+        let (names, touched, created_dir) = match self.move_into_place(&mut built) {
+            Ok((names, touched, created_dir, None)) => (names, touched, created_dir),
+            Ok((names, touched, created_dir, Some(e))) => {
+                error.get_or_insert(e);
+                (names, touched, created_dir)
+            }
+            Err(e) => {
+                discard(built.collect());
+                return (Vec::new(), Some(e));
+            }
+        };
+        discard(built.collect());
+        // Round 2: every directory whose entries changed, at once.
+        let mut dirs: Vec<PathBuf> = touched.iter().map(|d| self.path.join(d)).collect();
+        dirs.push(self.path.join(TEMPORARY));
+        if created_dir {
+            dirs.push(self.path.clone());
+        }
+        let synced = dirs
+            .into_iter()
+            .map(|d| durable::open_dir(&d).map(|f| (d, f)))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(durable::sync_concurrently);
+        if let Err(e) = synced {
+            for name in &names {
+                if let Ok(elt) = self.element_path(name) {
+                    let _ = self.withdraw(&elt);
+                }
+            }
+            return (Vec::new(), Some(e));
+        }
+        (names, error)
+    }
+
+    /// Renames built elements into the queue, in order, until one fails. Returns the names of
+    /// those moved, the intermediate directories touched, whether one was created, and the
+    /// failure that stopped it (the element that failed and those after it stay in `built`).
+    #[allow(clippy::type_complexity)]
+    fn move_into_place(
+        &self,
+        built: &mut std::vec::IntoIter<Built>,
+    ) -> Result<(Vec<String>, Vec<String>, bool, Option<QueueError>), QueueError> {
         let (mut dir, mut used, mut created_dir) = self.insertion_directory()?;
         let mut touched = vec![dir.clone()];
-        let mut names = Vec::with_capacity(built.len());
-        for b in built {
+        let mut names = Vec::new();
+        let fail = |names, touched, created_dir, e| Ok((names, touched, created_dir, Some(e)));
+        for b in built.by_ref() {
             if used >= self.maxelts {
                 dir = next_directory(&dir);
                 let p = self.path.join(&dir);
-                created_dir |= durable::make_dir(&p, self.modes.dir)
-                    .map_err(io_err("create directory", &p))?;
-                used = self.subdirs(&dir)?;
+                match durable::make_dir(&p, self.modes.dir) {
+                    Ok(c) => created_dir |= c,
+                    Err(e) => {
+                        discard_one(b);
+                        return fail(
+                            names,
+                            touched,
+                            created_dir,
+                            io_err("create directory", &p)(e),
+                        );
+                    }
+                }
+                used = match self.subdirs(&dir) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        discard_one(b);
+                        return fail(names, touched, created_dir, e);
+                    }
+                };
                 touched.push(dir.clone());
             }
             loop {
@@ -200,25 +332,40 @@ impl Dirq {
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         let p = self.path.join(&dir);
-                        created_dir |= durable::make_dir(&p, self.modes.dir)
-                            .map_err(io_err("create directory", &p))?;
+                        match durable::make_dir(&p, self.modes.dir) {
+                            Ok(c) => created_dir |= c,
+                            Err(e) => {
+                                let e = io_err("create directory", &p)(e);
+                                discard_one(b);
+                                return fail(names, touched, created_dir, e);
+                            }
+                        }
                     }
-                    Err(e) => return Err(io_err("rename", &b.temp)(e)),
+                    Err(e) => {
+                        let e = io_err("rename", &b.temp)(e);
+                        discard_one(b);
+                        return fail(names, touched, created_dir, e);
+                    }
                 }
             }
         }
-        // Round 2: every directory whose entries changed, at once.
-        let mut dirs: Vec<PathBuf> = touched.iter().map(|d| self.path.join(d)).collect();
-        dirs.push(self.path.join(TEMPORARY));
-        if created_dir {
-            dirs.push(self.path.clone());
-        }
-        let round = dirs
-            .into_iter()
-            .map(|d| durable::open_dir(&d).map(|f| (d, f)))
-            .collect::<Result<Vec<_>, _>>()?;
-        durable::sync_concurrently(round)?;
-        Ok(names)
+        Ok((names, touched, created_dir, None))
+    }
+
+    /// Takes an element that never became durable out of the queue again.
+    fn withdraw(&self, elt: &Path) -> Result<(), QueueError> {
+        let obsolete = self.path.join(OBSOLETE);
+        let temp = loop {
+            let temp = obsolete.join(naming::element_name(self.rndhex));
+            match fs::rename(elt, &temp) {
+                Ok(()) => break temp,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                    continue
+                }
+                Err(e) => return Err(io_err("rename", elt)(e)),
+            }
+        };
+        delete_element_dir(&temp)
     }
 
     /// Number of element directories in an intermediate directory. Uses the link count like
@@ -436,6 +583,12 @@ impl Dirq {
     }
 }
 
+/// Deletes a built element that will not be moved into the queue.
+fn discard_one(b: Built) {
+    drop(b.files);
+    let _ = delete_element_dir(&b.temp);
+}
+
 /// The intermediate directory that follows `dir` when it is full (dirq counts them in hex).
 fn next_directory(dir: &str) -> String {
     // `dir` passed `naming::is_directory`, so it parses; 0 is only a fallback for a broken caller.
@@ -598,6 +751,38 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(q.add_batch(&[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_batch_that_fails_past_its_first_chunk_reports_what_it_stored() {
+        // 200 records, a full disk from the 100th on: the first chunk of 64 and 36 of the
+        // second are stored and must be reported so, the others not stored at all.
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Dirq::open(d.path()).unwrap();
+        q.fail_from = Some(100);
+        let recs: Vec<Record> = (0..200).map(|i| rec(&format!("m{i}"))).collect();
+        let added = q.add_batch_partial(&recs);
+        assert_eq!(added.stored.len(), 100);
+        let err = added.error.expect("the batch failed");
+        assert_eq!(
+            err.io_error().and_then(io::Error::raw_os_error),
+            Some(libc::ENOSPC)
+        );
+        assert_eq!(
+            q.names().unwrap(),
+            added.stored,
+            "exactly what was reported"
+        );
+        for (n, r) in added.stored.iter().zip(&recs) {
+            assert_eq!(&q.get(n).unwrap(), r);
+        }
+        assert!(durable::list_dir(&d.path().join("temporary"))
+            .unwrap()
+            .is_empty());
+        // add_batch still fails as a whole.
+        q.fail_from = Some(0);
+        assert!(q.add_batch(&recs[..1]).is_err());
+        assert_eq!(q.count().unwrap(), 100);
     }
 
     #[test]

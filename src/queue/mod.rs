@@ -28,7 +28,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 pub use self::directory::PlainDirectory;
-pub use self::dirq::{Dirq, MessageStore, Record, DEFAULT_MAXELTS};
+pub use self::dirq::{BatchAdded, Dirq, MessageStore, Record, DEFAULT_MAXELTS};
 pub use self::durable::Modes;
 pub use self::error::QueueError;
 pub use self::simple::QueueSimple;

@@ -11,12 +11,21 @@
 //! queues the same content again sends it under a new message id, so that one is stored, as the
 //! protocol wants.
 //!
+//! Replays: `ssm-msg-id` and `ssm-reack` are not covered by the signature, so a copy of a stored
+//! message re-sent by anyone with a fresh id and a `ssm-reack` of its own MD5 would pass the
+//! checks above. The record therefore also keeps the [`SealId`]s of every stored message (a
+//! digest of what its sender sealed, see [`seal_ids`]) for the same maximum age as the entries,
+//! and is never cleared by `ssm-reack`: an exact replay of a stored message is a duplicate,
+//! whatever headers it carries. A genuine resend is sealed again (a new content key), so it
+//! has new seal ids and goes through the `(signer, MD5)` checks as before.
+//!
 //! The record is an append-only text file, one event per line, made durable (fsync) before the
 //! acks it covers are sent:
 //!
 //! ```text
 //! + <unix seconds> <md5> <reply-to> <message id> <signer DN>
 //! - <unix seconds> <md5> <message id> <signer DN>
+//! = <unix seconds> <seal id, 32 hex digits>
 //! @ <name of the last incoming element these entries cover>
 //! ```
 //!
@@ -41,6 +50,131 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// at a connection cut, so they arrive within seconds; an hour leaves a wide margin.
 pub const TOMBSTONE_AGE: Duration = Duration::from_secs(3600);
 
+/// One sealing of a message: 128 bits of the SHA-256 of a content-encryption key as encrypted
+/// for one recipient (see [`seal_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SealId(pub u128);
+
+impl SealId {
+    fn of(bytes: &[u8]) -> SealId {
+        let digest = openssl::sha::sha256(bytes);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        SealId(u128::from_be_bytes(first))
+    }
+
+    fn parse(s: &str) -> Option<SealId> {
+        (s.len() == 32)
+            .then(|| u128::from_str_radix(s, 16).ok())
+            .flatten()
+            .map(SealId)
+    }
+}
+
+impl std::fmt::Display for SealId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// The seal ids of a sealed (S/MIME enveloped) message body: one per recipient, from the
+/// content-encryption key as encrypted to it.
+///
+/// Why the encrypted key and not the body's bytes: the MIME headers, the base64 wrapping and
+/// the DER encoding of the envelope can all be changed without changing what decrypts, and the
+/// CBC-encrypted content can be changed in blocks that only garble the signed message's
+/// preamble; the encrypted key cannot be changed without breaking decryption (RSA, leading
+/// zero bytes aside, which are dropped here). Every sealing picks a new random key, so two
+/// sealings of the same content never share an id. A body that cannot be parsed that far
+/// (never the case for a message that opened) is identified by the digest of its bytes.
+pub fn seal_ids(body: &[u8]) -> Vec<SealId> {
+    let der = if body.is_ascii() {
+        openssl::pkcs7::Pkcs7::from_smime(body)
+            .ok()
+            .and_then(|(p7, _)| p7.to_der().ok())
+    } else {
+        None
+    };
+    let ids = der
+        .as_deref()
+        .and_then(der::encrypted_keys)
+        .map(|keys| {
+            keys.into_iter()
+                .map(|k| {
+                    let start = k.iter().position(|&b| b != 0).unwrap_or(k.len());
+                    SealId::of(&k[start..])
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() {
+        vec![SealId::of(body)]
+    } else {
+        ids
+    }
+}
+
+/// Just enough DER to find the encrypted keys of a PKCS#7 enveloped-data message (as OpenSSL
+/// writes it: definite lengths).
+mod der {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OCTET_STRING: u8 = 0x04;
+    const INTEGER: u8 = 0x02;
+    const OID: u8 = 0x06;
+    const CONTEXT_0: u8 = 0xa0;
+    /// 1.2.840.113549.1.7.3, enveloped-data.
+    const ENVELOPED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03];
+
+    /// One element: (tag, contents, what follows).
+    fn tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = buf.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    fn expect(buf: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
+        let (tag, inner, rest) = tlv(buf)?;
+        (tag == want).then_some((inner, rest))
+    }
+
+    /// The `encryptedKey` of every `RecipientInfo`, or `None` if this is not enveloped-data.
+    pub(super) fn encrypted_keys(der: &[u8]) -> Option<Vec<&[u8]>> {
+        let (content_info, _) = expect(der, SEQUENCE)?;
+        let (oid, rest) = expect(content_info, OID)?;
+        if oid != ENVELOPED_DATA {
+            return None;
+        }
+        let (explicit, _) = expect(rest, CONTEXT_0)?;
+        let (enveloped, _) = expect(explicit, SEQUENCE)?;
+        let (_, rest) = expect(enveloped, INTEGER)?;
+        let (mut infos, _) = expect(rest, SET)?;
+        let mut keys = Vec::new();
+        while !infos.is_empty() {
+            let (info, next) = expect(infos, SEQUENCE)?;
+            infos = next;
+            let (_, rest) = expect(info, INTEGER)?;
+            let (_, rest) = expect(rest, SEQUENCE)?; // issuerAndSerialNumber
+            let (_, rest) = expect(rest, SEQUENCE)?; // keyEncryptionAlgorithm
+            let (key, _) = expect(rest, OCTET_STRING)?;
+            keys.push(key);
+        }
+        Some(keys)
+    }
+}
+
 /// Who sent a message and what it was: the duplicate-detection key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AckKey {
@@ -59,6 +193,8 @@ pub struct Acked {
     pub reply_to: String,
     /// The sender's `ssm-msg-id`.
     pub id: String,
+    /// The seal ids of the body it came in ([`seal_ids`]).
+    pub seals: Vec<SealId>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +212,8 @@ pub struct AckedLog {
     entries: HashMap<AckKey, Entry>,
     /// Confirmed messages: `(key, message id)` → when they were confirmed.
     tombstones: HashMap<(AckKey, String), u64>,
+    /// Seal ids of stored messages → when they were stored.
+    seals: HashMap<SealId, u64>,
     lines: usize,
     max_age: Duration,
     last_element: Option<String>,
@@ -108,6 +246,7 @@ impl AckedLog {
             file,
             entries: HashMap::new(),
             tombstones: HashMap::new(),
+            seals: HashMap::new(),
             lines: 0,
             max_age,
             last_element: None,
@@ -131,6 +270,11 @@ impl AckedLog {
     pub fn is_late_copy(&self, key: &AckKey, id: &str) -> bool {
         self.tombstones
             .contains_key(&(key.clone(), clean_token(id)))
+    }
+
+    /// Whether a message sealed as `seal` was stored (within the maximum age): a replay.
+    pub fn has_seal(&self, seal: SealId) -> bool {
+        self.seals.contains_key(&seal)
     }
 
     /// Number of live entries.
@@ -164,6 +308,10 @@ impl AckedLog {
             };
             text.push_str(&entry_line(&item.key, &entry));
             self.entries.insert(item.key.clone(), entry);
+            for seal in &item.seals {
+                text.push_str(&seal_line(*seal, at));
+                self.seals.insert(*seal, at);
+            }
         }
         if let Some(name) = last_element {
             text.push_str(&format!("@ {}\n", clean_token(name)));
@@ -232,6 +380,7 @@ impl AckedLog {
         let now = now_secs();
         let limit = now.saturating_sub(self.max_age.as_secs());
         self.entries.retain(|_, e| e.at >= limit);
+        self.seals.retain(|_, at| *at >= limit);
         let limit = now.saturating_sub(TOMBSTONE_AGE.as_secs());
         self.tombstones.retain(|_, at| *at >= limit);
     }
@@ -240,11 +389,16 @@ impl AckedLog {
         self.file.write_all(text.as_bytes())?;
         self.file.sync_data()?;
         self.lines += text.lines().count();
-        if self.lines > 4 * (self.entries.len() + self.tombstones.len()) + 1024 {
+        if self.lines > 4 * self.live() + 1024 {
             self.expire();
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Lines a compacted file holds.
+    fn live(&self) -> usize {
+        self.entries.len() + self.tombstones.len() + self.seals.len()
     }
 
     /// Rewrites the file with only the live entries and tombstones, atomically (pending lines
@@ -258,6 +412,9 @@ impl AckedLog {
         }
         for ((key, id), at) in &self.tombstones {
             text.push_str(&tombstone_line(key, id, *at));
+        }
+        for (seal, at) in &self.seals {
+            text.push_str(&seal_line(*seal, *at));
         }
         if let Some(name) = &self.last_element {
             text.push_str(&format!("@ {name}\n"));
@@ -277,13 +434,22 @@ impl AckedLog {
             File::open(dir)?.sync_all()?;
         }
         self.file = open_append(&self.path)?;
-        self.lines = self.entries.len() + self.tombstones.len();
+        self.lines = self.live();
         Ok(())
     }
 
     fn apply_line(&mut self, line: &str) {
         if let Some(name) = line.strip_prefix("@ ") {
             self.last_element = Some(name.to_string());
+            return;
+        }
+        if let Some(rest) = line.strip_prefix("= ") {
+            if let Some((Ok(at), Some(seal))) = rest
+                .split_once(' ')
+                .map(|(at, seal)| (at.parse(), SealId::parse(seal)))
+            {
+                self.seals.insert(seal, at);
+            }
             return;
         }
         if let Some(rest) = line.strip_prefix("+ ") {
@@ -338,6 +504,10 @@ fn tombstone_line(key: &AckKey, id: &str, at: u64) -> String {
     format!("- {at} {} {id} {}\n", key.md5, clean(&key.signer))
 }
 
+fn seal_line(seal: SealId, at: u64) -> String {
+    format!("= {at} {seal}\n")
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .append(true)
@@ -372,6 +542,7 @@ mod tests {
             key: key(dn, md5),
             reply_to: reply_to.to_string(),
             id: id.to_string(),
+            seals: Vec::new(),
         }
     }
 

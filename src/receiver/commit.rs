@@ -10,16 +10,16 @@
 //! fsyncs are issued together (`Dirq::add_batch`): fsync latency, not disk bandwidth, is what
 //! limits a batch.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::acked::{AckKey, Acked, AckedLog};
+use super::acked::{AckKey, Acked, AckedLog, SealId};
 use super::Outcome;
 use crate::crypto::message_id;
-use crate::queue::{Dirq, MessageStore, Record};
+use crate::queue::{MessageStore, Record};
 
 /// Most requests committed in one batch.
 const MAX_BATCH: usize = 256;
@@ -28,6 +28,8 @@ pub(crate) struct StoreRequest {
     pub key: AckKey,
     pub reply_to: String,
     pub reack: Option<String>,
+    /// The seal ids of the body the message came in ([`super::acked::seal_ids`]).
+    pub seals: Vec<SealId>,
     pub record: Record,
     pub done: oneshot::Sender<Outcome>,
 }
@@ -167,19 +169,42 @@ fn commit(state: &mut State, batch: Vec<Request>) {
     commit_stores(state, stores);
 }
 
+/// Why a request is not stored as a new message.
+enum Dup {
+    /// Stored before, durably: acked again at once.
+    Known,
+    /// A replay of a stored message (same sealed bytes): acked again at once, and its unsigned
+    /// `ssm-reack` is ignored.
+    Replay,
+    /// A copy of the `new[i]` of this batch: its outcome follows that one's, since it may be
+    /// acked only once that copy is durably stored and recorded.
+    Of(usize),
+}
+
 /// Stores verified messages (in arrival order) and tells each its outcome.
 fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
     if stores.is_empty() {
         return;
     }
 
-    // Reacks first, then the duplicate check, in arrival order: a sender that sends the same
-    // bytes again after confirming the first ack means a second message. The confirmations
-    // are written with the batch's entries (one fsync), or flushed before any ack goes out.
-    let mut new = Vec::new();
-    let mut dups = Vec::new();
-    let mut seen = HashSet::new();
+    // A replay of stored sealed bytes first: its headers are not signed, so its `ssm-reack`
+    // must not clear anything. Then reacks, then the duplicate check, in arrival order: a
+    // sender that sends the same bytes again after confirming the first ack means a second
+    // message. The confirmations are written with the batch's entries (one fsync), or flushed
+    // before any ack goes out.
+    let mut new: Vec<StoreRequest> = Vec::new();
+    let mut dups: Vec<(StoreRequest, Dup)> = Vec::new();
+    let mut seen: HashMap<AckKey, usize> = HashMap::new();
+    let mut seen_seals: HashMap<SealId, usize> = HashMap::new();
     for req in stores {
+        if req.seals.iter().any(|s| state.acked.has_seal(*s)) {
+            dups.push((req, Dup::Replay));
+            continue;
+        }
+        if let Some(&i) = req.seals.iter().find_map(|s| seen_seals.get(s)) {
+            dups.push((req, Dup::Of(i)));
+            continue;
+        }
         if let Some(md5) = &req.reack {
             let old = AckKey {
                 signer: req.key.signer.clone(),
@@ -189,32 +214,35 @@ fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
             state.acked.forget_buffered(&old);
         }
         let id = req.record.empaid.as_deref().unwrap_or("");
-        if state.acked.contains(&req.key)
-            || state.acked.is_late_copy(&req.key, id)
-            || !seen.insert(req.key.clone())
-        {
-            dups.push(req);
+        if state.acked.contains(&req.key) || state.acked.is_late_copy(&req.key, id) {
+            dups.push((req, Dup::Known));
+        } else if let Some(&i) = seen.get(&req.key) {
+            dups.push((req, Dup::Of(i)));
         } else {
+            let i = new.len();
+            seen.insert(req.key.clone(), i);
+            for s in &req.seals {
+                seen_seals.insert(*s, i);
+            }
             new.push(req);
         }
     }
 
     let records: Vec<Record> = new.iter().map(|r| r.record.clone()).collect();
-    let results = store_batch(&state.store.incoming, &records);
-    let mut stored_keys = Vec::new();
-    let mut last: Option<&str> = None;
-    for (req, result) in new.iter().zip(&results) {
-        if let Ok(name) = result {
-            stored_keys.push(Acked {
-                key: req.key.clone(),
-                reply_to: req.reply_to.clone(),
-                id: req.record.empaid.clone().unwrap_or_default(),
-            });
-            if last.is_none_or(|l| name.as_str() > l) {
-                last = Some(name.as_str());
-            }
-        }
-    }
+    let added = state.store.incoming.add_batch_partial(&records);
+    let failure = added.error.as_ref().map(|e| e.to_string());
+    let stored_keys: Vec<Acked> = new
+        .iter()
+        .zip(&added.stored)
+        .map(|(req, _)| Acked {
+            key: req.key.clone(),
+            reply_to: req.reply_to.clone(),
+            id: req.record.empaid.clone().unwrap_or_default(),
+            seals: req.seals.clone(),
+        })
+        .collect();
+    // Names grow within a batch, so the last stored is the newest.
+    let last = added.stored.last().map(String::as_str);
     let recorded = if stored_keys.is_empty() {
         Ok(())
     } else {
@@ -223,9 +251,11 @@ fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
     if let Err(err) = state.acked.flush() {
         warn!(%err, "could not update the acked record");
     }
-    for (req, result) in new.into_iter().zip(results) {
-        let outcome = match (&recorded, result) {
-            (Ok(()), Ok(name)) => {
+    let mut durable = vec![false; new.len()];
+    for (i, req) in new.into_iter().enumerate() {
+        let outcome = match (&recorded, added.stored.get(i)) {
+            (Ok(()), Some(name)) => {
+                durable[i] = true;
                 info!(
                     element = %name,
                     md5 = %req.key.md5,
@@ -234,29 +264,47 @@ fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
                 );
                 Outcome::Stored(req.key.md5)
             }
-            (Err(e), Ok(_)) => {
+            (Err(e), Some(_)) => {
                 let reason = format!("stored, but the acked record failed: {e}");
                 error!(%reason, "not acking");
                 Outcome::StoreFailed(reason)
             }
-            (_, Err(reason)) => {
+            (_, None) => {
+                let reason = failure
+                    .clone()
+                    .unwrap_or_else(|| "no result for the record".into());
                 error!(%reason, md5 = %req.key.md5, "storing failed; not acking");
                 Outcome::StoreFailed(reason)
             }
         };
         let _ = req.done.send(outcome);
     }
-    for req in dups {
-        info!(md5 = %req.key.md5, signer = %req.key.signer, "duplicate: acking again");
-        let _ = req.done.send(Outcome::Duplicate(req.key.md5));
-    }
-}
-
-/// Stores `records` in `queue` with one fsynced batch; the result of each, in order.
-fn store_batch(queue: &Dirq, records: &[Record]) -> Vec<Result<String, String>> {
-    match queue.add_batch(records) {
-        Ok(names) => names.into_iter().map(Ok).collect(),
-        Err(e) => vec![Err(e.to_string()); records.len()],
+    for (req, why) in dups {
+        let outcome = match why {
+            Dup::Known => {
+                info!(md5 = %req.key.md5, signer = %req.key.signer, "duplicate: acking again");
+                Outcome::Duplicate(req.key.md5)
+            }
+            Dup::Replay => {
+                warn!(
+                    md5 = %req.key.md5,
+                    signer = %req.key.signer,
+                    id = req.record.empaid.as_deref().unwrap_or(""),
+                    "replay of a stored message (same sealed bytes): acking it as a duplicate, its headers ignored"
+                );
+                Outcome::Duplicate(req.key.md5)
+            }
+            Dup::Of(i) if durable.get(i).copied().unwrap_or(false) => {
+                info!(md5 = %req.key.md5, signer = %req.key.signer, "duplicate: acking again");
+                Outcome::Duplicate(req.key.md5)
+            }
+            Dup::Of(_) => {
+                let reason = "its first copy in the same batch was not stored".to_string();
+                error!(%reason, md5 = %req.key.md5, "storing failed; not acking");
+                Outcome::StoreFailed(reason)
+            }
+        };
+        let _ = req.done.send(outcome);
     }
 }
 
@@ -323,11 +371,21 @@ mod tests {
     }
 
     fn store(reack: Option<&str>, id: &str) -> (Request, oneshot::Receiver<Outcome>) {
+        sealed(reack, id, 0)
+    }
+
+    /// A store request for the message `X` that came sealed as `seal` (0: no seal id).
+    fn sealed(reack: Option<&str>, id: &str, seal: u128) -> (Request, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let req = StoreRequest {
             key: key(),
             reply_to: REPLY.into(),
             reack: reack.map(str::to_string),
+            seals: if seal == 0 {
+                vec![]
+            } else {
+                vec![SealId(seal)]
+            },
             record: Record {
                 body: b"body".to_vec(),
                 signer: Some(SIGNER.into()),
@@ -403,6 +461,7 @@ mod tests {
             },
             reply_to: REPLY.into(),
             reack: Some(X.into()),
+            seals: vec![],
             record: Record {
                 body: b"other".to_vec(),
                 signer: Some(SIGNER.into()),
@@ -418,5 +477,133 @@ mod tests {
             AckedLog::open(&dir.path().join("acked"), Duration::from_secs(86400)).unwrap();
         assert!(!reopened.contains(&key()));
         assert_eq!(reopened.len(), 1);
+    }
+
+    /// A request for message number `i` of a batch (its own MD5 and seal id).
+    fn numbered(i: usize) -> (Request, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        let body = format!("message {i}").into_bytes();
+        let req = StoreRequest {
+            key: AckKey {
+                signer: SIGNER.into(),
+                md5: message_id(&body),
+            },
+            reply_to: REPLY.into(),
+            reack: None,
+            seals: vec![SealId(i as u128 + 1)],
+            record: Record {
+                body,
+                signer: Some(SIGNER.into()),
+                empaid: Some(format!("id{i}")),
+                error: None,
+            },
+            done: tx,
+        };
+        (Request::Store(req), rx)
+    }
+
+    fn stored(rx: &mut oneshot::Receiver<Outcome>) -> bool {
+        matches!(rx.try_recv(), Ok(Outcome::Stored(_)))
+    }
+
+    fn acked(rx: &mut oneshot::Receiver<Outcome>) -> bool {
+        matches!(
+            rx.try_recv(),
+            Ok(Outcome::Stored(_) | Outcome::Duplicate(_))
+        )
+    }
+
+    #[test]
+    fn a_copy_in_the_same_batch_is_not_acked_when_the_first_copy_failed() {
+        // Issue 13, defect 1: the disk is full; two copies of one message (a resend, a
+        // redelivery or a replay: same sealed bytes, id and reply-to) in one batch.
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        st.store.incoming.fail_from = Some(0);
+        let (first, mut rx1) = sealed(None, "id", 7);
+        let (copy, mut rx2) = sealed(None, "id", 7);
+        commit(&mut st, vec![first, copy]);
+        assert!(matches!(rx1.try_recv(), Ok(Outcome::StoreFailed(_))));
+        assert!(matches!(rx2.try_recv(), Ok(Outcome::StoreFailed(_))));
+        // A resend (sealed again) in the same batch as a failed first copy: not acked either.
+        let (first, mut rx1) = sealed(None, "id", 7);
+        let (resend, mut rx2) = sealed(None, "id", 8);
+        commit(&mut st, vec![first, resend]);
+        assert!(!acked(&mut rx1) && !acked(&mut rx2));
+        assert!(!st.acked.contains(&key()));
+
+        // Space returns: the next copy is stored, and a copy in its batch is a duplicate.
+        st.store.incoming.fail_from = None;
+        let (first, mut rx1) = sealed(None, "id", 7);
+        let (copy, mut rx2) = sealed(None, "id", 7);
+        commit(&mut st, vec![first, copy]);
+        assert!(stored(&mut rx1));
+        assert!(matches!(rx2.try_recv(), Ok(Outcome::Duplicate(_))));
+        assert_eq!(st.store.incoming.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_batch_that_fills_the_disk_acks_and_records_what_it_stored() {
+        // Issue 13, defect 2: a batch of 200, the disk full from the 100th record on (past the
+        // first dirq chunk of 64).
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        st.store.incoming.fail_from = Some(100);
+        let (reqs, mut rxs): (Vec<_>, Vec<_>) = (0..200).map(numbered).unzip();
+        commit(&mut st, reqs);
+        let acked_now: Vec<bool> = rxs.iter_mut().map(stored).collect();
+        let in_queue = st.store.incoming.count().unwrap();
+        assert_eq!(in_queue, 100);
+        assert_eq!(
+            acked_now.iter().filter(|&&a| a).count(),
+            in_queue,
+            "every stored message is acked, no other"
+        );
+        assert!(acked_now[..100].iter().all(|&a| a));
+        assert_eq!(st.acked.len(), 100);
+
+        // Every message is sent again once space returns: each stored exactly once.
+        st.store.incoming.fail_from = None;
+        let (reqs, mut rxs): (Vec<_>, Vec<_>) = (0..200).map(numbered).unzip();
+        commit(&mut st, reqs);
+        assert!(rxs.iter_mut().all(acked));
+        assert_eq!(st.store.incoming.count().unwrap(), 200);
+    }
+
+    #[test]
+    fn a_replay_of_stored_sealed_bytes_is_a_duplicate_whatever_its_headers() {
+        // Issue 13, defect 5: the stored message again, with a fresh id and a `ssm-reack` of
+        // its own MD5 (neither is signed).
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let (first, mut rx) = sealed(None, "id", 7);
+        commit(&mut st, vec![first]);
+        assert!(stored(&mut rx));
+        for n in 0..3 {
+            let (replay, mut rx) = sealed(Some(X), &format!("fresh-{n}"), 7);
+            commit(&mut st, vec![replay]);
+            assert!(matches!(rx.try_recv(), Ok(Outcome::Duplicate(_))));
+        }
+        // Several at once, too.
+        let (reqs, mut rxs): (Vec<_>, Vec<_>) = (0..3)
+            .map(|n| sealed(Some(X), &format!("batch-{n}"), 7))
+            .unzip();
+        commit(&mut st, reqs);
+        assert!(rxs
+            .iter_mut()
+            .all(|rx| matches!(rx.try_recv(), Ok(Outcome::Duplicate(_)))));
+        assert_eq!(st.store.incoming.count().unwrap(), 1);
+        // The replays' reacks cleared nothing; the sender's own confirmation still does, and
+        // the same content queued again (sealed again) is then a new message.
+        assert!(st.acked.contains(&key()));
+        let (again, mut rx) = sealed(Some(X), "id-again", 9);
+        commit(&mut st, vec![again]);
+        assert!(stored(&mut rx));
+        assert_eq!(st.store.incoming.count().unwrap(), 2);
+        // The seal ids are durable.
+        drop(st);
+        let reopened =
+            AckedLog::open(&dir.path().join("acked"), Duration::from_secs(86400)).unwrap();
+        assert!(reopened.has_seal(SealId(7)) && reopened.has_seal(SealId(9)));
     }
 }

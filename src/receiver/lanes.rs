@@ -7,18 +7,21 @@
 //! threads. A lane hands a verified message to the committer (whose queue keeps arrival order)
 //! and goes on with the next message at once; a task per message waits for the committer's
 //! outcome and then acks, so that the messages of many senders are committed together. At most
-//! [`MAX_PENDING`] messages wait for their outcome at once (memory bound).
+//! [`MAX_PENDING`] messages wait for their outcome at once, and the frames queued in or handled
+//! by all lanes hold at most [`MAX_WAITING_BYTES`] (a larger frame passes alone): beyond that
+//! [`Lanes::submit`] waits, so the receiver stops reading from the broker (back-pressure; the
+//! STOMP client's own buffer is bounded too) and no message is dropped.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::acked::AckKey;
+use super::acked::{seal_ids, AckKey};
 use super::commit::{Committer, StoreRequest};
 use super::{send_ack, Outcome, RejectReason, Stats};
 use crate::crypto::{message_id, DnList, Opener};
@@ -31,6 +34,12 @@ const LANE_DEPTH: usize = 64;
 
 /// Messages opened and waiting for their store outcome and ack, across all lanes.
 const MAX_PENDING: u32 = 256;
+
+/// Bytes of frames queued in or handled by the lanes at once (sealed bodies as received).
+pub(crate) const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes of frames the STOMP client may hold that the dispatcher has not taken yet.
+pub(crate) const MAX_CLIENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// One `msg` to handle.
 pub(crate) struct Job {
@@ -64,9 +73,13 @@ struct Shared {
     pending: Arc<Semaphore>,
 }
 
+/// A job and its share of [`MAX_WAITING_BYTES`], released when it is handled.
+type Queued = (Job, OwnedSemaphorePermit);
+
 /// The pool of lanes.
 pub(crate) struct Lanes {
-    senders: Vec<mpsc::Sender<Job>>,
+    senders: Vec<mpsc::Sender<Queued>>,
+    bytes: Arc<Semaphore>,
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -85,28 +98,41 @@ impl Lanes {
         let mut senders = Vec::new();
         let mut tasks = Vec::new();
         for _ in 0..count.max(1) {
-            let (tx, mut rx) = mpsc::channel::<Job>(LANE_DEPTH);
+            let (tx, mut rx) = mpsc::channel::<Queued>(LANE_DEPTH);
             let shared = shared.clone();
             senders.push(tx);
             tasks.push(tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    handle_job(&shared, job).await;
+                while let Some((job, bytes)) = rx.recv().await {
+                    handle_job(&shared, job, bytes).await;
                 }
             }));
         }
         Lanes {
             senders,
+            bytes: Arc::new(Semaphore::new(MAX_WAITING_BYTES)),
             tasks,
             shared,
         }
     }
 
-    /// Hands a message to its sender's lane (waits when that lane is full).
+    /// Hands a message to its sender's lane; waits while that lane is full or the lanes hold
+    /// [`MAX_WAITING_BYTES`] already.
     pub async fn submit(&self, job: Job) {
         let mut h = DefaultHasher::new();
         job.reply_to.hash(&mut h);
         let lane = (h.finish() % self.senders.len() as u64) as usize;
-        if self.senders[lane].send(job).await.is_err() {
+        // A frame bigger than the whole budget waits until it is alone.
+        let share = job.body.len().clamp(1, MAX_WAITING_BYTES);
+        let Ok(bytes) = self
+            .bytes
+            .clone()
+            .acquire_many_owned(u32::try_from(share).unwrap_or(u32::MAX))
+            .await
+        else {
+            error!("receiver lanes closed; message dropped unacked (the sender will resend)");
+            return;
+        };
+        if self.senders[lane].send((job, bytes)).await.is_err() {
             error!("a receiver lane stopped; message dropped unacked (the sender will resend)");
         }
     }
@@ -129,7 +155,7 @@ impl Lanes {
     }
 }
 
-async fn handle_job(shared: &Arc<Shared>, job: Job) {
+async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit) {
     if let Some(md5) = job.forget {
         // Queued behind this sender's earlier messages, which the committer handles first.
         if let Some(reply_to) = job.reply_to {
@@ -140,17 +166,22 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
     let started = std::time::Instant::now();
     let opener = shared.opener.clone();
     let body = job.body.clone();
-    let opened = tokio::task::spawn_blocking(move || opener.open(&body)).await;
+    // The seal ids are only needed (and the envelope only parsed again) for a message that
+    // opened.
+    let opened = tokio::task::spawn_blocking(move || {
+        opener.open(&body).map(|opened| (opened, seal_ids(&body)))
+    })
+    .await;
     shared.stats.open_latency.observe(started.elapsed());
     let verdict = match opened {
-        Ok(Ok(opened)) => {
+        Ok(Ok((opened, seals))) => {
             let allowed = shared
                 .dns
                 .read()
                 .map(|dns| dns.contains(&opened.signer_dn))
                 .unwrap_or(false);
             if allowed {
-                Ok(opened)
+                Ok((opened, seals))
             } else {
                 Err((
                     format!("signer {} is not in the allowed-DN list", opened.signer_dn),
@@ -172,11 +203,11 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
         return;
     };
     let signer = match &verdict {
-        Ok(opened) => Some(opened.signer_dn.clone()),
+        Ok((opened, _)) => Some(opened.signer_dn.clone()),
         Err((_, signer, _)) => signer.clone(),
     };
     let outcome = match verdict {
-        Ok(opened) => {
+        Ok((opened, seals)) => {
             let md5 = message_id(&opened.content);
             let (tx, rx) = oneshot::channel();
             let submitted = std::time::Instant::now();
@@ -188,6 +219,7 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
                 },
                 reply_to: job.reply_to.clone().unwrap_or_default(),
                 reack: job.reack.clone(),
+                seals,
                 record: Record {
                     body: opened.content,
                     signer: Some(opened.signer_dn),
@@ -226,6 +258,7 @@ async fn handle_job(shared: &Arc<Shared>, job: Job) {
         };
         finish_job(&shared, job, outcome, signer, started).await;
         drop(permit);
+        drop(bytes);
     });
 }
 

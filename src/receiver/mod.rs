@@ -210,7 +210,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 async fn connect(settings: &ReceiverSettings) -> Result<Client, StompError> {
-    let client = Client::connect(&settings.client).await?;
+    // Frames the lanes cannot take yet wait in the client, bounded too (see `lanes`).
+    let mut cfg = settings.client.clone();
+    cfg.max_buffered_bytes = Some(lanes::MAX_CLIENT_BYTES);
+    let client = Client::connect(&cfg).await?;
     client
         .handle()
         .subscribe(&settings.destination, AckMode::Auto, &[])

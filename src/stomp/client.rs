@@ -37,7 +37,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -79,6 +79,12 @@ pub struct ClientConfig {
     pub max_rounds: Option<u32>,
     /// Limits on frames received.
     pub limits: Limits,
+    /// Most bytes of MESSAGE bodies received but not yet taken by [`Client::recv`]; `None`
+    /// (the default) does not bound them. When they are reached the client stops reading from
+    /// the broker until events are taken (back-pressure; a larger body passes alone). While it
+    /// waits, RECEIPTs are not read either: only for a consumer that takes its events while it
+    /// waits for receipts, such as the receiver.
+    pub max_buffered_bytes: Option<usize>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -96,6 +102,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_backoff", &self.max_backoff)
             .field("max_rounds", &self.max_rounds)
             .field("limits", &self.limits)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .finish()
     }
 }
@@ -121,6 +128,7 @@ impl ClientConfig {
                 max_body: 64 * 1024 * 1024,
                 ..Limits::default()
             },
+            max_buffered_bytes: None,
         }
     }
 }
@@ -564,7 +572,9 @@ impl ClientHandle {
 /// A connection to one broker; owns the reading side. Dropping it closes the connection.
 pub struct Client {
     handle: ClientHandle,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::UnboundedReceiver<Buffered>,
+    /// The `max_buffered_bytes` budget, if any.
+    budget: Option<Arc<Semaphore>>,
     server: Option<String>,
     kind: BrokerKind,
     version: Version,
@@ -675,7 +685,8 @@ impl Client {
     /// Cancel-safe: dropping the future (e.g. in `select!` or a timeout) loses no event.
     pub async fn recv(&mut self) -> Result<Event, StompError> {
         match self.events.recv().await {
-            Some(event) => Ok(event),
+            // Dropping the permit lets the reader go on.
+            Some((event, _permit)) => Ok(event),
             None => Err(self.handle.shared.error()),
         }
     }
@@ -684,6 +695,10 @@ impl Client {
     /// and closes the connection. A broker that closes the connection instead of answering is
     /// fine.
     pub async fn disconnect(self) -> Result<(), StompError> {
+        // A reader waiting for buffer space would never read the RECEIPT.
+        if let Some(budget) = &self.budget {
+            budget.close();
+        }
         let shared = &self.handle.shared;
         let id = shared.next_id("rcpt");
         let rx = shared.register(&id)?;
@@ -800,11 +815,24 @@ async fn connect_one(
     });
     let (tx, rx) = mpsc::channel(64);
     let (events_tx, events) = mpsc::unbounded_channel();
+    // A body at least as large as the whole budget waits until nothing else is buffered.
+    let budget = cfg.max_buffered_bytes.map(|n| {
+        let n = n.clamp(1, u32::MAX as usize);
+        (Arc::new(Semaphore::new(n)), n)
+    });
     tokio::spawn(writer_task(writer, rx, shared.clone(), heartbeat.0));
-    tokio::spawn(reader_task(reader, events_tx, shared.clone(), heartbeat.1));
+    tokio::spawn(reader_task(
+        reader,
+        events_tx,
+        budget.clone(),
+        shared.clone(),
+        heartbeat.1,
+    ));
+    let budget = budget.map(|(sem, _)| sem);
     Ok(Client {
         handle: ClientHandle { tx, shared },
         events,
+        budget,
         server,
         kind,
         version,
@@ -812,6 +840,9 @@ async fn connect_one(
         heartbeat,
     })
 }
+
+/// An event and its share of `max_buffered_bytes`.
+type Buffered = (Event, Option<OwnedSemaphorePermit>);
 
 /// Parses a `heart-beat: x,y` header; anything unreadable counts as no heart-beats.
 fn parse_heartbeat(value: Option<&str>) -> (Duration, Duration) {
@@ -885,7 +916,8 @@ async fn writer_task(
 /// the broker's heart-beats.
 async fn reader_task(
     mut stream: Reader,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Buffered>,
+    budget: Option<(Arc<Semaphore>, usize)>,
     shared: Arc<Shared>,
     beat: Duration,
 ) {
@@ -941,11 +973,23 @@ async fn reader_task(
                 } else {
                     warn!(message, "ERROR frame from the broker");
                     last_error = Some(message);
-                    let _ = events.send(Event::Error(frame));
+                    let _ = events.send((Event::Error(frame), None));
                 }
             }
             Command::Message => {
-                let _ = events.send(Event::Message(frame));
+                let permit = match &budget {
+                    None => None,
+                    Some((budget, size)) => {
+                        let want = frame.body.len().clamp(1, *size);
+                        let want = u32::try_from(want).unwrap_or(u32::MAX);
+                        tokio::select! {
+                            _ = shared.cancel.cancelled() => break None,
+                            // Closed (by `disconnect`): no more waiting.
+                            p = budget.clone().acquire_many_owned(want) => p.ok(),
+                        }
+                    }
+                };
+                let _ = events.send((Event::Message(frame), permit));
             }
             other => debug!(command = %other, "ignoring unexpected frame from the broker"),
         }
