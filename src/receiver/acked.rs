@@ -667,4 +667,66 @@ mod tests {
         let log = AckedLog::open(&path, day).unwrap();
         assert!(log.contains(&key("/CN=victim", A)));
     }
+
+    #[test]
+    fn seal_ids_survive_re_encoding_and_differ_between_sealings() {
+        use crate::crypto::{seal, Cipher, Identity};
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::Pki::generate(&dir.path().join("pki")).unwrap();
+        let signer = Identity::load(&pki.client.cert, &pki.client.key).unwrap();
+        let server = crate::crypto::load_cert(&pki.server.cert).unwrap();
+        let msg = b"APEL-summary-job-message: v0.2\n";
+        let body = seal(msg, &signer, &server, Cipher::Aes128).unwrap();
+        let ids = seal_ids(&body);
+        assert_eq!(ids.len(), 1, "one recipient");
+        assert_ne!(ids, vec![SealId::of(&body)], "not the digest of the bytes");
+
+        // The same envelope with other MIME line ends and base64 line lengths.
+        let text = String::from_utf8(body.clone()).unwrap();
+        let (head, b64) = text.split_once("\n\n").unwrap();
+        let joined: String = b64.split_whitespace().collect();
+        let wrapped: Vec<&str> = joined
+            .as_bytes()
+            .chunks(40)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let rewritten = format!(
+            "{}\r\n\r\n{}\r\n",
+            head.replace('\n', "\r\n"),
+            wrapped.join("\r\n")
+        );
+        assert_ne!(rewritten.as_bytes(), &body[..]);
+        assert_eq!(seal_ids(rewritten.as_bytes()), ids);
+
+        // Sealed again (a genuine resend): a new content key, a new id.
+        let again = seal(msg, &signer, &server, Cipher::Aes128).unwrap();
+        assert_ne!(seal_ids(&again), ids);
+        // What is not an envelope is known by its bytes.
+        assert_eq!(seal_ids(b"garbage"), vec![SealId::of(b"garbage")]);
+        assert_eq!(SealId::parse(&ids[0].to_string()), Some(ids[0]));
+    }
+
+    #[test]
+    fn seal_ids_are_durable_and_age_with_the_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked.log");
+        let day = Duration::from_secs(86400);
+        {
+            let mut log = AckedLog::open(&path, day).unwrap();
+            let mut a = acked("/CN=a", A, "/q", "i");
+            a.seals = vec![SealId(1), SealId(2)];
+            log.record(&[a], None).unwrap();
+            // Confirming the message does not forget how it was sealed.
+            log.forget(&key("/CN=a", A)).unwrap();
+            assert!(log.has_seal(SealId(2)));
+        }
+        let now = now_secs();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("= 1 {}\n= {now} zz\n", SealId(3)));
+        std::fs::write(&path, text).unwrap();
+        let log = AckedLog::open(&path, day).unwrap();
+        assert!(log.has_seal(SealId(1)) && log.has_seal(SealId(2)));
+        assert!(!log.has_seal(SealId(3)), "older than the maximum age");
+        assert!(!log.contains(&key("/CN=a", A)));
+    }
 }

@@ -36,10 +36,10 @@ const LANE_DEPTH: usize = 64;
 const MAX_PENDING: u32 = 256;
 
 /// Bytes of frames queued in or handled by the lanes at once (sealed bodies as received).
-pub(crate) const MAX_WAITING_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
 
 /// Bytes of frames the STOMP client may hold that the dispatcher has not taken yet.
-pub(crate) const MAX_CLIENT_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_CLIENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// One `msg` to handle.
 pub(crate) struct Job {
