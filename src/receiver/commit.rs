@@ -7,8 +7,19 @@
 //! threads. A single writer also makes the duplicate check and the store one atomic step.
 //! Requests are applied in arrival order (a confirmation never overtakes an earlier store), and
 //! the `ssm-reack` confirmations of a batch share its fsync of the acked record. The batch's
-//! fsyncs are issued together (`Dirq::add_batch`): fsync latency, not disk bandwidth, is what
-//! limits a batch.
+//! fsyncs are issued together (`Dirq::add_batch_partial`): fsync latency, not disk bandwidth,
+//! is what limits a batch.
+//!
+//! Guarantees:
+//! - `Stored` and `Duplicate` (the outcomes that are acked) are only given for a message that
+//!   is durably stored and recorded: a copy of a message in the same batch as its first copy
+//!   (a resend, a redelivery, a replay) gets the first copy's fate, so when that one could not
+//!   be stored, neither is acked.
+//! - One outcome per message even when the disk fills in the middle of a batch: what was
+//!   stored is recorded and acked, what was not is not acked (the sender resends it), so
+//!   nothing is stored twice.
+//! - A replay of the sealed bytes of a stored message (same [`SealId`]) is a duplicate whatever
+//!   its unsigned headers say, and its `ssm-reack` is not applied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

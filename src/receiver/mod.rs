@@ -10,7 +10,11 @@
 //!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
 //!   reaches the incoming queue.
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
-//!   acked again. The `ssm-reack` of a message is applied before that message is checked.
+//!   acked again. The `ssm-reack` of a message is applied before that message is checked. A
+//!   replay of a stored message's sealed bytes (within `reack_max_age`) is a duplicate whatever
+//!   its `ssm-msg-id` and `ssm-reack` say (they are not signed).
+//! - What waits in the receiver is bounded by bytes, not frames: beyond the budget it stops
+//!   reading from the broker (back-pressure) rather than dropping anything.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
 //!   of lanes, one per core; the messages of one sender are handled in the order they arrived.
 //!   Stores that are ready together are committed together (one fsync round per batch).
