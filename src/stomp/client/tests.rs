@@ -715,3 +715,36 @@ async fn dropping_the_client_closes_the_connection() {
         Err(StompError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn a_bounded_message_buffer_delivers_in_order_and_still_disconnects() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = accept(&l, V12).await;
+        for i in 0..4 {
+            let msg = Frame::new(Command::Message)
+                .with_header("destination", "/topic/t")
+                .with_header("message-id", format!("m{i}"))
+                .with_body(vec![b'x'; 1000]);
+            conn.send(Item::Frame(msg)).await.unwrap();
+        }
+        // The DISCONNECT comes while the client's buffer is full: its RECEIPT must still be read.
+        let disconnect = next_frame(&mut conn).await;
+        assert_eq!(disconnect.command, Command::Disconnect);
+        reply_receipt(&mut conn, &disconnect).await;
+        // Keep the connection open until the client is done with it.
+        let _ = conn.next().await;
+    });
+    let mut c = cfg(vec![addr]);
+    // Room for one body and a half: the reader waits for every second message.
+    c.max_buffered_bytes = Some(1500);
+    let mut client = Client::connect(&c).await.unwrap();
+    for i in 0..2 {
+        match client.recv().await.unwrap() {
+            Event::Message(f) => assert_eq!(f.header("message-id"), Some(format!("m{i}").as_str())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    client.disconnect().await.unwrap();
+    server.await.unwrap();
+}
