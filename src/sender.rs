@@ -338,6 +338,7 @@ impl Sender {
             ));
         };
         let mut broker_error: Option<StompError> = None;
+        let mut refused: Option<SenderError> = None;
         let trust = self
             .settings
             .verify_server_cert
@@ -382,7 +383,10 @@ impl Sender {
                                     self.server_cert = Some(cert.clone());
                                     return Ok(cert);
                                 }
-                                Err(err) => warn!(%err, "ignoring a certresp"),
+                                Err(err) => {
+                                    warn!(%err, "ignoring a certresp");
+                                    refused = Some(err);
+                                }
                             }
                         }
                     }
@@ -398,8 +402,9 @@ impl Sender {
         match broker_error {
             Some(err) => Err(SenderError::Broker(err)),
             None => Err(SenderError::ServerCert(format!(
-                "no certresp after {} attempts",
-                self.settings.max_attempts
+                "no usable certresp after {} attempts{}",
+                self.settings.max_attempts,
+                refused.map_or(String::new(), |e| format!(" (last refused: {e})"))
             ))),
         }
     }

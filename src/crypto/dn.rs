@@ -386,6 +386,9 @@ impl DnList {
     }
 }
 
+/// Size, mtime (seconds, nanoseconds) and inode of a file: what must not change between reads.
+type FileStamp = (u64, i64, i64, u64);
+
 /// The allowed-DN file of a running receiver: loads it, and re-reads it (on SIGHUP) only into
 /// a list that is whole.
 ///
@@ -502,7 +505,7 @@ impl DnFile {
         )))
     }
 
-    fn read_once(&self) -> Result<((u64, i64, i64, u64), Vec<u8>), CryptoError> {
+    fn read_once(&self) -> Result<(FileStamp, Vec<u8>), CryptoError> {
         use std::os::unix::fs::MetadataExt;
         let io = |e: std::io::Error| self.err(e.to_string());
         let before = std::fs::metadata(&self.path).map_err(io)?;

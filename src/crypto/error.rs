@@ -32,7 +32,7 @@ pub enum CryptoError {
         reason: String,
     },
     /// The signer cannot be judged because of the verifier's own trust store: its CRL for a
-    /// CA of the chain is missing, expired, not yet valid or unreadable. Not the signer's
+    /// CA of the chain is past its nextUpdate or before its lastUpdate. Not the signer's
     /// fault: a receiver must not answer it `REJECTED` (see [`CryptoError::is_own_fault`]).
     #[error("cannot check signer {dn} with our own CRLs: {reason}")]
     TrustUnavailable {

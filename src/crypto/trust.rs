@@ -15,9 +15,11 @@
 //!   serverAuth/clientAuth, not S/MIME): signatures along the chain, validity times and, when
 //!   enabled, CRLs for every certificate in the chain (`CRL_CHECK | CRL_CHECK_ALL`: a missing
 //!   CRL is then an error, as with `openssl verify -crl_check_all`).
-//! - A CRL problem that is the verifier's own (its CRL for a CA is missing, expired, not yet
-//!   valid or unreadable) is [`CryptoError::TrustUnavailable`], never a verdict on the signer:
-//!   callers must not answer it as a rejection.
+//! - A CRL problem that is the verifier's own (its CRL for a CA of the chain is expired or not
+//!   yet valid) is [`CryptoError::TrustUnavailable`], never a verdict on the signer: callers
+//!   must not answer it as a rejection. A CA with no CRL at all still makes its signers
+//!   untrusted (a sender could provoke that case with an invented intermediate CA);
+//!   [`TrustStore::crl_problems`] reports it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,9 +37,12 @@ use super::error::{ssl_reason, CryptoError};
 const X509_V_ERR_CERT_NOT_YET_VALID: i32 = 9;
 const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const X509_V_ERR_CERT_REVOKED: i32 = 23;
-/// The verifier's own CRL problems: no CRL for an issuer, a CRL whose signature cannot be
-/// checked or is wrong, a CRL not yet valid or expired, broken CRL time fields.
-const OWN_CRL_ERRORS: [i32; 7] = [3, 5, 8, 11, 12, 15, 16];
+/// The verifier's own CRL problems: a CRL not yet valid or expired, or with broken time fields.
+/// Only the state of our own CRLs decides these. Not in the list, because a sender can provoke
+/// them with a chain of its own making (OpenSSL checks revocation before the signatures along
+/// the chain): no CRL for an issuer (3; an invented intermediate has none) and a CRL whose
+/// signature does not verify (5, 8; an invented CA named like a real one).
+const OWN_CRL_ERRORS: [i32; 4] = [11, 12, 15, 16];
 
 /// Trusted CAs and CRLs, shared (cloning is cheap, and clones share reloads).
 #[derive(Clone)]
@@ -434,8 +439,8 @@ impl TrustStore {
     ///
     /// Errors: [`CryptoError::Expired`] / [`CryptoError::NotYetValid`] for a certificate of the
     /// chain out of its validity, [`CryptoError::Revoked`] if one is in its issuer's CRL,
-    /// [`CryptoError::TrustUnavailable`] when this store's own CRL for the chain is missing,
-    /// expired or not yet valid (not the signer's fault), [`CryptoError::UntrustedSigner`] for
+    /// [`CryptoError::TrustUnavailable`] when this store's own CRL for the chain is expired or
+    /// not yet valid (not the signer's fault), [`CryptoError::UntrustedSigner`] for
     /// anything else, with OpenSSL's reason.
     pub fn verify(&self, cert: &X509, untrusted_chain: &[X509]) -> Result<(), CryptoError> {
         let dn = subject_dn(cert);

@@ -222,7 +222,7 @@ impl Source for ReceiverMetrics {
             ),
             (
                 "ssm_trust_unavailable_total",
-                "Messages not acked because our own CRLs could not judge the signer (stale or missing CRL).",
+                "Messages not acked because our own CRLs could not judge the signer (expired or not yet valid CRL).",
                 &s.trust_unavailable,
             ),
             (

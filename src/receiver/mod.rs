@@ -9,8 +9,8 @@
 //!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
 //!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
 //!   reaches the incoming queue.
-//! - A message whose signer our own trust store cannot judge (our CRL for its CA is missing,
-//!   expired or not yet valid) is neither stored nor rejected: it is logged, counted in
+//! - A message whose signer our own trust store cannot judge (our CRL for its CA is expired
+//!   or not yet valid) is neither stored nor rejected: it is logged, counted in
 //!   [`Stats::trust_unavailable`] and not acked, so that the sender sends it again.
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked.

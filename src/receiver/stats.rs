@@ -160,7 +160,7 @@ pub struct Stats {
     /// Messages neither stored nor rejected because storage failed (no ack sent).
     pub store_failures: AtomicU64,
     /// Messages neither stored nor rejected because our own trust store could not judge the
-    /// signer (its CRL is missing, expired or not yet valid): no ack sent.
+    /// signer (its CRL is expired or not yet valid): no ack sent.
     pub trust_unavailable: AtomicU64,
     /// `certreq` messages answered.
     pub certreqs: AtomicU64,
