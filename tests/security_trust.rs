@@ -774,8 +774,15 @@ fn a_dn_file_reload_refuses_partial_files() {
     let cut: String = full.lines().take(40).map(|l| format!("{l}\n")).collect();
     std::fs::write(&path, &cut).unwrap();
     let err = file.reload(&current).unwrap_err().to_string();
-    assert!(err.contains("keeps only 40 of the 200"), "{err}");
+    assert!(err.contains("holds 40 DNs where 200 are in use"), "{err}");
     assert_eq!(file.reload(&current).unwrap().len(), 40);
+    // A cut by a quarter or less, or a replacement, goes through at once.
+    let most: String = full.lines().take(150).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, &most).unwrap();
+    assert_eq!(file.reload(&current).unwrap().len(), 150);
+    let one = DnList::parse("/CN=a\n").0;
+    std::fs::write(&path, "/CN=b\n").unwrap();
+    assert!(file.reload(&one).unwrap().contains("/CN=b"));
     // Ordinary edits go through at once.
     let mut edited = full.clone();
     edited.push_str("/C=UK/O=ssm-test/CN=new.example.org\n");

@@ -398,9 +398,10 @@ type FileStamp = (u64, i64, i64, u64);
 ///   (tried up to [`DnFile::TRIES`] times while the file keeps changing);
 /// - it is UTF-8, its last line ends with a newline (a writer stopped mid-line leaves none) and
 ///   it holds at least one DN;
-/// - it keeps at least half of the DNs in use. A bigger cut looks like a file cut short at a
-///   line end; it is refused once and accepted when the next reload finds the very same
-///   content (a second SIGHUP confirms a deliberate cut; a restart accepts any valid file).
+/// - it is not smaller than the list in use by more than a quarter (and two DNs or more). A
+///   bigger cut looks like a file cut short at a line end; it is refused once and accepted
+///   when the next reload finds the very same content (a second SIGHUP confirms a deliberate
+///   cut; a restart accepts any valid file).
 #[derive(Debug)]
 pub struct DnFile {
     path: std::path::PathBuf,
@@ -446,23 +447,24 @@ impl DnFile {
             ));
         }
         let list = self.parse_checked(&text)?;
-        let kept = current.iter().filter(|dn| list.contains_dn(dn)).count();
-        if kept * 2 < current.len() {
+        let (now, before) = (list.len(), current.len());
+        // Shrinking by more than a quarter (and by two DNs or more) at once is what a file cut
+        // short at a line end looks like; replacing or adding DNs is not.
+        if before.saturating_sub(now) >= 2 && now * 4 < before * 3 {
             if self.refused_cut.as_deref() == Some(text.as_str()) {
                 self.refused_cut = None;
                 tracing::warn!(
                     file = %self.path.display(),
-                    kept,
-                    before = current.len(),
+                    now,
+                    before,
                     "allowed-DN list cut down, confirmed by a second reload"
                 );
                 return Ok(list);
             }
             self.refused_cut = Some(text);
             return Err(self.err(format!(
-                "it keeps only {kept} of the {} DNs in use, as a file cut short would; \
-                 send SIGHUP again to confirm if that is intended",
-                current.len()
+                "it holds {now} DNs where {before} are in use, as a file cut short would; \
+                 send SIGHUP again to confirm if that is intended"
             )));
         }
         self.refused_cut = None;
