@@ -133,11 +133,7 @@ fn make_cert(
     not_after: i64,
 ) -> Result<X509, CryptoError> {
     let err = pki_err("building a certificate");
-    let mut name = X509NameBuilder::new().map_err(&err)?;
-    for (k, v) in subject {
-        name.append_entry_by_text(k, v).map_err(&err)?;
-    }
-    let name = name.build();
+    let name = build_name(subject)?;
     let mut b = X509Builder::new().map_err(&err)?;
     b.set_version(2).map_err(&err)?;
     b.set_serial_number(&*random_serial()?).map_err(&err)?;
@@ -221,6 +217,44 @@ fn make_cert(
     Ok(b.build())
 }
 
+/// Builds a name from `(key, value)` pairs, one RDN each; a key written `+KEY` adds its
+/// attribute to the RDN before it (a multi-valued RDN, which the `openssl` crate's builder
+/// cannot make).
+fn build_name(subject: &[(&str, &str)]) -> Result<openssl::x509::X509Name, CryptoError> {
+    use foreign_types::ForeignType;
+    let err = pki_err("building a name");
+    let name = X509NameBuilder::new().map_err(&err)?.build();
+    for (k, v) in subject {
+        let (key, set) = match k.strip_prefix('+') {
+            Some(key) => (key, -1),
+            None => (*k, 0),
+        };
+        let bad = |what: &str| CryptoError::Pki {
+            step: "building a name".into(),
+            reason: format!("{what} in {key}={v}"),
+        };
+        let key_c = std::ffi::CString::new(key).map_err(|_| bad("NUL"))?;
+        let len = libc::c_int::try_from(v.len()).map_err(|_| bad("too long a value"))?;
+        // SAFETY: `name` is a valid X509_NAME we own; the key is NUL-terminated and the value
+        // pointer/length pair describes `v`. OpenSSL copies both.
+        let ok = unsafe {
+            openssl_sys::X509_NAME_add_entry_by_txt(
+                name.as_ptr(),
+                key_c.as_ptr(),
+                openssl_sys::MBSTRING_UTF8,
+                v.as_ptr(),
+                len,
+                -1,
+                set,
+            )
+        };
+        if ok != 1 {
+            return Err(err(openssl::error::ErrorStack::get()));
+        }
+    }
+    Ok(name)
+}
+
 /// Writes `bytes` to `path` with the given mode (created fresh, so the mode holds from the start).
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CryptoError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -269,11 +303,23 @@ fn issue(
 }
 
 fn make_crl(ca: &Issued, revoked: &[&X509]) -> Result<X509Crl, CryptoError> {
+    make_crl_at(ca, revoked, -DAY, 365 * DAY, 1)
+}
+
+/// A CRL of `ca` listing `revoked`, with lastUpdate and nextUpdate `last`/`next` seconds from
+/// now and CRL number `number`.
+fn make_crl_at(
+    ca: &Issued,
+    revoked: &[&X509],
+    last: i64,
+    next: i64,
+    number: u32,
+) -> Result<X509Crl, CryptoError> {
     let err = pki_err("building the CRL");
     let mut b = X509CrlBuilder::new().map_err(&err)?;
     b.set_issuer_name(ca.cert.subject_name()).map_err(&err)?;
-    b.set_last_update(&*time(-DAY)?).map_err(&err)?;
-    b.set_next_update(&*time(365 * DAY)?).map_err(&err)?;
+    b.set_last_update(&*time(last)?).map_err(&err)?;
+    b.set_next_update(&*time(next)?).map_err(&err)?;
     for cert in revoked {
         let mut r = X509RevokedBuilder::new().map_err(&err)?;
         r.set_serial_number(cert.serial_number()).map_err(&err)?;
@@ -297,7 +343,7 @@ fn make_crl(ca: &Issued, revoked: &[&X509]) -> Result<X509Crl, CryptoError> {
     b.append_extension(X509Extension::new_from_der(&oid, false, &value).map_err(&err)?)
         .map_err(&err)?;
     b.append_extension(
-        CrlNumber::new(BigNum::from_u32(1).map_err(&err)?)
+        CrlNumber::new(BigNum::from_u32(number).map_err(&err)?)
             .map_err(&err)?
             .build()
             .map_err(&err)?,
@@ -402,6 +448,76 @@ impl Pki {
         })
     }
 
+    fn ca_issued(&self) -> Result<Issued, CryptoError> {
+        Ok(Issued {
+            cert: crate::crypto::load_cert(&self.ca.cert)?,
+            key: crate::crypto::load_key(&self.ca.key)?,
+        })
+    }
+
+    /// Issues a client certificate signed by the CA with any subject: `(key, value)` pairs in
+    /// order, one RDN each, a key written `+KEY` joining the RDN before it (multi-valued);
+    /// values may hold any character (`/`, `+`, `\`...). Written as
+    /// `<dir>/<stem>.{crt,key}` (`stem` must be usable in a file name).
+    pub fn issue_client_named(
+        &self,
+        stem: &str,
+        subject: &[(&str, &str)],
+    ) -> Result<CertFiles, CryptoError> {
+        if stem.is_empty() || stem.contains(['/', '\0']) || stem.starts_with('.') {
+            return Err(CryptoError::Pki {
+                step: "issuing a client certificate".into(),
+                reason: format!("{stem:?} cannot be used in a file name"),
+            });
+        }
+        let ca = self.ca_issued()?;
+        let client = issue(subject, Kind::Client, Some(&ca), -DAY, 10 * 365 * DAY)?;
+        save(&self.dir, stem, &client)
+    }
+
+    /// A CRL of the CA (PEM) listing `revoked`, valid from `last_update` to `next_update`
+    /// seconds from now (negative: in the past), with CRL number `number`.
+    pub fn crl_pem(
+        &self,
+        revoked: &[&CertFiles],
+        last_update: i64,
+        next_update: i64,
+        number: u32,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let ca = self.ca_issued()?;
+        let certs = revoked
+            .iter()
+            .map(|c| crate::crypto::load_cert(&c.cert))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&X509> = certs.iter().collect();
+        make_crl_at(&ca, &refs, last_update, next_update, number)?
+            .to_pem()
+            .map_err(pki_err("encoding the CRL"))
+    }
+
+    /// A copy of the hashed CA directory under `dir` (created) holding the CA and `crl_pem` as
+    /// its CRL: a `capath` a test may change while a receiver uses it.
+    pub fn capath_with_crl(&self, dir: &Path, crl_pem: &[u8]) -> Result<PathBuf, CryptoError> {
+        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let ca = crate::crypto::load_cert(&self.ca.cert)?;
+        let hash = ca.subject_name_hash();
+        let ca_pem = ca.to_pem().map_err(pki_err("encoding the CA"))?;
+        write_file(&dir.join(format!("{hash:08x}.0")), &ca_pem, 0o644)?;
+        self.install_crl(dir, crl_pem)?;
+        Ok(dir.to_path_buf())
+    }
+
+    /// Replaces the CA's CRL in the hashed directory `capath` with `crl_pem`, atomically (a
+    /// new file renamed over `<hash>.r0`, as `fetch-crl` does).
+    pub fn install_crl(&self, capath: &Path, crl_pem: &[u8]) -> Result<(), CryptoError> {
+        let ca = crate::crypto::load_cert(&self.ca.cert)?;
+        let hash = ca.subject_name_hash();
+        let tmp = capath.join(format!(".{hash:08x}.r0.new"));
+        write_file(&tmp, crl_pem, 0o644)?;
+        let target = capath.join(format!("{hash:08x}.r0"));
+        fs::rename(&tmp, &target).map_err(io_err(format!("renaming to {}", target.display())))
+    }
+
     /// Issues one more client certificate signed by the CA, with DN `/C=UK/O=ssm-test/CN=<name>`,
     /// written as `<dir>/client-<name>.{crt,key}` (`name` must be usable in a file name).
     pub fn issue_client(&self, name: &str) -> Result<CertFiles, CryptoError> {
@@ -411,10 +527,7 @@ impl Pki {
                 reason: format!("{name:?} cannot be used in a file name"),
             });
         }
-        let ca = Issued {
-            cert: crate::crypto::load_cert(&self.ca.cert)?,
-            key: crate::crypto::load_key(&self.ca.key)?,
-        };
+        let ca = self.ca_issued()?;
         let client = issue(
             &[("C", "UK"), ("O", "ssm-test"), ("CN", name)],
             Kind::Client,

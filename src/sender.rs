@@ -12,7 +12,8 @@
 //! - A lost broker connection is re-established (with the client's failover and backoff) and
 //!   the message in flight is sent again; the receiver stores resends once.
 //! - Without a configured server certificate, the sender asks for it (`certreq`) and uses the
-//!   answer only if it chains to a trusted CA and carries the configured server DN.
+//!   answer only if it chains to a trusted CA and carries the configured server DN (compared
+//!   RDN by RDN); any other `certresp` is ignored while the real one is waited for.
 //! - A message left locked by a sender that died is sent again by the first pass after its
 //!   lock went stale (the queue's default lock age, 600 s).
 //! - A `msg`'s `ssm-msg-id` is its queue element's name (stable across resends), with bytes
@@ -337,6 +338,11 @@ impl Sender {
             ));
         };
         let mut broker_error: Option<StompError> = None;
+        let mut refused: Option<SenderError> = None;
+        let trust = self
+            .settings
+            .verify_server_cert
+            .then(|| self.settings.trust.clone());
         for attempt in 1..=self.settings.max_attempts {
             let req = SsmMessage::CertReq {
                 reply_to: self.settings.reply_queue.clone(),
@@ -369,10 +375,19 @@ impl Sender {
                         if let Ok(SsmMessage::CertResp { cert_pem }) =
                             SsmMessage::from_frame(&frame)
                         {
-                            let cert = self.check_server_cert(&cert_pem, &want_dn)?;
-                            info!(dn = %want_dn, "got the server certificate by certreq");
-                            self.server_cert = Some(cert.clone());
-                            return Ok(cert);
+                            // Anyone can send to our reply queue: a certresp that fails the
+                            // checks is ignored, and the real one is still waited for.
+                            match check_server_cert(&cert_pem, &want_dn, trust.as_ref()) {
+                                Ok(cert) => {
+                                    info!(dn = %want_dn, "got the server certificate by certreq");
+                                    self.server_cert = Some(cert.clone());
+                                    return Ok(cert);
+                                }
+                                Err(err) => {
+                                    warn!(%err, "ignoring a certresp");
+                                    refused = Some(err);
+                                }
+                            }
                         }
                     }
                     Ok(Ok(Event::Error(frame))) => {
@@ -387,27 +402,11 @@ impl Sender {
         match broker_error {
             Some(err) => Err(SenderError::Broker(err)),
             None => Err(SenderError::ServerCert(format!(
-                "no certresp after {} attempts",
-                self.settings.max_attempts
+                "no usable certresp after {} attempts{}",
+                self.settings.max_attempts,
+                refused.map_or(String::new(), |e| format!(" (last refused: {e})"))
             ))),
         }
-    }
-
-    fn check_server_cert(&self, pem: &str, want_dn: &str) -> Result<X509, SenderError> {
-        let cert = X509::from_pem(pem.as_bytes()).map_err(|e| {
-            SenderError::ServerCert(format!("certresp is not a PEM certificate: {e}"))
-        })?;
-        let dn = crypto::subject_dn(&cert);
-        if dn != want_dn {
-            return Err(SenderError::ServerCert(format!(
-                "certresp certificate is for {dn}, expected {want_dn}"
-            )));
-        }
-        if self.settings.verify_server_cert {
-            self.settings.trust.verify(&cert, &[])?;
-        }
-        crypto::check_validity(&cert, Duration::ZERO)?;
-        Ok(cert)
     }
 
     /// Locks the next lockable element of `names` and starts sealing it on the blocking pool,
@@ -632,6 +631,29 @@ fn wire_id(name: &str) -> String {
         }
     }
     out
+}
+
+/// Checks a `certresp` certificate: PEM, the wanted DN (RDN by RDN), chained to `trust` when
+/// given, valid now.
+fn check_server_cert(
+    pem: &str,
+    want_dn: &str,
+    trust: Option<&TrustStore>,
+) -> Result<X509, SenderError> {
+    let cert = X509::from_pem(pem.as_bytes())
+        .map_err(|e| SenderError::ServerCert(format!("certresp is not a PEM certificate: {e}")))?;
+    // RDN by RDN: a `/` or `+` inside a value must not pass for a separator.
+    let dn = crypto::Dn::of_name(cert.subject_name());
+    if crypto::Dn::parse(want_dn).as_ref() != Some(&dn) {
+        return Err(SenderError::ServerCert(format!(
+            "certresp certificate is for {dn}, expected {want_dn}"
+        )));
+    }
+    if let Some(trust) = trust {
+        trust.verify(&cert, &[])?;
+    }
+    crypto::check_validity(&cert, Duration::ZERO)?;
+    Ok(cert)
 }
 
 #[cfg(test)]

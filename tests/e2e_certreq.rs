@@ -84,8 +84,20 @@ async fn certresp_with_the_wrong_dn_is_refused_and_the_message_stays_queued() {
             "[{}] left locked",
             t.name
         );
-        // Nothing else reached the topic: the message was never sent to the wrong server.
+        // Only certreqs (the sender kept asking) reached the topic: the message was never sent
+        // to the wrong server.
         let mut fake = faker.await.unwrap();
-        fake.silent(std::time::Duration::from_millis(300)).await;
+        while let Ok(Ok(ssm::stomp::Event::Message(frame))) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), fake.client.recv()).await
+        {
+            assert!(
+                matches!(
+                    SsmMessage::from_frame(&frame),
+                    Ok(SsmMessage::CertReq { .. })
+                ),
+                "[{}] {frame:?}",
+                t.name
+            );
+        }
     }
 }

@@ -194,6 +194,10 @@ pub fn check_sender(report: &mut Report, cfg: &SenderConfig, offline: bool) {
                 expiry(report, "server certificate expiry", &server);
             }
         }
+        (None, Some(dn)) if crypto::Dn::parse(dn).is_none() => report.fail(
+            "server certificate",
+            format!("server_dn {dn:?} is not a DN in slash form (/C=../O=../CN=..)"),
+        ),
         (None, Some(dn)) => report.ok(
             "server certificate",
             format!("asked for by certreq, must be {dn}"),
@@ -224,6 +228,16 @@ pub fn check_receiver(report: &mut Report, cfg: &ReceiverConfig, offline: bool) 
     );
     if let (Some(cert), Some(trust)) = (&ours, &trust) {
         chains(report, "certificate chain", cert, trust);
+    }
+    if let Some(trust) = &trust {
+        // Reported, not failed: the receiver runs, but does not ack (nor reject) messages it
+        // cannot check until a fresh CRL is installed.
+        for problem in trust.crl_problems() {
+            report.ok(
+                "CRL warning",
+                format!("{problem} (messages from its signers would not be acked)"),
+            );
+        }
     }
     match std::fs::read_to_string(&cfg.dn_file) {
         Err(e) => report.fail("allowed DNs", format!("{}: {e}", cfg.dn_file.display())),

@@ -35,6 +35,9 @@ pub struct ReceiverConfig {
     pub path: PathBuf,
     /// Allowed sender DNs, one per line; default `/etc/apel/dns`.
     pub dn_file: PathBuf,
+    /// Accept messages signed with MD5 or SHA-1 digests (`[receiver] allow_weak_digests`);
+    /// default off: they are rejected.
+    pub allow_weak_digests: bool,
     /// How long the record of acked MD5s is kept; default 7 days.
     pub reack_max_age: Duration,
     /// Logging.
@@ -79,6 +82,7 @@ impl ReceiverConfig {
             destination: String::new(),
             path: PathBuf::new(),
             dn_file: PathBuf::from(DEFAULT_DN_FILE),
+            allow_weak_digests: false,
             reack_max_age: DEFAULT_REACK_MAX_AGE,
             logging,
             pidfile: None,
@@ -140,6 +144,9 @@ impl Loadable for ReceiverConfig {
         let mut c = ReceiverConfig::unset(r.broker()?, r.logging()?);
         if let Some(dn_file) = r.path("receiver", "dn_file")? {
             c.dn_file = dn_file;
+        }
+        if let Some(v) = r.bool("receiver", "allow_weak_digests")? {
+            c.allow_weak_digests = v;
         }
 
         const CERTS: &str = "certificates";

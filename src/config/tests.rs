@@ -167,6 +167,7 @@ fn example_receiver_cfg_gives_the_defaults() {
             destination: "/topic/global.accounting.test".into(),
             path: "/var/spool/apel".into(),
             dn_file: DEFAULT_DN_FILE.into(),
+            allow_weak_digests: false,
             reack_max_age: Duration::from_secs(7 * 24 * 3600),
             logging: LoggingSettings::default(),
             pidfile: None,

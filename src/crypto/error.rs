@@ -31,6 +31,22 @@ pub enum CryptoError {
         /// Why the chain was refused.
         reason: String,
     },
+    /// The signer cannot be judged because of the verifier's own trust store: its CRL for a
+    /// CA of the chain is past its nextUpdate or before its lastUpdate. Not the signer's
+    /// fault: a receiver must not answer it `REJECTED` (see [`CryptoError::is_own_fault`]).
+    #[error("cannot check signer {dn} with our own CRLs: {reason}")]
+    TrustUnavailable {
+        /// Subject DN of the signer's certificate.
+        dn: String,
+        /// What OpenSSL said (which certificate, which CRL problem).
+        reason: String,
+    },
+    /// The message was signed with a digest that is refused (MD5, SHA-1...).
+    #[error("the message is signed with the weak digest {digest}, which is refused (allow_weak_digests allows it)")]
+    WeakDigest {
+        /// The digest's name.
+        digest: String,
+    },
     /// A certificate (the signer's, or one in its chain, or our own) has expired.
     #[error("certificate {dn} expired on {not_after}")]
     Expired {
@@ -149,6 +165,15 @@ pub enum CryptoError {
         /// Why.
         reason: String,
     },
+}
+
+impl CryptoError {
+    /// Whether the failure is the verifier's own (its trust store cannot judge the signer)
+    /// rather than something wrong with the message: such a message must be neither stored
+    /// nor rejected, so that its sender sends it again once the trust store is fixed.
+    pub fn is_own_fault(&self) -> bool {
+        matches!(self, CryptoError::TrustUnavailable { .. })
+    }
 }
 
 /// Formats an OpenSSL error stack as a short reason: each error's reason text, with the library

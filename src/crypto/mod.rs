@@ -8,7 +8,7 @@
 //! enabled; no S/MIME purpose required), and that it is no larger than the opener's cap.
 //!
 //! Whether the signer is *allowed* is the caller's decision: compare [`Opened::signer_dn`] with a
-//! [`DnList`] (exact match).
+//! [`DnList`] (exact match, RDN by RDN).
 //!
 //! Everything here is synchronous CPU work (a few RSA operations per message); the key material
 //! and trust store are loaded once and shared.
@@ -24,7 +24,7 @@ mod trust;
 use md5::{Digest, Md5};
 
 pub use cipher::{Cipher, UnknownCipher};
-pub use dn::{name_to_slash, subject_dn, DnList};
+pub use dn::{name_to_slash, subject_dn, Dn, DnFile, DnList};
 pub use error::CryptoError;
 pub use identity::{check_validity, key_matches, load_cert, load_key, Identity};
 pub use open::{unpack, Opened, Opener, DEFAULT_MAX_SIZE};

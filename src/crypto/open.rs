@@ -1,5 +1,12 @@
 //! Opening: decrypt, verify the signature, check the signer's chain, base64-decode,
 //! zlib-decompress (with a size cap). The reverse of [`super::seal`].
+//!
+//! Guarantees (besides those of the module [`super`]):
+//! - A signature made with a digest other than SHA-2 or SHA-3 (MD5, SHA-1, anything unknown)
+//!   is refused with [`CryptoError::WeakDigest`], unless the opener was built
+//!   [`Opener::allow_weak_digests`] for old peers.
+//! - A panic inside OpenSSL's bindings on hostile bytes is caught and becomes
+//!   [`CryptoError::Decrypt`] ("internal error"): opening never unwinds into the caller.
 
 use std::io::Read;
 
@@ -52,6 +59,7 @@ pub struct Opener {
     identity: Identity,
     trust: TrustStore,
     max_size: usize,
+    allow_weak_digests: bool,
 }
 
 impl Opener {
@@ -62,7 +70,15 @@ impl Opener {
             identity,
             trust,
             max_size: DEFAULT_MAX_SIZE,
+            allow_weak_digests: false,
         }
+    }
+
+    /// Accepts signatures made with MD5 or SHA-1 digests too (refused by default), for peers
+    /// whose OpenSSL still signs with SHA-1.
+    pub fn allow_weak_digests(mut self, allow: bool) -> Opener {
+        self.allow_weak_digests = allow;
+        self
     }
 
     /// Sets the cap on the decompressed size of a message (bigger ones fail with
@@ -90,6 +106,24 @@ impl Opener {
     /// [`CryptoError::NotYetValid`] / [`CryptoError::Revoked`] (signer's chain),
     /// [`CryptoError::NotBase64`], [`CryptoError::NotZlib`], [`CryptoError::TooLarge`].
     pub fn open(&self, body: &[u8]) -> Result<Opened, CryptoError> {
+        // Second line of defence: the `openssl` crate has panicked on hostile bytes before
+        // (UTF-8 unwraps in its error reporting); a panic must be a refusal, not a crash.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.open_inner(body))) {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err(CryptoError::Decrypt {
+                    reason: format!("internal error while opening (panic: {what})"),
+                })
+            }
+        }
+    }
+
+    fn open_inner(&self, body: &[u8]) -> Result<Opened, CryptoError> {
         let signed = self.decrypt(body)?;
         let (text, signer_cert) = self.verify(&signed)?;
         let content = unpack(&text, self.max_size)?;
@@ -172,12 +206,23 @@ impl Opener {
         let mut content = Vec::new();
         p7.verify(
             &no_certs,
-            self.trust.store(),
+            &self.trust.store(),
             detached.as_deref(),
             Some(&mut content),
             Pkcs7Flags::NOVERIFY,
         )
         .map_err(bad)?;
+        if !self.allow_weak_digests {
+            for nid in signer_digests(&p7) {
+                if !STRONG_DIGESTS.contains(&nid) {
+                    let digest = Nid::from_raw(nid)
+                        .short_name()
+                        .map(str::to_string)
+                        .unwrap_or_else(|_| format!("NID {nid}"));
+                    return Err(CryptoError::WeakDigest { digest });
+                }
+            }
+        }
         let signers = p7.signers(&no_certs, Pkcs7Flags::empty()).map_err(bad)?;
         let embedded: Vec<X509> = p7
             .signed()
@@ -195,6 +240,66 @@ impl Opener {
         })?;
         Ok((content, signer))
     }
+}
+
+/// The digests a signature may use unless weak ones are allowed: SHA-2 and SHA-3.
+const STRONG_DIGESTS: [i32; 8] = [
+    openssl_sys::NID_sha224,
+    openssl_sys::NID_sha256,
+    openssl_sys::NID_sha384,
+    openssl_sys::NID_sha512,
+    openssl_sys::NID_sha3_224,
+    openssl_sys::NID_sha3_256,
+    openssl_sys::NID_sha3_384,
+    openssl_sys::NID_sha3_512,
+];
+
+/// The digest algorithm (NID) of each signer of a signed-data PKCS#7. The `openssl` crate does
+/// not expose signer infos, hence the FFI.
+fn signer_digests(p7: &Pkcs7) -> Vec<i32> {
+    use foreign_types::ForeignType;
+    let mut out = Vec::new();
+    // SAFETY: `p7` is a valid signed-data PKCS7 for the whole block; every pointer read here
+    // is owned by it (get0/get_signer_info return internal pointers, nothing is freed), and
+    // each is checked for NULL before use.
+    unsafe {
+        let infos = openssl_sys::PKCS7_get_signer_info(p7.as_ptr());
+        if infos.is_null() {
+            return out;
+        }
+        let stack = infos as *const openssl_sys::OPENSSL_STACK;
+        for i in 0..openssl_sys::OPENSSL_sk_num(stack) {
+            let si = openssl_sys::OPENSSL_sk_value(stack, i) as *mut openssl_sys::PKCS7_SIGNER_INFO;
+            if si.is_null() {
+                out.push(openssl_sys::NID_undef);
+                continue;
+            }
+            let mut digest: *mut openssl_sys::X509_ALGOR = std::ptr::null_mut();
+            openssl_sys::PKCS7_SIGNER_INFO_get0_algs(
+                si,
+                std::ptr::null_mut(),
+                &mut digest,
+                std::ptr::null_mut(),
+            );
+            if digest.is_null() {
+                out.push(openssl_sys::NID_undef);
+                continue;
+            }
+            let mut object: *const openssl_sys::ASN1_OBJECT = std::ptr::null();
+            openssl_sys::X509_ALGOR_get0(
+                &mut object,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                digest,
+            );
+            out.push(if object.is_null() {
+                openssl_sys::NID_undef
+            } else {
+                openssl_sys::OBJ_obj2nid(object)
+            });
+        }
+    }
+    out
 }
 
 /// The last steps of [`Opener::open`], on verified signed content: drops the `-text` MIME

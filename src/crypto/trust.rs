@@ -1,19 +1,30 @@
 //! The trust store: which CAs (and CRLs) a signer's certificate must chain to.
 //!
-//! Built once from an OpenSSL hashed CA directory (`-CApath`: files named `<hash>.<n>` hold CA
+//! Built from an OpenSSL hashed CA directory (`-CApath`: files named `<hash>.<n>` hold CA
 //! certificates, `<hash>.r<n>` CRLs) and/or a PEM bundle (`-CAfile`), then shared by all threads.
-//! Every hashed file is read when the store is built, so verifying a message does no file I/O;
-//! rebuild the store to pick up new CAs or CRLs (the receiver does so when it re-reads its
-//! allowed-DN list).
+//! Every hashed file is read when the store is built, so verifying a message does no file I/O.
 //!
-//! The chain is checked without any purpose (grid host certificates carry serverAuth/clientAuth,
-//! not S/MIME): signatures along the chain, validity times and, when enabled, CRLs for every
-//! certificate in the chain (`CRL_CHECK | CRL_CHECK_ALL`: a missing CRL is then an error, as
-//! with `openssl verify -crl_check_all`).
+//! Guarantees:
+//! - The store follows its sources: [`TrustStore::reload`] rebuilds it from the same directory
+//!   and file, and [`TrustStore::reload_if_changed`] does so when a hashed file or the bundle
+//!   was added, removed or changed (name, size, mtime, inode). Every clone sees the new store at
+//!   once (clones share it); a verification in progress finishes with the store it started with.
+//! - A failed rebuild (unreadable directory, no CA left, broken bundle) changes nothing: the
+//!   previous store stays in use and the error is returned for the caller to log.
+//! - The chain is checked without any purpose (grid host certificates carry
+//!   serverAuth/clientAuth, not S/MIME): signatures along the chain, validity times and, when
+//!   enabled, CRLs for every certificate in the chain (`CRL_CHECK | CRL_CHECK_ALL`: a missing
+//!   CRL is then an error, as with `openssl verify -crl_check_all`).
+//! - A CRL problem that is the verifier's own (its CRL for a CA of the chain is expired or not
+//!   yet valid) is [`CryptoError::TrustUnavailable`], never a verdict on the signer: callers
+//!   must not answer it as a rejection. A CA with no CRL at all still makes its signers
+//!   untrusted (a sender could provoke that case with an invented intermediate CA);
+//!   [`TrustStore::crl_problems`] reports it.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
+use openssl::asn1::Asn1Time;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Lookup, X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
@@ -26,26 +37,65 @@ use super::error::{ssl_reason, CryptoError};
 const X509_V_ERR_CERT_NOT_YET_VALID: i32 = 9;
 const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const X509_V_ERR_CERT_REVOKED: i32 = 23;
+/// The verifier's own CRL problems: a CRL not yet valid or expired, or with broken time fields.
+/// Only the state of our own CRLs decides these. Not in the list, because a sender can provoke
+/// them with a chain of its own making (OpenSSL checks revocation before the signatures along
+/// the chain): no CRL for an issuer (3; an invented intermediate has none) and a CRL whose
+/// signature does not verify (5, 8; an invented CA named like a real one).
+const OWN_CRL_ERRORS: [i32; 4] = [11, 12, 15, 16];
 
-/// Trusted CAs and CRLs, built once and shared (cloning is cheap).
+/// Trusted CAs and CRLs, shared (cloning is cheap, and clones share reloads).
 #[derive(Clone)]
 pub struct TrustStore {
-    inner: Arc<Inner>,
+    current: Arc<RwLock<Arc<Inner>>>,
+    source: Arc<Source>,
 }
+
+/// Where the store is built from, and what the sources looked like when it last was.
+struct Source {
+    capath: Option<PathBuf>,
+    cafile: Option<PathBuf>,
+    crl_check: bool,
+    seen: Mutex<Option<Fingerprint>>,
+}
+
+/// The name, size, mtime and inode of every hashed file and of the bundle: a change to any
+/// means the store must be rebuilt.
+type Fingerprint = Vec<(String, u64, i64, i64, u64)>;
 
 struct Inner {
     store: X509Store,
     crl_check: bool,
-    cas: usize,
-    crls: usize,
+    certs: Vec<X509>,
+    crls: Vec<X509Crl>,
+}
+
+/// A snapshot of the OpenSSL store (kept alive while in use, even across a reload).
+pub struct StoreSnapshot(Arc<Inner>);
+
+impl std::ops::Deref for StoreSnapshot {
+    type Target = X509Store;
+    fn deref(&self) -> &X509Store {
+        &self.0.store
+    }
+}
+
+/// What a (re)built store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustCounts {
+    /// CA certificates.
+    pub cas: usize,
+    /// CRLs (0 unless CRLs are checked).
+    pub crls: usize,
 }
 
 impl std::fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner();
         f.debug_struct("TrustStore")
-            .field("cas", &self.inner.cas)
-            .field("crls", &self.inner.crls)
-            .field("crl_check", &self.inner.crl_check)
+            .field("cas", &inner.certs.len())
+            .field("crls", &inner.crls.len())
+            .field("crl_check", &inner.crl_check)
             .finish()
     }
 }
@@ -112,6 +162,159 @@ impl TrustStore {
         cafile: Option<&Path>,
         crl_check: bool,
     ) -> Result<TrustStore, CryptoError> {
+        let source = Source {
+            capath: capath.map(Path::to_path_buf),
+            cafile: cafile.map(Path::to_path_buf),
+            crl_check,
+            seen: Mutex::new(None),
+        };
+        // Taken before reading, so that a change made while building is seen next time.
+        let seen = source.fingerprint().ok();
+        let inner = build(capath, cafile, crl_check)?;
+        if let Ok(mut s) = source.seen.lock() {
+            *s = seen;
+        }
+        Ok(TrustStore {
+            current: Arc::new(RwLock::new(Arc::new(inner))),
+            source: Arc::new(source),
+        })
+    }
+
+    /// Rebuilds the store from its directory and bundle and puts it in use. On failure the
+    /// previous store stays in use and the error says why.
+    pub fn reload(&self) -> Result<TrustCounts, CryptoError> {
+        let src = &self.source;
+        let seen = src.fingerprint().ok();
+        let inner = build(src.capath.as_deref(), src.cafile.as_deref(), src.crl_check)?;
+        let counts = TrustCounts {
+            cas: inner.certs.len(),
+            crls: inner.crls.len(),
+        };
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(inner);
+        }
+        if let Ok(mut s) = src.seen.lock() {
+            *s = seen;
+        }
+        Ok(counts)
+    }
+
+    /// Rebuilds the store (as [`TrustStore::reload`]) if a hashed file of the directory or the
+    /// bundle changed since it was last built; `Ok(None)` when nothing changed.
+    pub fn reload_if_changed(&self) -> Result<Option<TrustCounts>, CryptoError> {
+        let now = self.source.fingerprint()?;
+        let unchanged = self
+            .source
+            .seen
+            .lock()
+            .map(|seen| seen.as_ref() == Some(&now))
+            .unwrap_or(false);
+        if unchanged {
+            return Ok(None);
+        }
+        self.reload().map(Some)
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            // A writer cannot panic while holding the lock (it only swaps an Arc).
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The CRL problems that stop signers from being judged right now, one line each: a CRL
+    /// past its nextUpdate or before its lastUpdate, a CA with no CRL. Empty when CRLs are not
+    /// checked.
+    pub fn crl_problems(&self) -> Vec<String> {
+        let inner = self.inner();
+        if !inner.crl_check {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        let Ok(now) = Asn1Time::days_from_now(0) else {
+            return problems;
+        };
+        for crl in &inner.crls {
+            let issuer = super::dn::name_to_slash(crl.issuer_name());
+            if crl.last_update() > now {
+                problems.push(format!(
+                    "the CRL of {issuer} is not valid before {}",
+                    crl.last_update()
+                ));
+            }
+            match crl.next_update() {
+                Some(next) if next < now => problems.push(format!(
+                    "the CRL of {issuer} expired on {next} (nextUpdate): install a fresh one"
+                )),
+                _ => {}
+            }
+        }
+        for ca in &inner.certs {
+            let has_crl = inner.crls.iter().any(|crl| {
+                crl.issuer_name()
+                    .try_cmp(ca.subject_name())
+                    .is_ok_and(|o| o.is_eq())
+            });
+            if !has_crl {
+                problems.push(format!(
+                    "no CRL for CA {}: its signers cannot be checked",
+                    super::dn::subject_dn(ca)
+                ));
+            }
+        }
+        problems
+    }
+}
+
+impl Source {
+    fn fingerprint(&self) -> Result<Fingerprint, CryptoError> {
+        use std::os::unix::fs::MetadataExt;
+        let err = |reason: String| CryptoError::TrustStore { reason };
+        let mut out = Vec::new();
+        let entry = |name: String, m: &std::fs::Metadata| {
+            (
+                name,
+                m.len(),
+                m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+                m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
+                m.ino(),
+            )
+        };
+        if let Some(dir) = &self.capath {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| err(format!("cannot read CA directory {}: {e}", dir.display())))?;
+            for e in entries {
+                let e = e.map_err(|e| err(format!("{}: {e}", dir.display())))?;
+                let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if hashed_name(&name).is_none() {
+                    continue;
+                }
+                // Followed: grid CA directories hold symlinks to the real files.
+                match std::fs::metadata(e.path()) {
+                    Ok(m) => out.push(entry(name, &m)),
+                    Err(_) => out.push((name, 0, 0, 0, 0)),
+                }
+            }
+        }
+        if let Some(file) = &self.cafile {
+            let m = std::fs::metadata(file).map_err(|e| err(format!("{}: {e}", file.display())))?;
+            out.push(entry(format!("cafile:{}", file.display()), &m));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Builds an OpenSSL store from the sources (see [`TrustStore::new`]).
+fn build(
+    capath: Option<&Path>,
+    cafile: Option<&Path>,
+    crl_check: bool,
+) -> Result<Inner, CryptoError> {
+    {
         let err = |reason: String| CryptoError::TrustStore { reason };
         if capath.is_none() && cafile.is_none() {
             return Err(err("neither a CA directory nor a CA file was given".into()));
@@ -167,8 +370,7 @@ impl TrustStore {
         }
         let ssl = |e: openssl::error::ErrorStack| err(ssl_reason(&e));
         let mut builder = X509StoreBuilder::new().map_err(ssl)?;
-        let (cas, ncrls) = (certs.len(), crls.len());
-        for cert in certs {
+        for cert in certs.iter().cloned() {
             // Duplicates (the same CA in the directory and the bundle) are harmless.
             if let Err(e) = builder.add_cert(cert) {
                 let reason = ssl_reason(&e);
@@ -203,36 +405,43 @@ impl TrustStore {
                 .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
                 .map_err(ssl)?;
         }
-        Ok(TrustStore {
-            inner: Arc::new(Inner {
-                store: builder.build(),
-                crl_check,
-                cas,
-                crls: ncrls,
-            }),
+        Ok(Inner {
+            store: builder.build(),
+            crl_check,
+            certs,
+            crls,
         })
     }
+}
 
+impl TrustStore {
     /// Whether CRLs are checked.
     pub fn crl_check(&self) -> bool {
-        self.inner.crl_check
+        self.source.crl_check
     }
 
     /// The number of CA certificates loaded.
     pub fn ca_count(&self) -> usize {
-        self.inner.cas
+        self.inner().certs.len()
     }
 
-    /// The underlying OpenSSL store.
-    pub fn store(&self) -> &X509Store {
-        &self.inner.store
+    /// The number of CRLs loaded (0 unless CRLs are checked).
+    pub fn crl_count(&self) -> usize {
+        self.inner().crls.len()
+    }
+
+    /// The OpenSSL store now in use.
+    pub fn store(&self) -> StoreSnapshot {
+        StoreSnapshot(self.inner())
     }
 
     /// Verifies that `cert` chains to a trusted CA, using `untrusted_chain` for intermediates.
     ///
     /// Errors: [`CryptoError::Expired`] / [`CryptoError::NotYetValid`] for a certificate of the
     /// chain out of its validity, [`CryptoError::Revoked`] if one is in its issuer's CRL,
-    /// [`CryptoError::UntrustedSigner`] for anything else, with OpenSSL's reason.
+    /// [`CryptoError::TrustUnavailable`] when this store's own CRL for the chain is expired or
+    /// not yet valid (not the signer's fault), [`CryptoError::UntrustedSigner`] for
+    /// anything else, with OpenSSL's reason.
     pub fn verify(&self, cert: &X509, untrusted_chain: &[X509]) -> Result<(), CryptoError> {
         let dn = subject_dn(cert);
         let internal = |e: openssl::error::ErrorStack| CryptoError::UntrustedSigner {
@@ -245,7 +454,7 @@ impl TrustStore {
         }
         let mut ctx = X509StoreContext::new().map_err(internal)?;
         let outcome = ctx
-            .init(&self.inner.store, cert, &chain, |c| {
+            .init(&self.inner().store, cert, &chain, |c| {
                 let ok = c.verify_cert()?;
                 let failing = c.current_cert().map(|x| {
                     (
@@ -280,6 +489,7 @@ impl TrustStore {
                 dn: failing_dn,
                 reason,
             },
+            code if OWN_CRL_ERRORS.contains(&code) => CryptoError::TrustUnavailable { dn, reason },
             _ => CryptoError::UntrustedSigner { dn, reason },
         })
     }

@@ -199,7 +199,7 @@ impl Source for ReceiverMetrics {
         let mut e = Exposition::default();
         common(&mut e, "receiver", self.cert_not_after);
         let s = &self.stats;
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             (
                 "ssm_received_total",
                 "msg messages taken off the broker.",
@@ -219,6 +219,11 @@ impl Source for ReceiverMetrics {
                 "ssm_store_failures_total",
                 "Messages not stored because storage failed (not acked).",
                 &s.store_failures,
+            ),
+            (
+                "ssm_trust_unavailable_total",
+                "Messages not acked because our own CRLs could not judge the signer (expired or not yet valid CRL).",
+                &s.trust_unavailable,
             ),
             (
                 "ssm_certreqs_total",

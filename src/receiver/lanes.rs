@@ -173,6 +173,13 @@ async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit)
     })
     .await;
     shared.stats.open_latency.observe(started.elapsed());
+    if let Ok(Err(err)) = &opened {
+        if err.is_own_fault() {
+            let outcome = Outcome::TrustUnavailable(err.to_string());
+            finish_job(shared, job, outcome, None, started).await;
+            return;
+        }
+    }
     let verdict = match opened {
         Ok(Ok((opened, seals))) => {
             let allowed = shared
@@ -296,6 +303,12 @@ async fn finish_job(
             // No ack: the sender keeps the message and sends it again once we can store it.
             error!(id = %job.id, %reason, "not stored; not acking");
             Stats::bump(&shared.stats.store_failures);
+            None
+        }
+        Outcome::TrustUnavailable(reason) => {
+            // Not the sender's fault: no ack, so that it sends the message again later.
+            error!(id = %job.id, %reason, "cannot judge the signer with our CRLs; not acking");
+            Stats::bump(&shared.stats.trust_unavailable);
             None
         }
     };

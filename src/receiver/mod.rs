@@ -9,6 +9,9 @@
 //!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
 //!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
 //!   reaches the incoming queue.
+//! - A message whose signer our own trust store cannot judge (our CRL for its CA is expired
+//!   or not yet valid) is neither stored nor rejected: it is logged, counted in
+//!   [`Stats::trust_unavailable`] and not acked, so that the sender sends it again.
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked. A
 //!   replay of a stored message's sealed bytes (within `reack_max_age`) is a duplicate whatever
@@ -106,6 +109,8 @@ pub(crate) enum Outcome {
     Duplicate(String),
     Rejected(String, RejectReason),
     StoreFailed(String),
+    /// Our own trust store cannot judge the signer (stale CRL): no ack, the sender resends.
+    TrustUnavailable(String),
 }
 
 /// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were handled or

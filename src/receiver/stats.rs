@@ -65,10 +65,12 @@ impl RejectReason {
             CryptoError::Decrypt { .. } | CryptoError::NotEncrypted { .. } => {
                 RejectReason::Undecryptable
             }
-            CryptoError::BadSignature { .. } | CryptoError::NotSigned { .. } => {
-                RejectReason::BadSignature
-            }
-            CryptoError::UntrustedSigner { .. }
+            CryptoError::BadSignature { .. }
+            | CryptoError::NotSigned { .. }
+            | CryptoError::WeakDigest { .. } => RejectReason::BadSignature,
+            // Never a rejection (the receiver does not ack it); listed for completeness.
+            CryptoError::TrustUnavailable { .. }
+            | CryptoError::UntrustedSigner { .. }
             | CryptoError::Expired { .. }
             | CryptoError::NotYetValid { .. }
             | CryptoError::Revoked { .. } => RejectReason::UntrustedSigner,
@@ -157,6 +159,9 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Messages neither stored nor rejected because storage failed (no ack sent).
     pub store_failures: AtomicU64,
+    /// Messages neither stored nor rejected because our own trust store could not judge the
+    /// signer (its CRL is expired or not yet valid): no ack sent.
+    pub trust_unavailable: AtomicU64,
     /// `certreq` messages answered.
     pub certreqs: AtomicU64,
     /// Reconnections to the broker.
