@@ -7,8 +7,9 @@
 //!   the message and sends it again later; it is never answered `REJECTED` for a fault of ours.
 //! - Anything that cannot be accepted (undecryptable, bad or untrusted signature, signer not in
 //!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
-//!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
-//!   reaches the incoming queue.
+//!   reject queue and then answered `REJECTED` when it names a reply queue and a message (a
+//!   usable `ssm-msg-id`, named back in `ssm-ack-for`); nothing of it reaches the incoming
+//!   queue. A frame that names no message is not answered (the answer could only serve a forger).
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
@@ -304,16 +305,22 @@ async fn dispatch(
                 error: Some(reason.clone()),
             };
             committer.reject(record).await;
-            if let Some(reply_to) = reply_to {
-                send_ack(
-                    handle,
-                    &reply_to,
-                    AckOutcome::Rejected {
-                        reason: Some(reason),
-                    },
-                    None,
-                )
-                .await;
+            // Answered only when it names a message: an answer naming nothing is of no use to
+            // a genuine sender and lets anyone send REJECTEDs to any reply queue.
+            match (reply_to, crate::protocol::named_id(frame)) {
+                (Some(reply_to), Some(id)) => {
+                    send_ack(
+                        handle,
+                        &reply_to,
+                        AckOutcome::Rejected {
+                            reason: Some(reason),
+                        },
+                        Some(id),
+                    )
+                    .await;
+                }
+                (Some(_), None) => debug!("not answering: the frame names no message"),
+                (None, _) => {}
             }
             Dispatched::Rejected
         }
