@@ -273,3 +273,165 @@ async fn forged_frames_after_each_message_cost_the_sender_nothing() {
         rx.stop().await;
     }
 }
+
+// --- 7. Log injection --------------------------------------------------------------------
+
+/// A self-signed identity whose subject carries a forged log line, terminal escapes and
+/// Unicode line breaks: what anyone can make, no CA needed.
+fn hostile_identity(cn: &str, ou: &str) -> ssm::crypto::Identity {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("C", "UK").unwrap();
+    name.append_entry_by_text("OU", ou).unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = BigNum::from_u32(4242).unwrap().to_asn1_integer().unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    ssm::crypto::Identity {
+        cert: b.build(),
+        key,
+    }
+}
+
+/// `ssm receive` as a process logging to a file (DEBUG, no console), on `t` (the in-process
+/// embedded broker). Returns once it is subscribed.
+fn spawn_receiver_logging_to(
+    t: &e2e::Target,
+    dir: &std::path::Path,
+    topic: &str,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let p = pki();
+    let cfg = dir.join("receiver.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[broker]\nuse_ssl = false\n\n[logging]\nlogfile = {}\nlevel = DEBUG\nconsole = false\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssm"))
+        .arg("receive")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--broker", &t.addr.to_string(), "--destination", topic])
+        .arg("--cert")
+        .arg(&p.pki.server.cert)
+        .arg("--key")
+        .arg(&p.pki.server.key)
+        .arg("--capath")
+        .arg(&p.pki.capath)
+        .arg("--path")
+        .arg(dir.join("store"))
+        .arg("--dn-file")
+        .arg(&p.dn_file)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ssm receive");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("receiver subscribed") {
+            return child;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ssm receive exited ({status}) before subscribing:\n{text}");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ssm receive did not subscribe within 60 s:\n{text}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether `line` opens as the formatter writes every line: `YYYY-MM-DD HH:MM:SS,mmm - `.
+fn opens_like_a_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 26
+        && b[..23].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            19 => *c == b',',
+            _ => c.is_ascii_digit(),
+        })
+        && &line[23..26] == " - "
+}
+
+/// A message signed by a self-signed certificate whose CN holds a newline and a fake "Stored"
+/// line (plus ESC and BEL), and whose OU holds NEL and a Unicode line separator, reaches a
+/// receiver logging at DEBUG to a file: the log shows them escaped, on the real line, and no
+/// line of it is forged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_signer_dn_cannot_forge_log_lines() {
+    let t = targets()
+        .await
+        .into_iter()
+        .find(|t| t.embedded.is_some())
+        .expect("the embedded broker is always a target");
+    let dir = tmp();
+    let topic = topic();
+    let log = dir.path().join("receiver.log");
+    let mut child = spawn_receiver_logging_to(&t, dir.path(), &topic, &log);
+
+    let forged = "\n1999-01-01 00:00:00,000 - ssm.receiver - INFO - Stored";
+    let cn = format!("{forged}\u{1b}[8m\u{7}");
+    let ou = "ou\u{85}1999-02-02\u{2028}1999-03-03";
+    let evil = hostile_identity(&cn, ou);
+    let mut peer = Peer::connect(&t).await;
+    let sealed = e2e::seal_as(&message("log-injection", 0), &evil);
+    peer.send_msg(&topic, "evil-1", &sealed, None).await;
+    // The rejection is logged before it is answered.
+    let (outcome, frame) = peer.next_ack().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        matches!(outcome, AckOutcome::Rejected { .. }),
+        "{outcome:?} {frame:?}"
+    );
+
+    for line in text.lines() {
+        assert!(
+            opens_like_a_log_line(line) && !line.starts_with("1999-"),
+            "a line not written by the formatter (forged?): {line:?}\n--- log:\n{text}"
+        );
+    }
+    for c in ['\u{1b}', '\u{7}', '\u{85}', '\u{2028}', '\r'] {
+        assert!(!text.contains(c), "raw {c:?} in the log:\n{text}");
+    }
+    let escaped_cn = r"\n1999-01-01 00:00:00,000 - ssm.receiver - INFO - Stored\x1b[8m\x07";
+    let rejecting = text
+        .lines()
+        .find(|l| l.contains("rejecting message") && l.contains("evil-1"))
+        .unwrap_or_else(|| panic!("no 'rejecting message' line for evil-1:\n{text}"));
+    assert!(
+        rejecting.contains(escaped_cn),
+        "the DN is not shown escaped: {rejecting}"
+    );
+    assert!(
+        rejecting.contains(r"ou\u{85}1999-02-02\u{2028}1999-03-03"),
+        "{rejecting}"
+    );
+}
