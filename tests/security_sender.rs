@@ -435,3 +435,70 @@ async fn a_hostile_signer_dn_cannot_forge_log_lines() {
         "{rejecting}"
     );
 }
+
+// --- W. certreq amplification -------------------------------------------------------------
+
+/// A `certreq` naming `reply_to`.
+fn certreq(topic: &str, reply_to: &str) -> Frame {
+    SsmMessage::CertReq {
+        reply_to: reply_to.to_string(),
+        reack: None,
+    }
+    .to_frame(topic)
+}
+
+/// Twenty `certreq`s naming one reply queue get only the limited number of answers (the
+/// burst, plus one per refill period that passed while they were sent); another reply queue
+/// still gets its answer, and so does the first one's next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certreq_answers_are_limited_per_reply_queue() {
+    use ssm::receiver::{CERTRESP_BURST, CERTRESP_REFILL};
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+        let mut target = Peer::connect(&t).await;
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
+            target.send(certreq(&topic, &target.reply_queue)).await;
+        }
+        // The receiver handles the topic in order and answers certreqs as it reads them: by
+        // the time this message is acked, every certresp it sent has been sent.
+        let good = message("certreq-flood", 0);
+        target
+            .send_msg(&topic, "after-certreqs", &seal(&good), None)
+            .await;
+        let mut certresps = 0u32;
+        loop {
+            let frame = target.next().await;
+            match SsmMessage::from_frame(&frame) {
+                Ok(SsmMessage::CertResp { .. }) => certresps += 1,
+                Ok(SsmMessage::Ack { outcome, .. }) => {
+                    assert_eq!(outcome, AckOutcome::Stored(md5(&good)), "[{}]", t.name);
+                    break;
+                }
+                other => panic!("[{}] unexpected {other:?}", t.name),
+            }
+        }
+        let refills = (started.elapsed().as_secs_f64() / CERTRESP_REFILL.as_secs_f64()) as u32;
+        assert!(
+            certresps >= CERTRESP_BURST && certresps <= CERTRESP_BURST + refills + 1,
+            "[{}] {certresps} certresps for 20 certreqs (burst {CERTRESP_BURST}, {refills} refills)",
+            t.name
+        );
+
+        let mut other = Peer::connect(&t).await;
+        other.send(certreq(&topic, &other.reply_queue)).await;
+        let frame = other.next().await;
+        match SsmMessage::from_frame(&frame) {
+            Ok(SsmMessage::CertResp { cert_pem }) => assert!(
+                cert_pem.contains("BEGIN CERTIFICATE"),
+                "[{}] {cert_pem}",
+                t.name
+            ),
+            got => panic!("[{}] another queue got {got:?}", t.name),
+        }
+        let stats = rx.stop().await;
+        assert_eq!(Stats::get(&stats.certreqs), 21, "[{}]", t.name);
+    }
+}

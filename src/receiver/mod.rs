@@ -12,6 +12,9 @@
 //!   queue. A frame that names no message is not answered (the answer could only serve a forger).
 //! - A resent message (same signer and MD5, not yet confirmed by `ssm-reack`) is stored once and
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked.
+//! - A `certreq` is answered at most [`CERTRESP_BURST`] times at once per reply queue, then
+//!   once per [`CERTRESP_REFILL`]; the rest are dropped (counted, reported once a minute), so
+//!   that the receiver cannot be used to send its certificate to a queue over and over.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
 //!   of lanes, one per core; the messages of one sender are handled in the order they arrived.
 //!   Stores that are ready together are committed together (one fsync round per batch).
@@ -21,11 +24,13 @@
 //! used for duplicate detection; `stats` holds the live counters and latency histograms.
 
 mod acked;
+mod certreq;
 mod commit;
 mod lanes;
 mod stats;
 
 pub use acked::{AckKey, Acked, AckedLog, TOMBSTONE_AGE};
+pub use certreq::{CERTRESP_BURST, CERTRESP_REFILL};
 pub use stats::{Histogram, HistogramSnapshot, RejectReason, Stats};
 
 use std::path::PathBuf;
@@ -157,6 +162,7 @@ pub async fn run(
     }
 
     let deadline = settings.run_for.map(|d| tokio::time::Instant::now() + d);
+    let mut certreqs = certreq::Limiter::default();
     let mut handled = 0u64;
     let mut dispatched = 0u64;
     loop {
@@ -169,7 +175,7 @@ pub async fn run(
             Some(()) = done_rx.recv() => handled += 1,
             event = client.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
                 Ok(Event::Message(frame)) => {
-                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats).await {
+                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats, &mut certreqs).await {
                         Dispatched::ToLane => dispatched += 1,
                         Dispatched::Rejected => {
                             dispatched += 1;
@@ -237,6 +243,7 @@ async fn dispatch(
     committer: &commit::Committer,
     handle: &ClientHandle,
     stats: &Stats,
+    certreqs: &mut certreq::Limiter,
 ) -> Dispatched {
     let reply_to = frame.header("reply-to").map(str::to_string);
     match SsmMessage::from_frame(frame) {
@@ -262,6 +269,21 @@ async fn dispatch(
             Stats::bump(&stats.certreqs);
             if let Some(md5) = reack {
                 committer.forget_for_reply_to(md5, reply_to.clone()).await;
+            }
+            match certreqs.check(&reply_to, std::time::Instant::now()) {
+                certreq::Verdict::Answer => {}
+                certreq::Verdict::Drop(report) => {
+                    if let Some(dropped) = report {
+                        warn!(
+                            %reply_to,
+                            dropped,
+                            "certreqs over the limit ({} at once, then one per {:?}, per reply queue) dropped unanswered",
+                            CERTRESP_BURST,
+                            CERTRESP_REFILL
+                        );
+                    }
+                    return Dispatched::NotCounted;
+                }
             }
             let resp = SsmMessage::CertResp {
                 cert_pem: settings.cert_pem.clone(),
