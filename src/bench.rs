@@ -789,6 +789,7 @@ mod latency {
     pub fn install() -> anyhow::Result<Latencies> {
         let lat = Latencies::default();
         let fmt = tracing_subscriber::fmt::layer()
+            .fmt_fields(crate::logging::EscapedFields)
             .with_writer(std::io::stderr)
             .with_filter(LevelFilter::WARN);
         let collect = Collect(lat.clone())

@@ -270,6 +270,16 @@ impl SsmMessage {
     }
 }
 
+/// The `ssm-msg-id` a frame names, when it is one an answer can name (present, non-empty,
+/// plain printable ASCII), whatever else is wrong with the frame.
+///
+/// The receiver answers a frame it cannot accept only when this is `Some`: an answer that names
+/// no message tells a genuine sender nothing, and lets anyone have `REJECTED`s sent to any
+/// reply queue.
+pub fn named_id(frame: &Frame) -> Option<String> {
+    optional(frame, headers::MSG_ID).ok().flatten()
+}
+
 /// Adds `ssm-reack` when there is one.
 fn with_reack(frame: Frame, reack: &Option<String>) -> Frame {
     match reack {

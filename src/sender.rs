@@ -5,8 +5,11 @@
 //!   current one was acked, rejected or given up on. (The next one is locked and sealed while
 //!   the current one waits for its ack; it is unlocked again if the pass stops.)
 //! - A message leaves the outgoing queue only when an ack carrying its MD5 arrives (or when the
-//!   receiver answers `REJECTED`, in which case it is first kept, with the reason, in the local
-//!   reject queue). A message that gets no ack after `max_attempts` attempts stays queued and
+//!   receiver answers `REJECTED` naming it, in which case it is first kept, with the reason, in
+//!   the local reject queue). A `REJECTED` counts only when its `ssm-ack-for` is the message's
+//!   `ssm-msg-id`; an ack naming another message (a late answer to an earlier one) is ignored,
+//!   whatever it says, so no answer carries over to the next message. Anyone who can publish
+//!   to the topic can have `REJECTED`s sent to our reply queue: they cost nothing. A message that gets no ack after `max_attempts` attempts stays queued and
 //!   the pass ends with [`SenderError::NoAck`], or with [`SenderError::Broker`] when the last
 //!   attempt failed at the broker (unreachable, send refused, connection lost).
 //! - A lost broker connection is re-established (with the client's failover and backoff) and
@@ -575,10 +578,13 @@ impl Sender {
         let Some(client) = self.client.as_mut() else {
             return Wait::Lost(StompError::Closed);
         };
-        loop {
+        // Acks that were not for this message: each at debug level, their number once (a
+        // forger can send any number of them; the log must not grow with each).
+        let mut ignored = 0u64;
+        let wait = loop {
             let event = match tokio::time::timeout_at(deadline, client.recv()).await {
-                Err(_) => return Wait::TimedOut,
-                Ok(Err(err)) => return Wait::Lost(err),
+                Err(_) => break Wait::TimedOut,
+                Ok(Err(err)) => break Wait::Lost(err),
                 Ok(Ok(event)) => event,
             };
             let frame = match event {
@@ -593,24 +599,62 @@ impl Sender {
             };
             match SsmMessage::from_frame(&frame) {
                 Ok(SsmMessage::Ack { outcome, ack_for }) => {
-                    // An ack for an earlier message (a late answer to a resend) is not ours.
-                    if ack_for.as_deref().is_some_and(|id| id != msg_id) {
-                        debug!(?ack_for, "ack for another message; ignoring");
-                        continue;
-                    }
-                    match outcome {
-                        AckOutcome::Stored(got) if got == md5 => return Wait::Acked,
-                        AckOutcome::Stored(got) => {
-                            debug!(%got, want = %md5, "ack with another MD5; ignoring");
-                        }
-                        AckOutcome::Rejected { reason } => {
-                            return Wait::Rejected(reason.unwrap_or_else(|| "REJECTED".into()))
+                    match answers(msg_id, md5, outcome, ack_for.as_deref()) {
+                        Answer::Acked => break Wait::Acked,
+                        Answer::Rejected(reason) => break Wait::Rejected(reason),
+                        Answer::NotOurs(why) => {
+                            ignored += 1;
+                            debug!(id = %msg_id, ?ack_for, "ignoring an ack: {why}");
                         }
                     }
                 }
                 Ok(other) => debug!(kind = other.kind(), "ignoring"),
                 Err(err) => debug!(%err, "ignoring a malformed reply"),
             }
+        };
+        if ignored > 0 {
+            info!(
+                id = %msg_id,
+                ignored,
+                "ignored acks that did not answer this message (late answers to an earlier one, or forged)"
+            );
+        }
+        wait
+    }
+}
+
+/// What an `ack` on the reply queue means for the message in flight.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Stored: the ack carries the message's MD5.
+    Acked,
+    /// Refused, with the reason: the ack names the message by its `ssm-msg-id`.
+    Rejected(String),
+    /// Not an answer to this message (why, for the log).
+    NotOurs(&'static str),
+}
+
+/// Decides what an ack means for the message in flight, sent as `msg_id` with content `md5`.
+///
+/// A stored ack counts when its MD5 is the message's (the MD5 is the proof: it is not known
+/// before the receiver has opened the message). A `REJECTED` counts only when its
+/// `ssm-ack-for` names `msg_id`: anyone who can publish to the topic can make the receiver
+/// answer `REJECTED` to any reply queue (a frame that names no message, or another one), and
+/// a late answer to an earlier message must not carry over to this one. An ack naming another
+/// message is never ours, whatever it says.
+fn answers(msg_id: &str, md5: &str, outcome: AckOutcome, ack_for: Option<&str>) -> Answer {
+    let names_us = ack_for == Some(msg_id);
+    if ack_for.is_some() && !names_us {
+        return Answer::NotOurs("it answers another message");
+    }
+    match outcome {
+        AckOutcome::Stored(got) if got == md5 => Answer::Acked,
+        AckOutcome::Stored(_) => Answer::NotOurs("its MD5 is another message's"),
+        AckOutcome::Rejected { reason } if names_us => {
+            Answer::Rejected(reason.unwrap_or_else(|| "REJECTED".into()))
+        }
+        AckOutcome::Rejected { .. } => {
+            Answer::NotOurs("a REJECTED that does not name the message (forged or not for us)")
         }
     }
 }
@@ -658,7 +702,55 @@ fn check_server_cert(
 
 #[cfg(test)]
 mod tests {
-    use super::wire_id;
+    use super::{answers, wire_id, Answer};
+    use crate::protocol::AckOutcome;
+
+    const MD5: &str = "5d41402abc4b2a76b9719d911017c592";
+    const OTHER_MD5: &str = "7d793037a0760186574b0282f2f435e7";
+
+    fn rejected() -> AckOutcome {
+        AckOutcome::Rejected {
+            reason: Some("bad signature".into()),
+        }
+    }
+
+    #[test]
+    fn only_a_rejected_naming_the_message_sets_it_aside() {
+        assert_eq!(
+            answers("m2", MD5, rejected(), Some("m2")),
+            Answer::Rejected("bad signature".into())
+        );
+        assert_eq!(
+            answers("m2", MD5, AckOutcome::Rejected { reason: None }, Some("m2")),
+            Answer::Rejected("REJECTED".into())
+        );
+        // Forged (names nothing), stale (names the message before), or someone else's.
+        for ack_for in [None, Some("m1"), Some("m2 "), Some("")] {
+            assert!(
+                matches!(answers("m2", MD5, rejected(), ack_for), Answer::NotOurs(_)),
+                "{ack_for:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_ack_counts_by_its_md5_unless_it_names_another_message() {
+        for ack_for in [None, Some("m2")] {
+            assert_eq!(
+                answers("m2", MD5, AckOutcome::Stored(MD5.into()), ack_for),
+                Answer::Acked
+            );
+        }
+        assert!(matches!(
+            answers("m2", MD5, AckOutcome::Stored(OTHER_MD5.into()), Some("m2")),
+            Answer::NotOurs(_)
+        ));
+        // A late ack for the message before, even with our MD5 (same content sent twice).
+        assert!(matches!(
+            answers("m2", MD5, AckOutcome::Stored(MD5.into()), Some("m1")),
+            Answer::NotOurs(_)
+        ));
+    }
 
     #[test]
     fn wire_ids_are_printable_ascii_and_distinct() {

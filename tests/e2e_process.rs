@@ -456,10 +456,11 @@ async fn max_messages_counts_rejected_malformed_messages() {
         let store = dir.path().join("store");
         let rx = receiver(&t, &topic, &store, &["--max-messages", "2"]).await;
         let mut peer = e2e::Peer::connect(&t).await;
-        // A msg without ssm-msg-id: rejected as malformed.
+        // A msg of an unknown version: rejected as malformed (answered, as it names itself).
         let bad = ssm::stomp::Frame::new(ssm::stomp::Command::Send)
             .with_header("destination", topic.as_str())
-            .with_header("ssm-msg-type", "msg")
+            .with_header("ssm-msg-type", "msg-v9")
+            .with_header("ssm-msg-id", "bad")
             .with_header("reply-to", peer.reply_queue.as_str())
             .with_body(e2e::seal(&message("max", 0)));
         peer.send(bad).await;

@@ -37,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Another subscriber may already be installed (e.g. when embedded); keep it then.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(crate::logging::EscapedFields)
         .with_writer(std::io::stderr)
         .try_init();
 

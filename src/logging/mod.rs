@@ -1,6 +1,8 @@
 //! Log set-up for the long-running commands: level from the configuration (or `RUST_LOG`),
 //! to a log file and/or the console (stderr), one line per event in the Python SSM's format
 //! (`time - module - LEVEL - message fields`, see [`format`]), which operators already grep.
+//! Control characters in messages and field values are escaped ([`EscapedFields`]), so that one
+//! event is always one line, whatever a peer sent.
 //!
 //! The log file can be reopened ([`reopen`], called on SIGHUP) so that logrotate can move it
 //! away and have the daemon write to a fresh file without a restart (no `copytruncate`
@@ -14,6 +16,8 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 mod format;
+
+pub use format::EscapedFields;
 
 /// The open log file, shared by the subscriber's writer and [`reopen`].
 #[derive(Clone)]
@@ -52,6 +56,7 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .fmt_fields(EscapedFields)
         .event_format(format::PythonFormat);
     let result = match logfile {
         Some(path) => {

@@ -7,8 +7,9 @@
 //!   the message and sends it again later; it is never answered `REJECTED` for a fault of ours.
 //! - Anything that cannot be accepted (undecryptable, bad or untrusted signature, signer not in
 //!   the allowed-DN list, corrupt payload, malformed SSM headers) is kept with the reason in the
-//!   reject queue and then answered `REJECTED` when it names a reply queue; nothing of it
-//!   reaches the incoming queue.
+//!   reject queue and then answered `REJECTED` when it names a reply queue and a message (a
+//!   usable `ssm-msg-id`, named back in `ssm-ack-for`); nothing of it reaches the incoming
+//!   queue. A frame that names no message is not answered (the answer could only serve a forger).
 //! - A message whose signer our own trust store cannot judge (our CRL for its CA is expired
 //!   or not yet valid) is neither stored nor rejected: it is logged, counted in
 //!   [`Stats::trust_unavailable`] and not acked, so that the sender sends it again.
@@ -16,6 +17,9 @@
 //!   acked again. The `ssm-reack` of a message is applied before that message is checked. A
 //!   replay of a stored message's sealed bytes (within `reack_max_age`) is a duplicate whatever
 //!   its `ssm-msg-id` and `ssm-reack` say (they are not signed).
+//! - A `certreq` is answered at most [`CERTRESP_BURST`] times at once per reply queue, then
+//!   once per [`CERTRESP_REFILL`]; the rest are dropped (counted, reported once a minute), so
+//!   that the receiver cannot be used to send its certificate to a queue over and over.
 //! - What waits in the receiver is bounded by bytes, not frames: beyond the budget it stops
 //!   reading from the broker (back-pressure) rather than dropping anything.
 //! - Messages from different senders (different reply queues) are opened concurrently on a pool
@@ -27,11 +31,13 @@
 //! used for duplicate detection; `stats` holds the live counters and latency histograms.
 
 mod acked;
+mod certreq;
 mod commit;
 mod lanes;
 mod stats;
 
 pub use acked::{AckKey, Acked, AckedLog, TOMBSTONE_AGE};
+pub use certreq::{CERTRESP_BURST, CERTRESP_REFILL};
 pub use stats::{Histogram, HistogramSnapshot, RejectReason, Stats};
 
 use std::path::PathBuf;
@@ -165,6 +171,7 @@ pub async fn run(
     }
 
     let deadline = settings.run_for.map(|d| tokio::time::Instant::now() + d);
+    let mut certreqs = certreq::Limiter::default();
     let mut handled = 0u64;
     let mut dispatched = 0u64;
     loop {
@@ -177,7 +184,7 @@ pub async fn run(
             Some(()) = done_rx.recv() => handled += 1,
             event = client.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
                 Ok(Event::Message(frame)) => {
-                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats).await {
+                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats, &mut certreqs).await {
                         Dispatched::ToLane => dispatched += 1,
                         Dispatched::Rejected => {
                             dispatched += 1;
@@ -248,6 +255,7 @@ async fn dispatch(
     committer: &commit::Committer,
     handle: &ClientHandle,
     stats: &Stats,
+    certreqs: &mut certreq::Limiter,
 ) -> Dispatched {
     let reply_to = frame.header("reply-to").map(str::to_string);
     match SsmMessage::from_frame(frame) {
@@ -273,6 +281,21 @@ async fn dispatch(
             Stats::bump(&stats.certreqs);
             if let Some(md5) = reack {
                 committer.forget_for_reply_to(md5, reply_to.clone()).await;
+            }
+            match certreqs.check(&reply_to, std::time::Instant::now()) {
+                certreq::Verdict::Answer => {}
+                certreq::Verdict::Drop(report) => {
+                    if let Some(dropped) = report {
+                        warn!(
+                            %reply_to,
+                            dropped,
+                            "certreqs over the limit ({} at once, then one per {:?}, per reply queue) dropped unanswered",
+                            CERTRESP_BURST,
+                            CERTRESP_REFILL
+                        );
+                    }
+                    return Dispatched::NotCounted;
+                }
             }
             let resp = SsmMessage::CertResp {
                 cert_pem: settings.cert_pem.clone(),
@@ -316,16 +339,22 @@ async fn dispatch(
                 error: Some(reason.clone()),
             };
             committer.reject(record).await;
-            if let Some(reply_to) = reply_to {
-                send_ack(
-                    handle,
-                    &reply_to,
-                    AckOutcome::Rejected {
-                        reason: Some(reason),
-                    },
-                    None,
-                )
-                .await;
+            // Answered only when it names a message: an answer naming nothing is of no use to
+            // a genuine sender and lets anyone send REJECTEDs to any reply queue.
+            match (reply_to, crate::protocol::named_id(frame)) {
+                (Some(reply_to), Some(id)) => {
+                    send_ack(
+                        handle,
+                        &reply_to,
+                        AckOutcome::Rejected {
+                            reason: Some(reason),
+                        },
+                        Some(id),
+                    )
+                    .await;
+                }
+                (Some(_), None) => debug!("not answering: the frame names no message"),
+                (None, _) => {}
             }
             Dispatched::Rejected
         }
