@@ -114,12 +114,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let stats = result?;
     let line = format!(
-        "received {}, stored {}, duplicates {}, rejected {}, store failures {}",
+        "received {}, stored {}, duplicates {}, rejected {}, store failures {}, not judged (our CRL) {}",
         Stats::get(&stats.received),
         Stats::get(&stats.stored),
         Stats::get(&stats.duplicates),
         Stats::get(&stats.rejected),
         Stats::get(&stats.store_failures),
+        Stats::get(&stats.trust_unavailable),
     );
     info!("{line}");
     eprintln!("ssm receive: {line}");

@@ -934,3 +934,23 @@ fn daemon_section_and_flags_give_pidfile_and_metrics() {
     );
     assert_eq!(s.metrics.as_deref(), Some("127.0.0.1:1"));
 }
+
+#[test]
+fn receiver_allow_weak_digests_is_read_and_off_by_default() {
+    let on = edit(
+        RECEIVER_CFG,
+        "allow_weak_digests = false",
+        "allow_weak_digests = yes",
+    );
+    let (c, warnings) = receiver(&on).unwrap();
+    assert!(c.allow_weak_digests);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let absent = edit(RECEIVER_CFG, "allow_weak_digests = false", "");
+    assert!(!receiver(&absent).unwrap().0.allow_weak_digests);
+    let bad = edit(
+        RECEIVER_CFG,
+        "allow_weak_digests = false",
+        "allow_weak_digests = maybe",
+    );
+    assert!(receiver_err(&bad).contains("allow_weak_digests"));
+}

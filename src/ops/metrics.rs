@@ -493,6 +493,7 @@ mod tests {
             "\nssm_rejected_total{reason=\"malformed\"} 1\n",
             "\nssm_rejected_total{reason=\"untrusted_signer\"} 0\n",
             "\nssm_rejected_total{reason=\"other\"} 0\n",
+            "\nssm_trust_unavailable_total 0\n",
             "# TYPE ssm_open_duration_seconds histogram\n",
             "\nssm_open_duration_seconds_bucket{le=\"0.001\"} 0\n",
             "\nssm_open_duration_seconds_bucket{le=\"0.002\"} 1\n",
