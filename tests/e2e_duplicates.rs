@@ -177,8 +177,9 @@ async fn reack_on_a_later_msg_clears_the_record() {
                 .with_body(seal(&b));
             peer.send(frame).await;
             peer.expect_stored(&md5(&b)).await;
-            // A again is a new message now.
-            peer.send_msg(&topic, "a2", &sealed_a, None).await;
+            // A again is a new message now (sealed again, as the sender seals every send: the
+            // same sealed bytes again would be a replay, a duplicate whatever its headers).
+            peer.send_msg(&topic, "a2", &seal(&a), None).await;
             peer.expect_stored(&md5(&a)).await;
             let stored: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
             assert_eq!(stored, vec![a.clone(), b, a], "[{}] {spelling}", t.name);
@@ -233,7 +234,8 @@ async fn reack_on_a_ping_clears_the_record_only_for_its_reply_queue() {
             "[{}] late copy",
             t.name
         );
-        peer.send_msg(&topic, "a-again", &sealed_a, None).await;
+        // Sealed again, as the sender does (the same sealed bytes would be a replay).
+        peer.send_msg(&topic, "a-again", &seal(&a), None).await;
         peer.expect_stored(&md5(&a)).await;
         let bodies: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
         assert_eq!(
