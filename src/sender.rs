@@ -404,11 +404,13 @@ impl Sender {
         }
         match broker_error {
             Some(err) => Err(SenderError::Broker(err)),
-            None => Err(SenderError::ServerCert(format!(
-                "no usable certresp after {} attempts{}",
-                self.settings.max_attempts,
-                refused.map_or(String::new(), |e| format!(" (last refused: {e})"))
-            ))),
+            None => Err(SenderError::ServerCert(match refused {
+                None => format!("no certresp after {} attempts", self.settings.max_attempts),
+                Some(e) => format!(
+                    "no usable certresp after {} attempts (last refused: {e})",
+                    self.settings.max_attempts
+                ),
+            })),
         }
     }
 

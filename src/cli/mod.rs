@@ -83,7 +83,9 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("ssm: error: {err:#}");
+            // The error may quote a peer (a DN, a header): escaped like a log line.
+            let text = crate::logging::escape_controls(format_args!("{err:#}"));
+            eprintln!("ssm: error: {text}");
             1
         }
     }

@@ -19,6 +19,16 @@ mod format;
 
 pub use format::EscapedFields;
 
+/// `value` as text with control characters escaped the way log lines escape them, for the few
+/// places that write peer-supplied text outside the logs (the CLI's final error line).
+pub fn escape_controls(value: impl std::fmt::Display) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(format::Escaper(&mut out), "{value}");
+    out
+}
+
 /// The open log file, shared by the subscriber's writer and [`reopen`].
 #[derive(Clone)]
 struct LogFile {
@@ -138,6 +148,15 @@ mod tests {
     use super::*;
     use std::io::Write;
     use tracing_subscriber::fmt::MakeWriter;
+
+    #[test]
+    fn escape_controls_escapes_like_the_logs() {
+        assert_eq!(
+            escape_controls(format_args!("bad DN /CN=x\n2026 - INFO - Stored\u{1b}[8m")),
+            r"bad DN /CN=x\n2026 - INFO - Stored\x1b[8m"
+        );
+        assert_eq!(escape_controls("plain /C=UK/CN=a"), "plain /C=UK/CN=a");
+    }
 
     #[test]
     fn reopen_follows_a_rotated_file() {
