@@ -243,7 +243,8 @@ async fn next_frame(reader: &mut Reader) -> Result<Option<Frame>, FrameError> {
         match reader.next().await {
             None => return Ok(None),
             Some(Err(e)) => return Err(e),
-            Some(Ok(Item::HeartBeat)) => continue,
+            // The broker's codec never skips frames, so `Oversized` does not occur.
+            Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
             Some(Ok(Item::Frame(f))) => return Ok(Some(f)),
         }
     }
@@ -431,7 +432,7 @@ impl Ctx<'_> {
                     tracing::info!(session = %self.name, error = %e, "malformed frame; closing");
                     return self.finish(error_frame(&e.to_string(), None));
                 }
-                Some(Ok(Item::HeartBeat)) => continue,
+                Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
                 Some(Ok(Item::Frame(f))) => f,
             };
             if frame.command == Command::Disconnect {
