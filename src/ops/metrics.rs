@@ -199,7 +199,7 @@ impl Source for ReceiverMetrics {
         let mut e = Exposition::default();
         common(&mut e, "receiver", self.cert_not_after);
         let s = &self.stats;
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             (
                 "ssm_received_total",
                 "msg messages taken off the broker.",
@@ -229,6 +229,11 @@ impl Source for ReceiverMetrics {
                 "ssm_reconnects_total",
                 "Reconnections to the broker.",
                 &s.reconnects,
+            ),
+            (
+                "ssm_oversized_frames_total",
+                "Frames from the broker above the frame limit, skipped (connection kept).",
+                &s.oversized,
             ),
         ];
         for (name, help, counter) in counters {

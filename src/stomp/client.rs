@@ -22,6 +22,9 @@
 //!   caller is woken with the reason, [`Client::recv`] returns it after the events that came
 //!   before, and later writes fail. Reconnecting is the caller's job: call
 //!   [`Client::connect`] again and resubscribe.
+//! - A frame whose body exceeds [`ClientConfig::limits`] does not end the connection: its body
+//!   is discarded as it arrives (never buffered), it is logged and handed to [`Client::recv`]
+//!   as [`Event::Oversized`] with its headers, and the next frame is read as usual.
 //! - MESSAGE frames are buffered without bound until [`Client::recv`] takes them, so that a
 //!   caller waiting for a receipt can never be blocked behind undelivered messages. Bound the
 //!   flow with the broker's prefetch setting on the subscription (RabbitMQ `prefetch-count`,

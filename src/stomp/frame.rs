@@ -11,6 +11,11 @@
 //!   LF or CRLF line ends, and end-of-line heart-beats between frames.
 //! - Every limit ([`Limits`]) is checked before memory is committed to a frame: bad or hostile
 //!   input yields a [`FrameError`], never a panic or an unbounded allocation.
+//! - Decoding is linear in the input however it is split across reads: the header block and a
+//!   NUL-terminated body are each scanned once (the decoder remembers how far it got).
+//! - With [`StompCodec::set_skip_oversized`], a frame whose body exceeds [`Limits::max_body`] is
+//!   discarded as it arrives (at most one read's bytes held) and reported as
+//!   [`Item::Oversized`], and decoding goes on with the next frame.
 //! - Encoding always writes `content-length` on frames that may carry a body, because ActiveMQ
 //!   drops the body length of a `SEND` that lacks it, and writes each frame as one contiguous
 //!   buffer (one write per frame keeps latency low with `tcpNoDelay`).
