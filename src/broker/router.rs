@@ -414,7 +414,8 @@ impl Router {
             .iter()
             .filter_map(|k| session.pending.remove(k))
             .collect();
-        session.pending_topic -= back.iter().filter(|p| p.queue.is_none()).count();
+        let topic_back = back.iter().filter(|p| p.queue.is_none()).count();
+        session.pending_topic = session.pending_topic.saturating_sub(topic_back);
         self.detach(key, &id, &subscription.target);
         self.requeue(back.into_iter());
         Ok(())
@@ -511,7 +512,8 @@ impl Router {
             .iter()
             .filter_map(|k| session.pending.remove(k))
             .collect();
-        session.pending_topic -= done.iter().filter(|p| p.queue.is_none()).count();
+        let topic_done = done.iter().filter(|p| p.queue.is_none()).count();
+        session.pending_topic = session.pending_topic.saturating_sub(topic_done);
         if !ack {
             self.requeue(done.into_iter());
         }
