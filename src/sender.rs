@@ -399,6 +399,8 @@ impl Sender {
                             "broker error"
                         );
                     }
+                    // Logged by the client; not a certresp.
+                    Ok(Ok(Event::Oversized(_))) => {}
                 }
             }
         }
@@ -591,6 +593,7 @@ impl Sender {
             };
             let frame = match event {
                 Event::Message(frame) => frame,
+                Event::Oversized(_) => continue, // logged by the client; not an ack we can read
                 Event::Error(frame) => {
                     warn!(
                         message = frame.header("message").unwrap_or(""),

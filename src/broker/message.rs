@@ -1,9 +1,13 @@
 //! A message held by the broker, and the byte accounting that bounds the broker's memory.
 //!
-//! Guarantee: every [`Message`] alive anywhere in the broker (waiting in a queue, delivered but
-//! not yet acknowledged, or delivered but not yet written to its consumer's socket) counts its
-//! size once in the broker-wide [`ByteBudget`], and gives it back when the last reference goes.
-//! Bodies are [`Bytes`], so fanning a message out to many subscribers never copies the body.
+//! Guarantees:
+//! - Every [`Message`] alive anywhere in the broker (waiting in a queue, delivered but not yet
+//!   acknowledged, or delivered but not yet written to its consumer's socket) counts its size,
+//!   plus the bookkeeping of one queue slot or delivery, once in the broker-wide [`ByteBudget`],
+//!   and gives it back when the last reference goes.
+//! - Bodies are [`Bytes`], so fanning a message out to many subscribers never copies the body;
+//!   what each further copy does cost (its place in a consumer's channel, its unacknowledged
+//!   record) is charged as a [`Charge`] of its own, held as long as that copy lives.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,7 +55,44 @@ impl ByteBudget {
     fn release(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::Relaxed);
     }
+
+    /// Reserves `parts.iter().sum()` bytes at once and hands them out as one [`Charge`] per
+    /// part, or returns `None` (reserving nothing) if that would exceed the bound.
+    pub fn charge_all(self: &Arc<Self>, parts: &[usize]) -> Option<Vec<Charge>> {
+        let total = parts.iter().try_fold(0usize, |a, &n| a.checked_add(n))?;
+        if !self.try_reserve(total) {
+            return None;
+        }
+        Some(
+            parts
+                .iter()
+                .map(|&bytes| Charge {
+                    budget: self.clone(),
+                    bytes,
+                })
+                .collect(),
+        )
+    }
 }
+
+/// Bytes reserved in a [`ByteBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Arc<ByteBudget>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// What a message costs beyond its bytes: the struct and its `Arc`, and one queue slot or
+/// delivery (channel slot, unacknowledged record) with allocator slack.
+pub const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>() + 256;
+/// What each header costs beyond its bytes (two `String`s).
+const HEADER_OVERHEAD: usize = std::mem::size_of::<(String, String)>();
 
 /// A message accepted from a `SEND`, shared (via `Arc`) by every queue, subscriber and writer
 /// that holds it.
@@ -76,11 +117,12 @@ impl Message {
         body: Bytes,
         budget: &Arc<ByteBudget>,
     ) -> Option<Arc<Message>> {
-        let size = body.len()
+        let size = MESSAGE_OVERHEAD
+            + body.len()
             + id.len()
             + headers
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
+                .map(|(k, v)| k.len() + v.len() + HEADER_OVERHEAD)
                 .sum::<usize>();
         if !budget.try_reserve(size) {
             return None;
@@ -92,6 +134,11 @@ impl Message {
             size,
             budget: budget.clone(),
         }))
+    }
+
+    /// The budget this message is charged to (its copies are charged there too).
+    pub fn budget(&self) -> &Arc<ByteBudget> {
+        &self.budget
     }
 
     /// The bytes this message counts against the budget.
@@ -113,7 +160,7 @@ mod tests {
 
     #[test]
     fn budget_is_charged_and_released() {
-        let budget = Arc::new(ByteBudget::new(100));
+        let budget = Arc::new(ByteBudget::new(MESSAGE_OVERHEAD + 100));
         let m = Message::new("m1".into(), vec![], Bytes::from(vec![0u8; 60]), &budget).unwrap();
         assert_eq!(budget.used(), m.size());
         assert!(Message::new("m2".into(), vec![], Bytes::from(vec![0u8; 60]), &budget).is_none());
@@ -123,5 +170,18 @@ mod tests {
         drop(shared);
         assert_eq!(budget.used(), 0);
         assert!(Message::new("m3".into(), vec![], Bytes::from(vec![0u8; 60]), &budget).is_some());
+    }
+
+    #[test]
+    fn charges_are_all_or_nothing_and_released_one_by_one() {
+        let budget = Arc::new(ByteBudget::new(100));
+        assert!(budget.charge_all(&[60, 60]).is_none());
+        assert_eq!(budget.used(), 0);
+        let mut charges = budget.charge_all(&[30, 30, 40]).unwrap();
+        assert_eq!(budget.used(), 100);
+        charges.pop();
+        assert_eq!(budget.used(), 60);
+        drop(charges);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -24,8 +24,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Guarantees: the broker never panics on input; memory held in messages is bounded by
-//! [`BrokerConfig::max_queued_bytes`] and connections by [`BrokerConfig::max_connections`].
+//! Guarantees: the broker never panics on input; memory held in messages and in their copies
+//! waiting for slow consumers is bounded by [`BrokerConfig::max_queued_bytes`] (each copy of a
+//! topic message is charged, not only the message), connections by
+//! [`BrokerConfig::max_connections`], subscriptions per connection by
+//! [`BrokerConfig::max_subscriptions`], and topic copies waiting for one connection by
+//! [`BrokerConfig::max_outstanding`] (a connection that stays at it for
+//! [`BrokerConfig::slow_consumer_timeout`] is cut off). A connection that does not send CONNECT
+//! within [`BrokerConfig::connect_timeout`], leaves a frame unfinished for
+//! [`BrokerConfig::frame_timeout`], or (without heart-beats) stays idle for
+//! [`BrokerConfig::idle_timeout`] is closed, so silent connections cannot hold every slot.
 
 mod message;
 mod router;
@@ -42,7 +50,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::codec::FramedWrite;
 
-pub use router::{temp_queue_key, REMOTE_TEMP_QUEUE, TEMP_QUEUE};
+pub use router::{temp_queue_key, RouterLimits, REMOTE_TEMP_QUEUE, TEMP_QUEUE};
 
 use self::message::ByteBudget;
 use self::router::Router;
@@ -69,6 +77,23 @@ pub struct BrokerConfig {
     /// The heart-beats the broker offers `(can send every, wants to receive every)`; default
     /// 10 s each. Zero disables that direction.
     pub heartbeat: (Duration, Duration),
+    /// Most subscriptions one connection may hold (default 256); a SUBSCRIBE beyond it is
+    /// answered with an ERROR and the connection closed.
+    pub max_subscriptions: usize,
+    /// Most copies of topic messages waiting to be written to one connection or acknowledged
+    /// by it (default 1000). Beyond it the connection is a slow consumer: topic messages are
+    /// dropped for it (not for other subscribers) until it catches up.
+    pub max_outstanding: usize,
+    /// How long a connection may stay a slow consumer before it is cut off (default 30 s).
+    pub slow_consumer_timeout: Duration,
+    /// How long a new connection may take to send CONNECT (default 30 s).
+    pub connect_timeout: Duration,
+    /// How long a frame may take from its first byte to its last (default 120 s).
+    pub frame_timeout: Duration,
+    /// How long a connection that negotiated no heart-beats from the client may stay without
+    /// a byte read from it or a message written to it (default 600 s). Connections with
+    /// heart-beats are closed after two missed heart-beat periods instead.
+    pub idle_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +107,12 @@ impl Default for BrokerConfig {
                 ..Limits::default()
             },
             heartbeat: (Duration::from_secs(10), Duration::from_secs(10)),
+            max_subscriptions: RouterLimits::default().max_subscriptions,
+            max_outstanding: RouterLimits::default().max_outstanding,
+            slow_consumer_timeout: RouterLimits::default().slow_consumer_timeout,
+            connect_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -166,10 +197,15 @@ impl Drop for BrokerHandle {
 pub async fn start(cfg: BrokerConfig) -> std::io::Result<BrokerHandle> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
+    let limits = RouterLimits {
+        max_subscriptions: cfg.max_subscriptions,
+        max_outstanding: cfg.max_outstanding,
+        slow_consumer_timeout: cfg.slow_consumer_timeout,
+    };
     let shared = Arc::new(Shared {
         budget: Arc::new(ByteBudget::new(cfg.max_queued_bytes)),
         config: cfg,
-        router: Mutex::new(Router::default()),
+        router: Mutex::new(Router::new(limits)),
         next_session: AtomicU64::new(1),
         nonce: format!("{:08x}", rand::random::<u32>()),
     });

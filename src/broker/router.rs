@@ -10,16 +10,29 @@
 //!   it, anyone can send to the broker-wide name, and it vanishes with its owner.
 //! - `/remote-temp-queue/<session>.<name>`: the broker-wide name of a temp queue.
 //!
-//! Guarantees: a queue message is removed only when it is acknowledged (or written, for `auto`
-//! subscriptions); unacknowledged messages go back to the head of their queue, marked
-//! redelivered, when they are NACKed or their subscription or connection ends.
+//! Guarantees:
+//! - A queue message is removed only when it is acknowledged (or written, for `auto`
+//!   subscriptions); unacknowledged messages go back to the head of their queue, marked
+//!   redelivered, when they are NACKed or their subscription or connection ends.
+//! - A connection has at most [`RouterLimits::max_subscriptions`] subscriptions.
+//! - A topic message is fanned out only if the broker's byte budget can pay for every copy
+//!   (each copy is charged while it waits to be written, and while it waits for its ACK);
+//!   otherwise the SEND is refused ([`RouteError::BrokerFull`]) and nobody gets it.
+//! - A connection never has more than [`RouterLimits::max_outstanding`] topic copies waiting to
+//!   be written or acknowledged: beyond it, topic messages are dropped for that connection
+//!   only (it is a slow consumer; other subscribers still get them), and a connection that
+//!   stays slow for [`RouterLimits::slow_consumer_timeout`] is cut off (its connection task is
+//!   told through its cancellation token). Both are logged.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
-use super::message::Message;
+use super::message::{Charge, Message};
 use crate::stomp::Frame;
 
 /// Prefix of topics.
@@ -47,6 +60,48 @@ pub enum Out {
     Close,
 }
 
+/// What one topic copy costs while it waits in a consumer's channel (beyond the shared
+/// message): the channel slot, the delivery, the `MESSAGE` headers the writer builds from it,
+/// with allocator slack.
+pub const DELIVERY_COST: usize = std::mem::size_of::<Out>() + 192;
+/// What one unacknowledged topic copy costs (its record and map node).
+pub const PENDING_COST: usize = std::mem::size_of::<Pending>() + 64;
+
+/// The bounds the router keeps per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterLimits {
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Most topic copies per connection waiting to be written or acknowledged.
+    pub max_outstanding: usize,
+    /// How long a connection may stay at `max_outstanding` before it is cut off.
+    pub slow_consumer_timeout: Duration,
+}
+
+impl Default for RouterLimits {
+    fn default() -> Self {
+        RouterLimits {
+            max_subscriptions: 256,
+            max_outstanding: 1000,
+            slow_consumer_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Held by a topic copy until the writer takes it: pays for it in the budget and counts it
+/// in its connection's outstanding copies.
+#[derive(Debug)]
+pub struct Ticket {
+    _charge: Charge,
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.unwritten.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One delivery of a message to one subscription.
 #[derive(Debug)]
 pub struct Delivery {
@@ -60,6 +115,9 @@ pub struct Delivery {
     pub ack: Option<u64>,
     /// Whether the message was delivered before.
     pub redelivered: bool,
+    /// For topic copies: their charge and place in the connection's outstanding count, given
+    /// back when the writer is done with the delivery.
+    pub _ticket: Option<Ticket>,
 }
 
 /// How a subscription acknowledges messages.
@@ -102,6 +160,15 @@ pub enum RouteError {
     /// A connection tried to consume another connection's temp queue.
     #[error("temporary queue {0:?} belongs to another connection")]
     NotOwner(String),
+    /// The connection has as many subscriptions as allowed.
+    #[error("too many subscriptions on this connection (at most {0})")]
+    TooManySubscriptions(usize),
+    /// The byte budget cannot pay for every copy of a topic message; it was not sent.
+    #[error("broker full: the copies of this message for {copies} subscriber(s) exceed max_queued_bytes; message not sent")]
+    BrokerFull {
+        /// The copies it would have taken.
+        copies: usize,
+    },
 }
 
 /// Identifies a connection inside the router.
@@ -163,6 +230,8 @@ struct Pending {
     mode: AckMode,
     /// The queue to return the message to if it is not acknowledged (none for topics).
     queue: Option<String>,
+    /// What an unacknowledged topic copy costs, paid while it waits.
+    _charge: Option<Charge>,
 }
 
 struct Session {
@@ -172,6 +241,22 @@ struct Session {
     pending: BTreeMap<u64, Pending>,
     next_ack: u64,
     temp_queues: Vec<String>,
+    /// Topic copies handed to the writer and not yet taken by it.
+    unwritten: Arc<AtomicUsize>,
+    /// Unacknowledged topic copies.
+    pending_topic: usize,
+    /// Since when the connection has had `max_outstanding` topic copies outstanding.
+    slow_since: Option<Instant>,
+    /// Topic copies dropped for it since it became slow.
+    dropped: u64,
+    /// Cancelled to cut the connection off.
+    cut: CancellationToken,
+}
+
+impl Session {
+    fn outstanding(&self) -> usize {
+        self.unwritten.load(Ordering::Relaxed) + self.pending_topic
+    }
 }
 
 /// How an ACK or NACK names the message it is about.
@@ -186,14 +271,30 @@ pub enum AckRef<'a> {
 /// Where every message goes. See the module documentation.
 #[derive(Default)]
 pub struct Router {
+    limits: RouterLimits,
     sessions: HashMap<SessionKey, Session>,
     topics: HashMap<String, Topic>,
     queues: HashMap<String, Queue>,
 }
 
 impl Router {
-    /// Registers a connection that completed its handshake.
-    pub fn add_session(&mut self, key: SessionKey, name: Arc<str>, tx: UnboundedSender<Out>) {
+    /// A router keeping `limits`.
+    pub fn new(limits: RouterLimits) -> Router {
+        Router {
+            limits,
+            ..Router::default()
+        }
+    }
+
+    /// Registers a connection that completed its handshake; `cut` is cancelled if it must be
+    /// cut off as a slow consumer.
+    pub fn add_session(
+        &mut self,
+        key: SessionKey,
+        name: Arc<str>,
+        tx: UnboundedSender<Out>,
+        cut: CancellationToken,
+    ) {
         self.sessions.insert(
             key,
             Session {
@@ -203,6 +304,11 @@ impl Router {
                 pending: BTreeMap::new(),
                 next_ack: 1,
                 temp_queues: Vec::new(),
+                unwritten: Arc::new(AtomicUsize::new(0)),
+                pending_topic: 0,
+                slow_since: None,
+                dropped: 0,
+                cut,
             },
         );
     }
@@ -240,6 +346,11 @@ impl Router {
         };
         if session.subs.contains_key(sub) {
             return Err(RouteError::DuplicateSubscription(sub.to_string()));
+        }
+        if session.subs.len() >= self.limits.max_subscriptions {
+            return Err(RouteError::TooManySubscriptions(
+                self.limits.max_subscriptions,
+            ));
         }
         let sub: Arc<str> = Arc::from(sub);
         let target = if destination.starts_with(TOPIC) {
@@ -303,6 +414,8 @@ impl Router {
             .iter()
             .filter_map(|k| session.pending.remove(k))
             .collect();
+        let topic_back = back.iter().filter(|p| p.queue.is_none()).count();
+        session.pending_topic = session.pending_topic.saturating_sub(topic_back);
         self.detach(key, &id, &subscription.target);
         self.requeue(back.into_iter());
         Ok(())
@@ -317,7 +430,7 @@ impl Router {
         msg: Arc<Message>,
     ) -> Result<bool, RouteError> {
         if destination.starts_with(TOPIC) {
-            self.publish(destination, msg);
+            self.publish(destination, msg)?;
             return Ok(true);
         }
         let qkey = if let Some(name) = destination.strip_prefix(TEMP_QUEUE) {
@@ -399,6 +512,8 @@ impl Router {
             .iter()
             .filter_map(|k| session.pending.remove(k))
             .collect();
+        let topic_done = done.iter().filter(|p| p.queue.is_none()).count();
+        session.pending_topic = session.pending_topic.saturating_sub(topic_done);
         if !ack {
             self.requeue(done.into_iter());
         }
@@ -497,25 +612,82 @@ impl Router {
         }
     }
 
-    /// Delivers a topic message to every current subscriber.
-    fn publish(&mut self, destination: &str, msg: Arc<Message>) {
+    /// Delivers a topic message to every current subscriber that is not too slow, if the
+    /// budget pays for every copy (else nobody gets it).
+    fn publish(&mut self, destination: &str, msg: Arc<Message>) -> Result<(), RouteError> {
         let Some(topic) = self.topics.get(destination) else {
-            return; // no subscriber: dropped, as real brokers do
+            return Ok(()); // no subscriber: dropped, as real brokers do
         };
-        for s in &topic.subs {
-            if let Some(session) = self.sessions.get_mut(&s.session) {
-                deliver(
-                    session,
-                    &msg,
-                    &topic.shown,
-                    &s.sub,
-                    s.ack,
-                    false,
-                    None,
-                    destination,
-                );
+        let limits = self.limits;
+        let now = Instant::now();
+        // Who gets a copy, counting this message's copies against each connection's cap.
+        let mut planned: HashMap<SessionKey, usize> = HashMap::new();
+        let mut targets: Vec<usize> = Vec::with_capacity(topic.subs.len());
+        let mut costs: Vec<usize> = Vec::with_capacity(topic.subs.len() * 2);
+        for (i, s) in topic.subs.iter().enumerate() {
+            let Some(session) = self.sessions.get_mut(&s.session) else {
+                continue;
+            };
+            if session.cut.is_cancelled() {
+                continue;
+            }
+            let extra = planned.entry(s.session).or_insert(0);
+            if session.outstanding() + *extra >= limits.max_outstanding {
+                slow_consumer(session, &limits, now, destination);
+                continue;
+            }
+            if let Some(since) = session.slow_since.take() {
+                tracing::info!(session = %session.name, dropped = session.dropped, slow_for = ?now.duration_since(since), "slow consumer caught up");
+                session.dropped = 0;
+            }
+            *extra += 1;
+            targets.push(i);
+            costs.push(DELIVERY_COST);
+            if s.ack != AckMode::Auto {
+                costs.push(PENDING_COST);
             }
         }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let Some(charges) = msg.budget().charge_all(&costs) else {
+            return Err(RouteError::BrokerFull {
+                copies: targets.len(),
+            });
+        };
+        let mut charges = charges.into_iter();
+        for i in targets {
+            let s = &topic.subs[i];
+            let (Some(session), Some(charge)) = (self.sessions.get_mut(&s.session), charges.next())
+            else {
+                continue;
+            };
+            let pending_charge = if s.ack == AckMode::Auto {
+                None
+            } else {
+                charges.next()
+            };
+            session.unwritten.fetch_add(1, Ordering::Relaxed);
+            let ticket = Ticket {
+                _charge: charge,
+                unwritten: session.unwritten.clone(),
+            };
+            deliver(
+                session,
+                Copy {
+                    msg: &msg,
+                    shown: &topic.shown,
+                    sub: &s.sub,
+                    mode: s.ack,
+                    redelivered: false,
+                    queue: None,
+                    ticket: Some(ticket),
+                    pending_charge,
+                },
+                destination,
+            );
+        }
+        Ok(())
     }
 
     /// Hands waiting messages of queue `qkey` to its consumers, round-robin.
@@ -536,16 +708,17 @@ impl Router {
                 let Some((msg, redelivered)) = q.items.front() else {
                     break;
                 };
-                if deliver(
-                    session,
+                let copy = Copy {
                     msg,
-                    &q.shown,
-                    &c.sub,
-                    c.ack,
-                    *redelivered,
-                    Some(qkey),
-                    qkey,
-                ) {
+                    shown: &q.shown,
+                    sub: &c.sub,
+                    mode: c.ack,
+                    redelivered: *redelivered,
+                    queue: Some(qkey),
+                    ticket: None,
+                    pending_charge: None,
+                };
+                if deliver(session, copy, qkey) {
                     q.items.pop_front();
                     delivered = true;
                     break;
@@ -558,20 +731,51 @@ impl Router {
     }
 }
 
-/// Sends one delivery to a connection's writer, recording it as pending if it needs an ACK.
-/// Returns `false` if the connection's writer is gone.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    session: &mut Session,
-    msg: &Arc<Message>,
-    shown: &Arc<str>,
-    sub: &Arc<str>,
+/// A connection had a topic copy dropped because it has `max_outstanding` copies waiting: it
+/// is slow, and cut off once it stayed slow for `slow_consumer_timeout`.
+fn slow_consumer(session: &mut Session, limits: &RouterLimits, now: Instant, destination: &str) {
+    session.dropped += 1;
+    match session.slow_since {
+        None => {
+            session.slow_since = Some(now);
+            tracing::warn!(
+                session = %session.name,
+                destination = %destination,
+                outstanding = session.outstanding(),
+                "slow consumer: topic messages are dropped for it until it catches up"
+            );
+        }
+        Some(since) if now.duration_since(since) >= limits.slow_consumer_timeout => {
+            tracing::warn!(
+                session = %session.name,
+                dropped = session.dropped,
+                slow_for = ?now.duration_since(since),
+                "slow consumer cut off"
+            );
+            session.cut.cancel();
+        }
+        Some(_) => {}
+    }
+}
+
+/// One copy of a message for one subscription.
+struct Copy<'a> {
+    msg: &'a Arc<Message>,
+    shown: &'a Arc<str>,
+    sub: &'a Arc<str>,
     mode: AckMode,
     redelivered: bool,
-    queue: Option<&str>,
-    log_dest: &str,
-) -> bool {
-    let ack = if mode == AckMode::Auto {
+    /// The queue it came from (none for topics).
+    queue: Option<&'a str>,
+    ticket: Option<Ticket>,
+    /// Pays for the unacknowledged record of a topic copy.
+    pending_charge: Option<Charge>,
+}
+
+/// Sends one delivery to a connection's writer, recording it as pending if it needs an ACK.
+/// Returns `false` if the connection's writer is gone.
+fn deliver(session: &mut Session, copy: Copy<'_>, log_dest: &str) -> bool {
+    let ack = if copy.mode == AckMode::Auto {
         None
     } else {
         let id = session.next_ack;
@@ -579,24 +783,29 @@ fn deliver(
         Some(id)
     };
     let out = Out::Deliver(Delivery {
-        msg: msg.clone(),
-        destination: shown.clone(),
-        subscription: sub.clone(),
+        msg: copy.msg.clone(),
+        destination: copy.shown.clone(),
+        subscription: copy.sub.clone(),
         ack,
-        redelivered,
+        redelivered: copy.redelivered,
+        _ticket: copy.ticket,
     });
     if session.tx.send(out).is_err() {
         tracing::debug!(destination = %log_dest, "consumer connection closing; delivery skipped");
         return false;
     }
     if let Some(id) = ack {
+        if copy.queue.is_none() {
+            session.pending_topic += 1;
+        }
         session.pending.insert(
             id,
             Pending {
-                msg: msg.clone(),
-                sub: sub.clone(),
-                mode,
-                queue: queue.map(str::to_string),
+                msg: copy.msg.clone(),
+                sub: copy.sub.clone(),
+                mode: copy.mode,
+                queue: copy.queue.map(str::to_string),
+                _charge: copy.pending_charge,
             },
         );
     }
@@ -609,6 +818,7 @@ mod tests {
     use crate::broker::message::ByteBudget;
     use bytes::Bytes;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+    use tokio_util::sync::CancellationToken;
 
     struct Fixture {
         router: Router,
@@ -627,8 +837,12 @@ mod tests {
 
         fn session(&mut self, key: SessionKey) -> UnboundedReceiver<Out> {
             let (tx, rx) = unbounded_channel();
-            self.router
-                .add_session(key, Arc::from(format!("s{key}")), tx);
+            self.router.add_session(
+                key,
+                Arc::from(format!("s{key}")),
+                tx,
+                CancellationToken::new(),
+            );
             rx
         }
 
@@ -755,6 +969,113 @@ mod tests {
         assert!(!f.router.ack(1, AckRef::AckId(&id), true), "already acked");
         f.router.unsubscribe(1, "s").unwrap();
         assert_eq!(f.router.queue_depth("/queue/c"), 1);
+    }
+
+    fn limited(max_subscriptions: usize, max_outstanding: usize, budget: usize) -> Fixture {
+        Fixture {
+            router: Router::new(RouterLimits {
+                max_subscriptions,
+                max_outstanding,
+                slow_consumer_timeout: Duration::ZERO,
+            }),
+            budget: Arc::new(ByteBudget::new(budget)),
+            n: 0,
+        }
+    }
+
+    #[test]
+    fn subscriptions_per_connection_are_capped() {
+        let mut f = limited(3, 1000, 1 << 20);
+        let _c = f.session(1);
+        for i in 0..3 {
+            f.router
+                .subscribe(1, &format!("s{i}"), "/topic/t", AckMode::Auto)
+                .unwrap();
+        }
+        assert_eq!(
+            f.router.subscribe(1, "s3", "/topic/t", AckMode::Auto),
+            Err(RouteError::TooManySubscriptions(3))
+        );
+        f.router.unsubscribe(1, "s0").unwrap();
+        f.router
+            .subscribe(1, "s3", "/queue/q", AckMode::Auto)
+            .unwrap();
+    }
+
+    #[test]
+    fn every_topic_copy_is_charged_until_written() {
+        let mut f = limited(100, 1000, 1 << 20);
+        let mut c = f.session(1);
+        for i in 0..10 {
+            f.router
+                .subscribe(1, &format!("s{i}"), "/topic/t", AckMode::Auto)
+                .unwrap();
+        }
+        f.send(2, "/topic/t", "x");
+        let one = Message::new("m1".into(), vec![], Bytes::from("x"), &f.budget).unwrap();
+        let msg_cost = one.size();
+        drop(one);
+        assert_eq!(f.budget.used(), msg_cost + 10 * DELIVERY_COST);
+        let ds = deliveries(&mut c);
+        assert_eq!(ds.len(), 10);
+        drop(ds);
+        assert_eq!(f.budget.used(), 0);
+    }
+
+    #[test]
+    fn a_fan_out_the_budget_cannot_pay_for_is_refused_whole() {
+        let mut f = limited(1000, 1000, 50 * DELIVERY_COST);
+        let mut c = f.session(1);
+        for i in 0..100 {
+            f.router
+                .subscribe(1, &format!("s{i}"), "/topic/t", AckMode::Auto)
+                .unwrap();
+        }
+        let m = f.msg("x");
+        assert_eq!(
+            f.router.send(2, "/topic/t", m),
+            Err(RouteError::BrokerFull { copies: 100 })
+        );
+        assert!(deliveries(&mut c).is_empty());
+        assert_eq!(f.budget.used(), 0);
+    }
+
+    #[test]
+    fn a_slow_consumer_loses_topic_copies_beyond_its_cap_then_is_cut_off() {
+        let mut f = limited(1000, 5, 1 << 20);
+        let (tx, mut slow) = unbounded_channel();
+        let cut = CancellationToken::new();
+        f.router.add_session(1, Arc::from("slow"), tx, cut.clone());
+        let mut fast = f.session(2);
+        for i in 0..4 {
+            f.router
+                .subscribe(1, &format!("s{i}"), "/topic/t", AckMode::Auto)
+                .unwrap();
+        }
+        f.router
+            .subscribe(1, "acked", "/topic/t", AckMode::Client)
+            .unwrap();
+        f.router
+            .subscribe(2, "f", "/topic/t", AckMode::Auto)
+            .unwrap();
+        f.send(3, "/topic/t", "0");
+        assert!(!cut.is_cancelled());
+        // At its cap (5 outstanding): the next message goes to the fast consumer only, and
+        // the slow one (timeout zero here) is cut off.
+        f.send(3, "/topic/t", "1");
+        assert!(cut.is_cancelled());
+        assert_eq!(bodies(&deliveries(&mut fast)), vec![b"0", b"1"]);
+        let got = deliveries(&mut slow);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|d| &d.msg.body[..] == b"0"));
+        // Written (taken by the writer) but one is still unacknowledged: 1 outstanding.
+        let ack = got.iter().find_map(|d| d.ack).unwrap().to_string();
+        drop(got);
+        assert_eq!(f.router.sessions[&1].outstanding(), 1);
+        assert!(f.router.ack(1, AckRef::AckId(&ack), true));
+        assert_eq!(f.router.sessions[&1].outstanding(), 0);
+        f.router.remove_session(1);
+        assert_eq!(f.budget.used(), 0);
     }
 
     #[test]

@@ -15,8 +15,13 @@
 //!   client reads the ERROR instead of a TCP reset.
 //! - When the connection ends for any reason, the router forgets it (see
 //!   [`Router::remove_session`]) even if the task is aborted.
+//! - No connection holds its slot by saying nothing: it is closed when CONNECT does not come
+//!   within `connect_timeout`, when a frame stays unfinished for `frame_timeout` after its
+//!   first byte, when heart-beats from the client were negotiated and nothing came for two
+//!   periods, and otherwise when nothing was read from it nor written to it for
+//!   `idle_timeout`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +31,15 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
 
 use super::message::Message;
 use super::router::{AckMode, AckRef, Delivery, Out, RouteError, Router, SessionKey, TEMP_QUEUE};
 use super::Shared;
 use crate::stomp::{Command, Frame, FrameError, Item, StompCodec, Version};
 
-/// How long a new connection may take to send CONNECT.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the writer may take to flush a final ERROR or RECEIPT.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the socket is drained after a final frame, so the client is not sent a TCP reset.
@@ -60,7 +65,66 @@ const DROPPED_HEADERS: &[&str] = &[
     "redelivered",
 ];
 
-type Reader = FramedRead<OwnedReadHalf, StompCodec>;
+type Reader = FramedRead<Watched<OwnedReadHalf>, StompCodec>;
+
+/// A reader that remembers when it last got bytes and since when bytes of an unfinished frame
+/// wait (the read loop clears that once the decoder has consumed everything).
+pub(crate) struct Watched<R> {
+    inner: R,
+    last_read: Instant,
+    pending_since: Option<Instant>,
+}
+
+impl<R> Watched<R> {
+    fn new(inner: R) -> Watched<R> {
+        Watched {
+            inner,
+            last_read: Instant::now(),
+            pending_since: None,
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let now = Instant::now();
+            self.last_read = now;
+            self.pending_since.get_or_insert(now);
+        }
+        poll
+    }
+}
+
+/// When the writer last wrote frames to the client (heart-beats excepted).
+struct Activity {
+    start: Instant,
+    last_write_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_write_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn wrote(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_write(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_write_ms.load(Ordering::Relaxed))
+    }
+}
 type Writer = FramedWrite<OwnedWriteHalf, StompCodec>;
 
 /// Removes the connection from the router when dropped, including when the task is aborted.
@@ -84,6 +148,8 @@ enum End {
     Closing,
     /// The client stayed silent longer than heart-beats allow.
     Silent,
+    /// The router cut the connection off as a slow consumer.
+    SlowConsumer,
 }
 
 /// The negotiated heart-beat periods.
@@ -152,12 +218,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let limits = shared.config.limits;
     let (rd, wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, StompCodec::new(limits));
+    let mut reader = FramedRead::new(Watched::new(rd), StompCodec::new(limits));
     let mut writer = FramedWrite::new(wr, StompCodec::new(limits));
     // Let a batch of frames build up before the sink insists on writing (one flush per batch).
     writer.set_backpressure_boundary(WRITE_BUFFER);
 
-    let connect = match tokio::time::timeout(HANDSHAKE_TIMEOUT, next_frame(&mut reader)).await {
+    let handshake = shared.config.connect_timeout;
+    let connect = match tokio::time::timeout(handshake, next_frame(&mut reader)).await {
         Err(_) => {
             tracing::debug!(?peer, "no CONNECT in time; closing");
             return;
@@ -199,7 +266,10 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     tracing::debug!(?peer, session = %name, version = version.as_str(), "connected");
 
     let (tx, rx) = mpsc::unbounded_channel();
-    shared.router().add_session(key, name.clone(), tx.clone());
+    let cut = CancellationToken::new();
+    shared
+        .router()
+        .add_session(key, name.clone(), tx.clone(), cut.clone());
     let registration = Registration {
         shared: shared.clone(),
         key,
@@ -216,8 +286,9 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     };
 
     let end = {
-        let rfut = ctx.read_loop(&mut reader, hb.expect);
-        let wfut = write_loop(&mut writer, rx, hb.send, &replies);
+        let activity = Activity::new();
+        let rfut = ctx.read_loop(&mut reader, hb.expect, &activity);
+        let wfut = write_loop(&mut writer, rx, hb.send, &replies, &activity);
         tokio::pin!(rfut, wfut);
         tokio::select! {
             end = &mut rfut => {
@@ -227,13 +298,15 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 end
             }
             _ = &mut wfut => End::Gone,
+            // The router logged why; what is waiting for this consumer goes with it.
+            _ = cut.cancelled() => End::SlowConsumer,
         }
     };
     drop(registration);
     tracing::debug!(?peer, session = %name, ?end, "connection ended");
     if end == End::Closing {
         drop(writer);
-        drain(reader.into_inner()).await;
+        drain(reader.into_inner().inner).await;
     }
 }
 
@@ -243,7 +316,8 @@ async fn next_frame(reader: &mut Reader) -> Result<Option<Frame>, FrameError> {
         match reader.next().await {
             None => return Ok(None),
             Some(Err(e)) => return Err(e),
-            Some(Ok(Item::HeartBeat)) => continue,
+            // The broker's codec never skips frames, so `Oversized` does not occur.
+            Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
             Some(Ok(Item::Frame(f))) => return Ok(Some(f)),
         }
     }
@@ -258,7 +332,7 @@ async fn refuse(reader: Reader, mut writer: Writer, error: Frame) {
     })
     .await;
     drop(writer);
-    drain(reader.into_inner()).await;
+    drain(reader.into_inner().inner).await;
 }
 
 /// Reads and discards what the client still sends, until it closes or a moment passed, so that
@@ -281,6 +355,7 @@ async fn write_loop(
     mut rx: UnboundedReceiver<Out>,
     heartbeat: Option<Duration>,
     replies: &Semaphore,
+    activity: &Activity,
 ) -> Result<(), FrameError> {
     loop {
         let next = match heartbeat {
@@ -328,6 +403,7 @@ async fn write_loop(
             }
         }
         SinkExt::<Item>::flush(writer).await?;
+        activity.wrote();
     }
 }
 
@@ -408,19 +484,45 @@ impl Ctx<'_> {
         End::Closing
     }
 
-    async fn read_loop(&mut self, reader: &mut Reader, expect: Option<Duration>) -> End {
-        let deadline = expect.map(|d| d * 2);
+    async fn read_loop(
+        &mut self,
+        reader: &mut Reader,
+        expect: Option<Duration>,
+        activity: &Activity,
+    ) -> End {
+        let config = &self.shared.config;
+        // Wake this often at least, so that a frame begun during a long wait is timed.
+        let check = (config.frame_timeout / 4).max(Duration::from_millis(10));
         loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout(d, reader.next()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        tracing::info!(session = %self.name, "no heart-beat from client; closing");
-                        return End::Silent;
+            let next = loop {
+                let w = reader.get_ref();
+                let (mut deadline, mut why) = match expect {
+                    Some(every) => (w.last_read + every * 2, "no heart-beat from client"),
+                    None => (
+                        w.last_read.max(activity.last_write()) + config.idle_timeout,
+                        "idle connection without heart-beats",
+                    ),
+                };
+                if let Some(since) = w.pending_since {
+                    if since + config.frame_timeout < deadline {
+                        deadline = since + config.frame_timeout;
+                        why = "frame left unfinished";
                     }
-                },
-                None => reader.next().await,
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    tracing::info!(session = %self.name, reason = why, "closing");
+                    return End::Silent;
+                }
+                if let Ok(n) =
+                    tokio::time::timeout_at(deadline.min(now + check), reader.next()).await
+                {
+                    break n;
+                }
             };
+            // Bytes left over belong to a frame that starts now.
+            let rest = !reader.read_buffer().is_empty();
+            reader.get_mut().pending_since = rest.then(Instant::now);
             let frame = match next {
                 None => return End::Gone,
                 Some(Err(FrameError::Io(e))) => {
@@ -431,7 +533,7 @@ impl Ctx<'_> {
                     tracing::info!(session = %self.name, error = %e, "malformed frame; closing");
                     return self.finish(error_frame(&e.to_string(), None));
                 }
-                Some(Ok(Item::HeartBeat)) => continue,
+                Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
                 Some(Ok(Item::Frame(f))) => f,
             };
             if frame.command == Command::Disconnect {
@@ -543,7 +645,18 @@ impl Ctx<'_> {
                 close: false,
             });
         };
-        if !router.send(self.key, dest, msg)? {
+        let routed = match router.send(self.key, dest, msg) {
+            Ok(routed) => routed,
+            Err(e @ RouteError::BrokerFull { .. }) => {
+                tracing::warn!(session = %self.name, destination = %dest, "broker full (copies for subscribers); SEND refused");
+                return Err(Refusal {
+                    message: e.to_string(),
+                    close: false,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !routed {
             tracing::warn!(session = %self.name, destination = %dest, "temporary queue of a departed connection; message dropped");
         }
         Ok(())

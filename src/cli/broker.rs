@@ -28,6 +28,26 @@ pub struct Args {
     /// Heart-beat period the broker offers in both directions, in milliseconds (0 disables).
     #[arg(long, default_value_t = 10_000)]
     pub heartbeat_ms: u64,
+    /// Most subscriptions per connection; a SUBSCRIBE beyond it is refused with an ERROR.
+    #[arg(long, default_value_t = 256)]
+    pub max_subscriptions: usize,
+    /// Most copies of topic messages waiting to be written to one connection or acknowledged
+    /// by it; beyond it topic messages are dropped for that (slow) consumer only.
+    #[arg(long, default_value_t = 1000)]
+    pub max_outstanding: usize,
+    /// Seconds a consumer may stay slow (at --max-outstanding) before it is cut off.
+    #[arg(long, default_value_t = 30)]
+    pub slow_consumer_timeout_secs: u64,
+    /// Seconds a new connection may take to send CONNECT.
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout_secs: u64,
+    /// Seconds a frame may take from its first byte to its last.
+    #[arg(long, default_value_t = 120)]
+    pub frame_timeout_secs: u64,
+    /// Seconds a connection without client heart-beats may stay idle (nothing read from it,
+    /// nothing written to it) before it is closed.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout_secs: u64,
 }
 
 /// Runs `ssm broker`.
@@ -49,6 +69,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Duration::from_millis(args.heartbeat_ms),
             Duration::from_millis(args.heartbeat_ms),
         ),
+        max_subscriptions: args.max_subscriptions,
+        max_outstanding: args.max_outstanding,
+        slow_consumer_timeout: Duration::from_secs(args.slow_consumer_timeout_secs),
+        connect_timeout: Duration::from_secs(args.connect_timeout_secs),
+        frame_timeout: Duration::from_secs(args.frame_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         ..BrokerConfig::default()
     };
     cfg.limits.max_body = args.max_frame_size;

@@ -235,6 +235,11 @@ impl Source for ReceiverMetrics {
                 "Reconnections to the broker.",
                 &s.reconnects,
             ),
+            (
+                "ssm_oversized_frames_total",
+                "Frames from the broker above the frame limit, skipped (connection kept).",
+                &s.oversized,
+            ),
         ];
         for (name, help, counter) in counters {
             e.metric(name, "counter", help, Stats::get(counter) as f64);

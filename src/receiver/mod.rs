@@ -193,6 +193,11 @@ pub async fn run(
                         Dispatched::NotCounted => {}
                     }
                 }
+                Ok(Event::Oversized(o)) => {
+                    // Auto-ack subscription: nothing to acknowledge; the sender will resend.
+                    Stats::bump(&stats.oversized);
+                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.frame.header("ssm-msg-id"), reply_to = ?o.frame.header("reply-to"), "message larger than the frame limit skipped; connection kept");
+                }
                 Ok(Event::Error(frame)) => warn!(
                     message = frame.header("message").unwrap_or(""),
                     "broker reported an error (for example an ack to a sender that left); carrying on"

@@ -166,6 +166,8 @@ pub struct Stats {
     pub certreqs: AtomicU64,
     /// Reconnections to the broker.
     pub reconnects: AtomicU64,
+    /// Frames from the broker skipped for exceeding the frame limit (the connection is kept).
+    pub oversized: AtomicU64,
     /// Rejections per [`RejectReason`], indexed in [`RejectReason::ALL`] order.
     rejected_by: [AtomicU64; RejectReason::ALL.len()],
     /// Time to decrypt and verify a message (successful or not).

@@ -22,6 +22,9 @@
 //!   caller is woken with the reason, [`Client::recv`] returns it after the events that came
 //!   before, and later writes fail. Reconnecting is the caller's job: call
 //!   [`Client::connect`] again and resubscribe.
+//! - A frame whose body exceeds [`ClientConfig::limits`] does not end the connection: its body
+//!   is discarded as it arrives (never buffered), it is logged and handed to [`Client::recv`]
+//!   as [`Event::Oversized`] with its headers, and the next frame is read as usual.
 //! - MESSAGE frames are buffered without bound until [`Client::recv`] takes them, so that a
 //!   caller waiting for a receipt can never be blocked behind undelivered messages. Bound the
 //!   flow with the broker's prefetch setting on the subscription (RabbitMQ `prefetch-count`,
@@ -44,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::addr::BrokerAddr;
-use super::frame::{Command, Frame, FrameError, Item, Limits, StompCodec, Version};
+use super::frame::{Command, Frame, FrameError, Item, Limits, Oversized, StompCodec, Version};
 use super::tls::{TlsConfig, TlsConnector, TlsError};
 
 /// The shortest pause between rounds, whatever the configuration says, so that a zero backoff
@@ -235,6 +238,10 @@ pub enum Event {
     /// An ERROR frame that named no pending receipt. The broker may or may not close the
     /// connection after it; if it does, the next [`Client::recv`] says so.
     Error(Frame),
+    /// A frame whose body exceeded [`ClientConfig::limits`]: skipped without being buffered,
+    /// the connection kept. Its headers are kept, so a MESSAGE of a subscription that must
+    /// acknowledge can still be acknowledged ([`ClientHandle::ack`] on its `frame`).
+    Oversized(Oversized),
 }
 
 /// What can go wrong with a broker connection.
@@ -765,7 +772,8 @@ async fn connect_one(
         match reader.next().await {
             None => return Err(fail("connection closed during the STOMP handshake".into())),
             Some(Err(e)) => return Err(fail(format!("reading CONNECTED: {e}"))),
-            Some(Ok(Item::HeartBeat)) => continue,
+            // Oversized frames are only skipped once connected; none comes before.
+            Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
             Some(Ok(Item::Frame(f))) if f.command == Command::Connected => break f,
             Some(Ok(Item::Frame(f))) if f.command == Command::Error => {
                 let message = f.header("message").unwrap_or("(no message)");
@@ -783,6 +791,8 @@ async fn connect_one(
             .ok_or_else(|| fail(format!("broker chose an unknown STOMP version {v:?}")))?,
     };
     reader.decoder_mut().set_version(version);
+    // A frame above our limit is the sender's problem, not a reason to lose the connection.
+    reader.decoder_mut().set_skip_oversized(true);
     writer.encoder_mut().set_version(version);
     let (their_send, their_want) = parse_heartbeat(connected.header("heart-beat"));
     let negotiate = |ours: Duration, theirs: Duration| {
@@ -955,6 +965,18 @@ async fn reader_task(
             }
             Some(Some(Err(e))) => break Some(CloseReason::Lost(format!("reading: {e}"))),
             Some(Some(Ok(Item::HeartBeat))) => continue,
+            Some(Some(Ok(Item::Oversized(o)))) => {
+                warn!(
+                    command = %o.frame.command,
+                    size = o.size,
+                    max = o.max,
+                    destination = o.frame.header("destination").unwrap_or(""),
+                    message_id = o.frame.header("message-id").unwrap_or(""),
+                    "frame from the broker larger than the frame limit; skipped"
+                );
+                let _ = events.send(Event::Oversized(o));
+                continue;
+            }
             Some(Some(Ok(Item::Frame(frame)))) => frame,
         };
         match frame.command {

@@ -11,6 +11,11 @@
 //!   LF or CRLF line ends, and end-of-line heart-beats between frames.
 //! - Every limit ([`Limits`]) is checked before memory is committed to a frame: bad or hostile
 //!   input yields a [`FrameError`], never a panic or an unbounded allocation.
+//! - Decoding is linear in the input however it is split across reads: the header block and a
+//!   NUL-terminated body are each scanned once (the decoder remembers how far it got).
+//! - With [`StompCodec::set_skip_oversized`], a frame whose body exceeds [`Limits::max_body`] is
+//!   discarded as it arrives (at most one read's bytes held) and reported as
+//!   [`Item::Oversized`], and decoding goes on with the next frame.
 //! - Encoding always writes `content-length` on frames that may carry a body, because ActiveMQ
 //!   drops the body length of a `SEND` that lacks it, and writes each frame as one contiguous
 //!   buffer (one write per frame keeps latency low with `tcpNoDelay`).
@@ -271,6 +276,9 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
+    /// An [`Item::Oversized`] report was given to the encoder.
+    #[error("an oversized-frame report is not a frame and cannot be sent")]
+    NotAFrame,
     /// A carriage return between frames is not followed by a line feed.
     #[error("carriage return without line feed between frames")]
     BareCr,
@@ -286,6 +294,21 @@ pub enum Item {
     Frame(Frame),
     /// One or more end-of-line bytes between frames: a heart-beat.
     HeartBeat,
+    /// A frame whose body exceeded the limit, skipped (only with
+    /// [`StompCodec::set_skip_oversized`]); never encoded.
+    Oversized(Oversized),
+}
+
+/// A frame skipped because its body exceeded [`Limits::max_body`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    /// The frame's command and headers (so that it can be logged, and acknowledged when its
+    /// subscription needs it); the body is empty.
+    pub frame: Frame,
+    /// The body's size: its `content-length`, or the bytes counted up to its NUL.
+    pub size: usize,
+    /// The limit it exceeded.
+    pub max: usize,
 }
 
 impl From<Frame> for Item {
@@ -305,6 +328,47 @@ pub struct StompCodec {
     /// How far a NUL-terminated body has been searched, so that a large body arriving in many
     /// reads is scanned once, not once per read.
     scanned: usize,
+    /// The header block parsed so far, so that a large header block arriving in many reads is
+    /// scanned once, not once per read.
+    head: HeadScan,
+    /// A complete header block whose body has not fully arrived.
+    ready: Option<Head>,
+    /// Whether a frame whose body exceeds the limit is skipped and reported
+    /// ([`Item::Oversized`]) rather than an error.
+    skip_oversized: bool,
+    /// The oversized frame being skipped.
+    skipping: Option<Skip>,
+    /// Bytes examined while looking for line ends in header blocks (tests check it is linear).
+    #[cfg(test)]
+    head_work: usize,
+}
+
+/// The part of a frame's header block already parsed (offsets into the decoder's buffer, which
+/// is not advanced until the frame is complete).
+#[derive(Debug, Clone, Default)]
+struct HeadScan {
+    /// Offset of the first byte of the line not yet complete.
+    line_start: usize,
+    /// Offset up to which that line was searched for its LF.
+    searched: usize,
+    command: Option<Command>,
+    headers: Vec<(String, String)>,
+}
+
+impl HeadScan {
+    /// Whether no byte of a header block was seen yet (so end-of-lines are heart-beats).
+    fn is_empty(&self) -> bool {
+        self.line_start == 0 && self.searched == 0 && self.command.is_none()
+    }
+}
+
+/// An oversized frame being discarded.
+#[derive(Debug, Clone)]
+struct Skip {
+    frame: Frame,
+    size: usize,
+    /// Bytes still to discard, NUL included, when the length is known.
+    remaining: Option<usize>,
 }
 
 impl StompCodec {
@@ -330,9 +394,17 @@ impl StompCodec {
     pub fn limits(&self) -> Limits {
         self.limits
     }
+
+    /// Makes a frame whose body exceeds [`Limits::max_body`] be skipped instead of failing the
+    /// stream: its body is discarded as it arrives (never buffered) and the frame is reported as
+    /// [`Item::Oversized`] once its end was read. The header limits still fail the stream.
+    pub fn set_skip_oversized(&mut self, skip: bool) {
+        self.skip_oversized = skip;
+    }
 }
 
 /// Where the header section of a frame ends, and what it says.
+#[derive(Debug, Clone)]
 struct Head {
     command: Command,
     headers: Vec<(String, String)>,
@@ -341,37 +413,57 @@ struct Head {
 }
 
 impl StompCodec {
-    /// Parses the command and headers if they are complete in `buf`.
-    fn parse_head(&self, buf: &[u8]) -> Result<Option<Head>, FrameError> {
+    /// Parses the command and headers if they are complete in `buf`, resuming where the last
+    /// call stopped: every byte of a header block is examined once however it is split.
+    fn parse_head(&mut self, buf: &[u8]) -> Result<Option<Head>, FrameError> {
+        let r = self.scan_head(buf);
+        if r.is_err() {
+            self.head = HeadScan::default();
+        }
+        r
+    }
+
+    fn scan_head(&mut self, buf: &[u8]) -> Result<Option<Head>, FrameError> {
         let max_line = self.limits.max_header_line;
-        let mut pos = 0;
-        let mut command = None;
-        let mut headers = Vec::new();
         loop {
-            let rest = &buf[pos..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                if rest.len() > max_line {
+            let start = self.head.line_start;
+            let from = self.head.searched.max(start);
+            let Some(i) = buf[from..].iter().position(|&b| b == b'\n') else {
+                #[cfg(test)]
+                {
+                    self.head_work += buf.len() - from;
+                }
+                self.head.searched = buf.len();
+                if buf.len() - start > max_line {
                     return Err(FrameError::LineTooLong { max: max_line });
                 }
                 return Ok(None);
             };
-            if nl > max_line {
+            #[cfg(test)]
+            {
+                self.head_work += i + 1;
+            }
+            let nl = from + i;
+            if nl - start > max_line {
                 return Err(FrameError::LineTooLong { max: max_line });
             }
-            let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
-            pos += nl + 1;
+            let line = &buf[start..nl];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.head.line_start = nl + 1;
+            self.head.searched = nl + 1;
             let line = std::str::from_utf8(line).map_err(|_| FrameError::NotUtf8)?;
-            match command {
-                None => command = Some(line.parse::<Command>()?),
+            match self.head.command {
+                None => self.head.command = Some(line.parse::<Command>()?),
                 Some(cmd) => {
                     if line.is_empty() {
+                        let head = std::mem::take(&mut self.head);
                         return Ok(Some(Head {
                             command: cmd,
-                            headers,
-                            body_start: pos,
+                            headers: head.headers,
+                            body_start: nl + 1,
                         }));
                     }
-                    if headers.len() >= self.limits.max_headers {
+                    if self.head.headers.len() >= self.limits.max_headers {
                         return Err(FrameError::TooManyHeaders {
                             max: self.limits.max_headers,
                         });
@@ -379,11 +471,12 @@ impl StompCodec {
                     let (k, v) = line
                         .split_once(':')
                         .ok_or_else(|| FrameError::MalformedHeader(truncate(line)))?;
-                    if cmd.escapes_headers() && self.version >= Version::V1_1 {
-                        headers.push((self.unescape(k)?, self.unescape(v)?));
+                    let header = if cmd.escapes_headers() && self.version >= Version::V1_1 {
+                        (self.unescape(k)?, self.unescape(v)?)
                     } else {
-                        headers.push((k.to_string(), v.to_string()));
-                    }
+                        (k.to_string(), v.to_string())
+                    };
+                    self.head.headers.push(header);
                 }
             }
         }
@@ -441,27 +534,36 @@ impl Decoder for StompCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Item>, FrameError> {
-        // End-of-line bytes (LF or CRLF) before a frame are heart-beats.
-        let mut eol = 0;
-        while eol < src.len() {
-            match (src[eol], src.get(eol + 1)) {
-                (b'\n', _) => eol += 1,
-                (b'\r', Some(b'\n')) => eol += 2,
-                // A lone trailing CR may be the start of a CRLF: keep it until more arrives.
-                (b'\r', None) => break,
-                (b'\r', Some(_)) => return Err(FrameError::BareCr),
-                _ => break,
+        if self.skipping.is_some() {
+            return self.continue_skip(src);
+        }
+        if self.ready.is_none() && self.head.is_empty() {
+            // End-of-line bytes (LF or CRLF) before a frame are heart-beats.
+            let mut eol = 0;
+            while eol < src.len() {
+                match (src[eol], src.get(eol + 1)) {
+                    (b'\n', _) => eol += 1,
+                    (b'\r', Some(b'\n')) => eol += 2,
+                    // A lone trailing CR may be the start of a CRLF: keep it until more arrives.
+                    (b'\r', None) => break,
+                    (b'\r', Some(_)) => return Err(FrameError::BareCr),
+                    _ => break,
+                }
+            }
+            if eol > 0 {
+                src.advance(eol);
+                return Ok(Some(Item::HeartBeat));
+            }
+            if src.first() == Some(&b'\r') {
+                return Ok(None);
             }
         }
-        if eol > 0 {
-            src.advance(eol);
-            return Ok(Some(Item::HeartBeat));
-        }
-        if src.first() == Some(&b'\r') {
-            return Ok(None);
-        }
-        let Some(head) = self.parse_head(src)? else {
-            return Ok(None);
+        let head = match self.ready.take() {
+            Some(head) => head,
+            None => match self.parse_head(src)? {
+                Some(head) => head,
+                None => return Ok(None),
+            },
         };
         let max = self.limits.max_body;
         let len_header = head
@@ -475,11 +577,15 @@ impl Decoder for StompCodec {
                     .parse()
                     .map_err(|_| FrameError::BadContentLength(truncate(v)))?;
                 if n > max {
+                    if self.skip_oversized {
+                        return self.start_skip(src, head, n, Some(n + 1));
+                    }
                     return Err(FrameError::TooLarge { size: n, max });
                 }
                 let end = head.body_start + n;
                 if src.len() <= end {
                     src.reserve(end + 1 - src.len());
+                    self.ready = Some(head);
                     return Ok(None);
                 }
                 if src[end] != 0 {
@@ -494,23 +600,30 @@ impl Decoder for StompCodec {
                     None => {
                         self.scanned = src.len() - head.body_start;
                         if self.scanned > max {
-                            return Err(FrameError::TooLarge {
-                                size: self.scanned,
-                                max,
-                            });
+                            let seen = std::mem::take(&mut self.scanned);
+                            if self.skip_oversized {
+                                // Drop what was seen of the body; look for its NUL from here.
+                                return self.start_skip(src, head, seen, None);
+                            }
+                            return Err(FrameError::TooLarge { size: seen, max });
                         }
+                        self.ready = Some(head);
                         return Ok(None);
                     }
                 }
             }
         };
+        self.scanned = 0;
         if body_len > max {
+            if self.skip_oversized {
+                // The NUL is in the buffer: skip the body and the NUL at once.
+                return self.start_skip(src, head, body_len, Some(body_len + 1));
+            }
             return Err(FrameError::TooLarge {
                 size: body_len,
                 max,
             });
         }
-        self.scanned = 0;
         src.advance(head.body_start);
         let body = src.split_to(body_len).freeze();
         src.advance(1); // the NUL
@@ -518,6 +631,76 @@ impl Decoder for StompCodec {
             command: head.command,
             headers: head.headers,
             body,
+        })))
+    }
+}
+
+impl StompCodec {
+    /// Starts discarding the body of an oversized frame: `size` body bytes are known so far,
+    /// and `remaining` bytes from the body's start (body and NUL) are left to discard when its
+    /// length is known (`None`: discard up to the next NUL). Nothing of the body is kept.
+    fn start_skip(
+        &mut self,
+        src: &mut BytesMut,
+        head: Head,
+        size: usize,
+        remaining: Option<usize>,
+    ) -> Result<Option<Item>, FrameError> {
+        let to_discard = match remaining {
+            Some(_) => head.body_start,
+            // Everything after the headers was searched and holds no NUL.
+            None => src.len(),
+        };
+        src.advance(to_discard);
+        self.skipping = Some(Skip {
+            frame: Frame {
+                command: head.command,
+                headers: head.headers,
+                body: Bytes::new(),
+            },
+            size,
+            remaining,
+        });
+        self.continue_skip(src)
+    }
+
+    /// Discards what arrived of a skipped frame; reports it once its NUL was reached.
+    fn continue_skip(&mut self, src: &mut BytesMut) -> Result<Option<Item>, FrameError> {
+        let Some(skip) = self.skipping.as_mut() else {
+            return Ok(None);
+        };
+        match skip.remaining {
+            Some(rem) => {
+                let take = rem.min(src.len());
+                if take == rem && rem > 0 && src[rem - 1] != 0 {
+                    self.skipping = None;
+                    return Err(FrameError::MissingNul);
+                }
+                src.advance(take);
+                skip.remaining = Some(rem - take);
+                if take < rem {
+                    return Ok(None);
+                }
+            }
+            None => match src.iter().position(|&b| b == 0) {
+                Some(i) => {
+                    skip.size += i;
+                    src.advance(i + 1);
+                }
+                None => {
+                    skip.size += src.len();
+                    src.clear();
+                    return Ok(None);
+                }
+            },
+        }
+        let Some(skip) = self.skipping.take() else {
+            return Ok(None);
+        };
+        Ok(Some(Item::Oversized(Oversized {
+            frame: skip.frame,
+            size: skip.size,
+            max: self.limits.max_body,
         })))
     }
 }
@@ -532,6 +715,7 @@ impl Encoder<Item> for StompCodec {
                 Ok(())
             }
             Item::Frame(frame) => self.encode(&frame, dst),
+            Item::Oversized(_) => Err(FrameError::NotAFrame),
         }
     }
 }
@@ -611,7 +795,7 @@ mod tests {
             .into_iter()
             .filter_map(|i| match i {
                 Item::Frame(f) => Some(f),
-                Item::HeartBeat => None,
+                Item::HeartBeat | Item::Oversized(_) => None,
             })
             .collect()
     }
@@ -787,6 +971,165 @@ mod tests {
         let f = frames(got);
         assert_eq!(f.len(), 1);
         assert_eq!(&f[0].body[..], b"some body without length");
+    }
+
+    /// A header block of `lines` headers of 60 bytes each, then a body.
+    fn big_head(lines: usize) -> Vec<u8> {
+        let mut wire = b"SEND\n".to_vec();
+        for i in 0..lines {
+            wire.extend_from_slice(format!("h{i:08}:{}\n", "v".repeat(49)).as_bytes());
+        }
+        wire.extend_from_slice(b"\nbody\0");
+        wire
+    }
+
+    #[test]
+    fn a_header_block_arriving_in_small_pieces_is_scanned_once() {
+        // 16 384 lines of 60 bytes: about 1 MiB of headers, fed 16 bytes at a time.
+        let lines = 16 * 1024;
+        let wire = big_head(lines);
+        let mut c = StompCodec::new(Limits {
+            max_headers: lines + 1,
+            ..Limits::default()
+        });
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(16) {
+            buf.put_slice(chunk);
+            while let Some(item) = c.decode(&mut buf).unwrap() {
+                got.push(item);
+            }
+        }
+        let f = frames(got);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].headers.len(), lines);
+        assert_eq!(&f[0].body[..], b"body");
+        // Linear: each header byte examined once (a quadratic decoder examines ~32 GiB here).
+        assert!(
+            c.head_work <= wire.len(),
+            "{} bytes examined for a {} byte frame",
+            c.head_work,
+            wire.len()
+        );
+    }
+
+    #[test]
+    fn a_body_arriving_in_small_pieces_does_not_rescan_the_headers() {
+        let mut wire = big_head(1000);
+        wire.truncate(wire.len() - b"body\0".len());
+        let head_len = wire.len();
+        let body = vec![b'x'; 64 * 1024];
+        wire.splice(5..5, format!("content-length:{}\n", body.len()).bytes());
+        wire.extend_from_slice(&body);
+        wire.push(0);
+        let mut c = StompCodec::new(Limits {
+            max_headers: 1001,
+            ..Limits::default()
+        });
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(16) {
+            buf.put_slice(chunk);
+            while let Some(item) = c.decode(&mut buf).unwrap() {
+                got.push(item);
+            }
+        }
+        let f = frames(got);
+        assert_eq!(f[0].body.len(), body.len());
+        assert!(
+            c.head_work <= head_len + 32,
+            "{} bytes examined",
+            c.head_work
+        );
+    }
+
+    fn skipping(max_body: usize) -> StompCodec {
+        let mut c = StompCodec::new(Limits {
+            max_body,
+            ..Limits::default()
+        });
+        c.set_skip_oversized(true);
+        c
+    }
+
+    /// Feeds `wire` in pieces of `step` bytes; returns the items and the most bytes held.
+    fn feed(c: &mut StompCodec, wire: &[u8], step: usize) -> (Vec<Item>, usize) {
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut most = 0;
+        for chunk in wire.chunks(step) {
+            buf.put_slice(chunk);
+            while let Some(item) = c.decode(&mut buf).unwrap() {
+                got.push(item);
+            }
+            most = most.max(buf.len());
+        }
+        (got, most)
+    }
+
+    #[test]
+    fn oversized_frames_are_skipped_without_buffering_and_reported() {
+        let big = vec![b'A'; 10_000];
+        let mut wire = Vec::new();
+        // One with content-length (and NULs in its body), one framed by its NUL.
+        let mut with_len = big.clone();
+        with_len[10] = 0;
+        wire.extend_from_slice(
+            b"MESSAGE\nmessage-id:m1\ndestination:/topic/t\ncontent-length:10000\n\n",
+        );
+        wire.extend_from_slice(&with_len);
+        wire.extend_from_slice(b"\0\nMESSAGE\nmessage-id:m2\n\n");
+        wire.extend_from_slice(&big);
+        wire.extend_from_slice(b"\0MESSAGE\nmessage-id:ok\n\nsmall\0");
+        for step in [1, 7, 100, 4096, wire.len()] {
+            let mut c = skipping(1000);
+            let (got, most) = feed(&mut c, &wire, step);
+            let reports: Vec<&Oversized> = got
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Oversized(o) => Some(o),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(reports.len(), 2, "step {step}: {got:?}");
+            assert_eq!(reports[0].frame.header("message-id"), Some("m1"));
+            assert_eq!(reports[0].frame.header("destination"), Some("/topic/t"));
+            assert_eq!((reports[0].size, reports[0].max), (10_000, 1000));
+            assert_eq!(reports[1].frame.header("message-id"), Some("m2"));
+            assert_eq!(reports[1].size, 10_000);
+            assert!(reports.iter().all(|o| o.frame.body.is_empty()));
+            let f = frames(got.clone());
+            assert_eq!(f.len(), 1, "step {step}");
+            assert_eq!(&f[0].body[..], b"small");
+            // Never more than one read's worth (or the limit) held for the skipped bodies.
+            if step < wire.len() {
+                assert!(most <= 1000 + 200 + step, "step {step}: held {most} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn without_skipping_an_oversized_frame_is_an_error() {
+        let mut c = StompCodec::new(Limits {
+            max_body: 10,
+            ..Limits::default()
+        });
+        let err = decode_all(&mut c, b"MESSAGE\ncontent-length:11\n\n").unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { size: 11, max: 10 }));
+        let mut c = skipping(10);
+        let err = decode_all(&mut c, b"MESSAGE\ncontent-length:11\n\n01234567890X").unwrap_err();
+        assert!(matches!(err, FrameError::MissingNul), "{err:?}");
+        assert!(matches!(
+            StompCodec::default().encode(
+                Item::Oversized(Oversized {
+                    frame: Frame::new(Command::Message),
+                    size: 1,
+                    max: 0
+                }),
+                &mut BytesMut::new()
+            ),
+            Err(FrameError::NotAFrame)
+        ));
     }
 
     fn arb_frame() -> impl Strategy<Value = Frame> {

@@ -16,5 +16,5 @@ pub use addr::{AddrError, BrokerAddr};
 pub use client::{
     AckMode, BrokerKind, Client, ClientConfig, ClientHandle, Event, StompError, UnknownBrokerKind,
 };
-pub use frame::{Command, Frame, FrameError, Item, Limits, StompCodec, Version};
+pub use frame::{Command, Frame, FrameError, Item, Limits, Oversized, StompCodec, Version};
 pub use tls::{TlsConfig, TlsConnector, TlsError};

@@ -77,7 +77,7 @@ pub async fn next_frame(framed: &mut Framed<TcpStream, StompCodec>) -> Option<Fr
         loop {
             match framed.next().await {
                 None => return None,
-                Some(Ok(Item::HeartBeat)) => continue,
+                Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
                 Some(Ok(Item::Frame(f))) => return Some(f),
                 Some(Err(e)) => panic!("client read failed: {e}"),
             }
@@ -95,7 +95,7 @@ pub async fn expect_closed(framed: &mut Framed<TcpStream, StompCodec>) -> Vec<Fr
         loop {
             match framed.next().await {
                 None | Some(Err(_)) => return,
-                Some(Ok(Item::HeartBeat)) => continue,
+                Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
                 Some(Ok(Item::Frame(f))) => got.push(f),
             }
         }

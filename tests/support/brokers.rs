@@ -161,6 +161,9 @@ pub async fn next_message(name: &str, client: &mut Client) -> Frame {
     match tokio::time::timeout(WAIT, client.recv()).await {
         Ok(Ok(Event::Message(m))) => m,
         Ok(Ok(Event::Error(e))) => panic!("[{name}] ERROR instead of a message: {e:?}"),
+        Ok(Ok(Event::Oversized(o))) => {
+            panic!("[{name}] oversized frame instead of a message: {o:?}")
+        }
         Ok(Err(e)) => panic!("[{name}] connection failed while waiting for a message: {e}"),
         Err(_) => panic!("[{name}] no message within {WAIT:?}"),
     }

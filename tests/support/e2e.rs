@@ -345,6 +345,7 @@ impl Peer {
         match tokio::time::timeout(WAIT, self.client.recv()).await {
             Ok(Ok(Event::Message(m))) => m,
             Ok(Ok(Event::Error(e))) => panic!("[{}] ERROR frame: {e:?}", self.name),
+            Ok(Ok(Event::Oversized(o))) => panic!("[{}] oversized frame: {o:?}", self.name),
             Ok(Err(e)) => panic!("[{}] connection lost: {e}", self.name),
             Err(_) => panic!("[{}] nothing within {WAIT:?}", self.name),
         }

@@ -40,7 +40,7 @@ async fn next_frame(conn: &mut Conn) -> Frame {
             .expect("bad frame")
         {
             Item::Frame(f) => return f,
-            Item::HeartBeat => continue,
+            Item::HeartBeat | Item::Oversized(_) => continue,
         }
     }
 }
@@ -382,7 +382,7 @@ async fn sends_heartbeats_when_idle() {
         while let Ok(Some(item)) = tokio::time::timeout_at(until, conn.next()).await {
             match item.unwrap() {
                 Item::HeartBeat => beats += 1,
-                Item::Frame(f) => panic!("unexpected {f:?}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         beats
