@@ -199,7 +199,7 @@ impl Source for ReceiverMetrics {
         let mut e = Exposition::default();
         common(&mut e, "receiver", self.cert_not_after);
         let s = &self.stats;
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             (
                 "ssm_received_total",
                 "msg messages taken off the broker.",

@@ -974,7 +974,7 @@ async fn reader_task(
                     message_id = o.frame.header("message-id").unwrap_or(""),
                     "frame from the broker larger than the frame limit; skipped"
                 );
-                let _ = events.send(Event::Oversized(o));
+                let _ = events.send((Event::Oversized(o), None));
                 continue;
             }
             Some(Some(Ok(Item::Frame(frame)))) => frame,
