@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::message::Message;
 use super::router::{AckMode, AckRef, Delivery, Out, RouteError, Router, SessionKey, TEMP_QUEUE};
 use super::Shared;
-use crate::stomp::{Command, Frame, FrameError, Item, StompCodec, Version};
+use crate::stomp::{Command, Frame, FrameError, Item, StompCodec, Version, Watched};
 
 /// How long the writer may take to flush a final ERROR or RECEIPT.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,41 +66,6 @@ const DROPPED_HEADERS: &[&str] = &[
 ];
 
 type Reader = FramedRead<Watched<OwnedReadHalf>, StompCodec>;
-
-/// A reader that remembers when it last got bytes and since when bytes of an unfinished frame
-/// wait (the read loop clears that once the decoder has consumed everything).
-pub(crate) struct Watched<R> {
-    inner: R,
-    last_read: Instant,
-    pending_since: Option<Instant>,
-}
-
-impl<R> Watched<R> {
-    fn new(inner: R) -> Watched<R> {
-        Watched {
-            inner,
-            last_read: Instant::now(),
-            pending_since: None,
-        }
-    }
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let now = Instant::now();
-            self.last_read = now;
-            self.pending_since.get_or_insert(now);
-        }
-        poll
-    }
-}
 
 /// When the writer last wrote frames to the client (heart-beats excepted).
 struct Activity {
@@ -306,7 +271,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     tracing::debug!(?peer, session = %name, ?end, "connection ended");
     if end == End::Closing {
         drop(writer);
-        drain(reader.into_inner().inner).await;
+        drain(reader.into_inner().into_inner()).await;
     }
 }
 
@@ -332,7 +297,7 @@ async fn refuse(reader: Reader, mut writer: Writer, error: Frame) {
     })
     .await;
     drop(writer);
-    drain(reader.into_inner().inner).await;
+    drain(reader.into_inner().into_inner()).await;
 }
 
 /// Reads and discards what the client still sends, until it closes or a moment passed, so that

@@ -255,21 +255,21 @@ fn escape_into(out: &mut String, value: &str) {
 /// The number of attributes in each RDN of a DER-encoded Name (SEQUENCE OF SET OF
 /// AttributeTypeAndValue), or `None` if it is not one.
 fn rdn_sizes(der: &[u8]) -> Option<Vec<usize>> {
-    let (tag, body, rest) = der_element(der)?;
-    if tag != 0x30 || !rest.is_empty() {
+    let (tag, body, rest) = super::der::element(der)?;
+    if tag != super::der::SEQUENCE || !rest.is_empty() {
         return None;
     }
     let mut sizes = Vec::new();
     let mut sets = body;
     while !sets.is_empty() {
-        let (tag, set, next) = der_element(sets)?;
-        if tag != 0x31 {
+        let (tag, set, next) = super::der::element(sets)?;
+        if tag != super::der::SET {
             return None;
         }
         let mut n = 0;
         let mut attrs = set;
         while !attrs.is_empty() {
-            let (_, _, after) = der_element(attrs)?;
+            let (_, _, after) = super::der::element(attrs)?;
             attrs = after;
             n += 1;
         }
@@ -277,28 +277,6 @@ fn rdn_sizes(der: &[u8]) -> Option<Vec<usize>> {
         sets = next;
     }
     Some(sizes)
-}
-
-/// One DER element: (tag, contents, what follows). Single-byte tags only (all a Name uses).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > std::mem::size_of::<usize>() || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 /// The subject DN of `cert` in slash form, e.g. `/C=UK/O=eScience/CN=host.example.org`.

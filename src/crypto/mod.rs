@@ -14,6 +14,7 @@
 //! and trust store are loaded once and shared.
 
 mod cipher;
+pub(crate) mod der;
 mod dn;
 mod error;
 mod identity;

@@ -97,7 +97,7 @@ pub fn seal_ids(body: &[u8]) -> Vec<SealId> {
     };
     let ids = der
         .as_deref()
-        .and_then(der::encrypted_keys)
+        .and_then(crate::crypto::der::encrypted_keys)
         .map(|keys| {
             keys.into_iter()
                 .map(|k| {
@@ -111,67 +111,6 @@ pub fn seal_ids(body: &[u8]) -> Vec<SealId> {
         vec![SealId::of(body)]
     } else {
         ids
-    }
-}
-
-/// Just enough DER to find the encrypted keys of a PKCS#7 enveloped-data message (as OpenSSL
-/// writes it: definite lengths).
-mod der {
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OCTET_STRING: u8 = 0x04;
-    const INTEGER: u8 = 0x02;
-    const OID: u8 = 0x06;
-    const CONTEXT_0: u8 = 0xa0;
-    /// 1.2.840.113549.1.7.3, enveloped-data.
-    const ENVELOPED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03];
-
-    /// One element: (tag, contents, what follows).
-    fn tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = buf.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, &rest[n..])
-        };
-        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-    }
-
-    fn expect(buf: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
-        let (tag, inner, rest) = tlv(buf)?;
-        (tag == want).then_some((inner, rest))
-    }
-
-    /// The `encryptedKey` of every `RecipientInfo`, or `None` if this is not enveloped-data.
-    pub(super) fn encrypted_keys(der: &[u8]) -> Option<Vec<&[u8]>> {
-        let (content_info, _) = expect(der, SEQUENCE)?;
-        let (oid, rest) = expect(content_info, OID)?;
-        if oid != ENVELOPED_DATA {
-            return None;
-        }
-        let (explicit, _) = expect(rest, CONTEXT_0)?;
-        let (enveloped, _) = expect(explicit, SEQUENCE)?;
-        let (_, rest) = expect(enveloped, INTEGER)?;
-        let (mut infos, _) = expect(rest, SET)?;
-        let mut keys = Vec::new();
-        while !infos.is_empty() {
-            let (info, next) = expect(infos, SEQUENCE)?;
-            infos = next;
-            let (_, rest) = expect(info, INTEGER)?;
-            let (_, rest) = expect(rest, SEQUENCE)?; // issuerAndSerialNumber
-            let (_, rest) = expect(rest, SEQUENCE)?; // keyEncryptionAlgorithm
-            let (key, _) = expect(rest, OCTET_STRING)?;
-            keys.push(key);
-        }
-        Some(keys)
     }
 }
 

@@ -49,6 +49,7 @@ use tracing::{debug, info, warn};
 use super::addr::BrokerAddr;
 use super::frame::{Command, Frame, FrameError, Item, Limits, Oversized, StompCodec, Version};
 use super::tls::{TlsConfig, TlsConnector, TlsError};
+use super::watched::Watched;
 
 /// The shortest pause between rounds, whatever the configuration says, so that a zero backoff
 /// cannot spin on a dead broker list.
@@ -410,27 +411,6 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 type Reader = FramedRead<Watched<ReadHalf<Box<dyn Io>>>, StompCodec>;
 
-/// A reader that remembers when it last got bytes, so that a large frame arriving slowly
-/// counts as a sign of life for heart-beat checking even before it is complete.
-struct Watched<R> {
-    inner: R,
-    last_read: Instant,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.last_read = Instant::now();
-        }
-        poll
-    }
-}
 type Writer = FramedWrite<WriteHalf<Box<dyn Io>>, StompCodec>;
 
 struct WriteReq {
@@ -743,11 +723,7 @@ async fn connect_one(
         None => Box::new(tcp),
     };
     let (r, w) = tokio::io::split(io);
-    let watched = Watched {
-        inner: r,
-        last_read: Instant::now(),
-    };
-    let mut reader = FramedRead::new(watched, StompCodec::new(cfg.limits));
+    let mut reader = FramedRead::new(Watched::new(r), StompCodec::new(cfg.limits));
     let mut writer = FramedWrite::new(w, StompCodec::new(cfg.limits));
 
     let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)).to_string();

@@ -11,6 +11,7 @@ pub mod addr;
 pub mod client;
 pub mod frame;
 pub mod tls;
+pub mod watched;
 
 pub use addr::{AddrError, BrokerAddr};
 pub use client::{
@@ -18,3 +19,4 @@ pub use client::{
 };
 pub use frame::{Command, Frame, FrameError, Item, Limits, Oversized, StompCodec, Version};
 pub use tls::{TlsConfig, TlsConnector, TlsError};
+pub use watched::Watched;
