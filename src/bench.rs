@@ -514,7 +514,9 @@ async fn wait_until_subscribed(
         };
         client
             .handle()
-            .send(req.to_frame(&opts.destination))
+            .send(crate::transport::stomp::frame_of(
+                req.to_envelope(&opts.destination),
+            ))
             .await?;
         let wait = tokio::time::sleep(Duration::from_millis(300));
         tokio::pin!(wait);
@@ -523,7 +525,8 @@ async fn wait_until_subscribed(
                 () = &mut wait => break,
                 ev = client.recv() => {
                     if let Event::Message(frame) = ev? {
-                        if let Ok(SsmMessage::CertResp { .. }) = SsmMessage::from_frame(&frame) {
+                        let envelope = crate::transport::stomp::envelope_of(frame).unwrap_or_default();
+                        if let Ok(SsmMessage::CertResp { .. }) = SsmMessage::from_envelope(&envelope) {
                             let _ = client.disconnect().await;
                             return Ok(());
                         }

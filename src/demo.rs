@@ -21,6 +21,7 @@ use crate::queue::{Dirq, MessageStore, Outgoing, PathType};
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
 use crate::sender::{Sender, SenderSettings, Summary};
 use crate::stomp::{BrokerAddr, ClientConfig};
+use crate::transport::TransportConfig;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -207,8 +208,7 @@ pub fn make_sender(
     let outgoing = Outgoing::open(queue, PathType::Dirq)?;
     let reject = Dirq::open(&queue.join("reject"))?;
     let settings = SenderSettings {
-        client: common.client.clone(),
-        kind: None,
+        transport: TransportConfig::stomp(common.client.clone(), None),
         destination: common.destination.clone(),
         identity: Identity::load(cert, key)?,
         trust: common.trust.clone(),
@@ -280,7 +280,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let shutdown = control.shutdown.clone();
     let rsettings = ReceiverSettings {
-        client: client.clone(),
+        transport: TransportConfig::stomp(client.clone(), None),
         destination: opts.destination.clone(),
         opener: Opener::new(server.clone(), trust.clone()),
         cert_pem,

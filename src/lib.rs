@@ -50,3 +50,4 @@ pub mod queue;
 pub mod receiver;
 pub mod sender;
 pub mod stomp;
+pub mod transport;

@@ -4,6 +4,7 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+use e2e::frames::SsmFrames;
 
 use e2e::{message, pki, sender_settings, sender_with, start_receiver, targets, tmp, topic, Peer};
 use ssm::protocol::SsmMessage;

@@ -6,6 +6,7 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+use e2e::frames::SsmFrames;
 
 use std::time::Duration;
 

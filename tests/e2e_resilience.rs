@@ -169,7 +169,7 @@ async fn a_broker_restart_mid_pass_loses_nothing() {
     .await;
     let msgs: Vec<Vec<u8>> = (0..N).map(|i| message("restart", i)).collect();
     let mut settings = sender_settings(&t, &topic, &pki().pki.client);
-    settings.client = cfg;
+    settings.transport = ssm::transport::TransportConfig::stomp(cfg, None);
     settings.ack_timeout = Duration::from_secs(2);
     settings.max_attempts = 5;
     let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &msgs);

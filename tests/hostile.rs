@@ -10,6 +10,9 @@
 
 #[path = "support/faults.rs"]
 mod faults;
+#[path = "support/frames.rs"]
+mod frames;
+use frames::SsmFrames;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

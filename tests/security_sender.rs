@@ -8,6 +8,7 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+use e2e::frames::SsmFrames;
 
 use e2e::{
     md5, message, pki, seal, sender_settings, sender_with, start_receiver, targets, tmp, topic,

@@ -8,6 +8,7 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+use e2e::frames::SsmFrames;
 #[path = "support/openssl_cli.rs"]
 mod openssl_cli;
 

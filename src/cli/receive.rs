@@ -26,6 +26,7 @@ use crate::crypto::{DnFile, DnList, Opener, TrustStore};
 use crate::ops::metrics::{self, ReceiverMetrics};
 use crate::ops::notify::Notifier;
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
+use crate::transport::TransportConfig;
 
 /// Arguments of `ssm receive`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let dns = Arc::new(RwLock::new(dns));
     let settings = ReceiverSettings {
-        client,
+        transport: TransportConfig::stomp(client, None),
         destination: cfg.destination.clone(),
         opener: Opener::new(identity, trust.clone()).allow_weak_digests(cfg.allow_weak_digests),
         cert_pem,

@@ -16,6 +16,7 @@ use crate::ops::metrics::{self, SenderMetrics};
 use crate::ops::notify::Notifier;
 use crate::queue::{Dirq, Outgoing};
 use crate::sender::{Sender, SenderSettings};
+use crate::transport::TransportConfig;
 
 /// Rounds over the broker list a single pass makes before giving up on connecting.
 pub const ONE_PASS_ROUNDS: u32 = 5;
@@ -82,8 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         client.max_rounds = Some(ONE_PASS_ROUNDS);
     }
     let settings = SenderSettings {
-        client,
-        kind: cfg.broker.kind,
+        transport: TransportConfig::stomp(client, cfg.broker.kind),
         destination: cfg.destination.clone(),
         identity,
         trust,

@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::acked::{AckKey, Acked, AckedLog, SealId};
-use super::Outcome;
+use super::acked::{AckKey, Acked, SealId};
+use super::dedupe::Dedupe;
+use super::reply::Outcome;
 use crate::crypto::message_id;
 use crate::queue::{MessageStore, Record};
 
@@ -54,7 +55,7 @@ enum Request {
 
 struct State {
     store: MessageStore,
-    acked: AckedLog,
+    acked: Box<dyn Dedupe>,
 }
 
 /// A cheap handle to the committer task.
@@ -65,9 +66,13 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn start(store: MessageStore, acked: AckedLog) -> Committer {
+    pub fn start(store: MessageStore, acked: impl Dedupe + 'static) -> Committer {
+        info!(remembered = acked.len(), "acked record loaded");
         let (tx, rx) = mpsc::unbounded_channel();
-        let state = Arc::new(Mutex::new(State { store, acked }));
+        let state = Arc::new(Mutex::new(State {
+            store,
+            acked: Box::new(acked),
+        }));
         let task = tokio::spawn(run(rx, state));
         Committer {
             tx,
@@ -361,6 +366,7 @@ fn recover(state: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::acked::AckedLog;
     use std::time::Duration;
 
     const X: &str = "0123456789abcdef0123456789abcdef";
@@ -370,7 +376,9 @@ mod tests {
     fn state(dir: &std::path::Path) -> State {
         State {
             store: MessageStore::open(&dir.join("store")).unwrap(),
-            acked: AckedLog::open(&dir.join("acked"), Duration::from_secs(86400)).unwrap(),
+            acked: Box::new(
+                AckedLog::open(&dir.join("acked"), Duration::from_secs(86400)).unwrap(),
+            ),
         }
     }
 

@@ -23,11 +23,10 @@ use tracing::{error, info, warn};
 
 use super::acked::{seal_ids, AckKey};
 use super::commit::{Committer, StoreRequest};
-use super::{send_ack, Outcome, RejectReason, Stats};
+use super::reply::{Outcome, Replies};
+use super::{RejectReason, Stats};
 use crate::crypto::{message_id, DnList, Opener};
-use crate::protocol::AckOutcome;
 use crate::queue::Record;
-use crate::stomp::ClientHandle;
 
 /// Messages waiting per lane before the dispatcher waits (back-pressure on the broker).
 const LANE_DEPTH: usize = 64;
@@ -38,7 +37,7 @@ const MAX_PENDING: u32 = 256;
 /// Bytes of frames queued in or handled by the lanes at once (sealed bodies as received).
 pub(crate) const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
 
-/// Bytes of frames the STOMP client may hold that the dispatcher has not taken yet.
+/// Bytes of messages the transport may hold that the dispatcher has not taken yet.
 pub(crate) const MAX_CLIENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// One `msg` to handle.
@@ -58,7 +57,7 @@ pub(crate) struct LaneContext {
     pub opener: Opener,
     pub dns: Arc<RwLock<DnList>>,
     pub committer: Committer,
-    pub handle: ClientHandle,
+    pub replies: Arc<Replies>,
     pub stats: Arc<Stats>,
     pub done: mpsc::UnboundedSender<()>,
 }
@@ -67,7 +66,7 @@ struct Shared {
     opener: Opener,
     dns: Arc<RwLock<DnList>>,
     committer: Committer,
-    handle: RwLock<ClientHandle>,
+    replies: Arc<Replies>,
     stats: Arc<Stats>,
     done: mpsc::UnboundedSender<()>,
     pending: Arc<Semaphore>,
@@ -90,7 +89,7 @@ impl Lanes {
             opener: ctx.opener,
             dns: ctx.dns,
             committer: ctx.committer,
-            handle: RwLock::new(ctx.handle),
+            replies: ctx.replies,
             stats: ctx.stats,
             done: ctx.done,
             pending: Arc::new(Semaphore::new(MAX_PENDING as usize)),
@@ -134,13 +133,6 @@ impl Lanes {
         };
         if self.senders[lane].send((job, bytes)).await.is_err() {
             error!("a receiver lane stopped; message dropped unacked (the sender will resend)");
-        }
-    }
-
-    /// Points the lanes at a new broker connection after a reconnect.
-    pub fn set_handle(&self, handle: ClientHandle) {
-        if let Ok(mut h) = self.shared.handle.write() {
-            *h = handle;
         }
     }
 
@@ -284,40 +276,27 @@ async fn finish_job(
     signer: Option<String>,
     started: std::time::Instant,
 ) {
-    let ack = match &outcome {
-        Outcome::Stored(md5) => {
-            Stats::bump(&shared.stats.stored);
-            Some(AckOutcome::Stored(md5.clone()))
-        }
-        Outcome::Duplicate(md5) => {
-            Stats::bump(&shared.stats.duplicates);
-            Some(AckOutcome::Stored(md5.clone()))
-        }
-        Outcome::Rejected(reason, kind) => {
-            shared.stats.reject(*kind);
-            Some(AckOutcome::Rejected {
-                reason: Some(reason.clone()),
-            })
-        }
+    match &outcome {
+        Outcome::Stored(_) => Stats::bump(&shared.stats.stored),
+        Outcome::Duplicate(_) => Stats::bump(&shared.stats.duplicates),
+        Outcome::Rejected(_, kind) => shared.stats.reject(*kind),
         Outcome::StoreFailed(reason) => {
             // No ack: the sender keeps the message and sends it again once we can store it.
             error!(id = %job.id, %reason, "not stored; not acking");
             Stats::bump(&shared.stats.store_failures);
-            None
         }
         Outcome::TrustUnavailable(reason) => {
             // Not the sender's fault: no ack, so that it sends the message again later.
             error!(id = %job.id, %reason, "cannot judge the signer with our CRLs; not acking");
             Stats::bump(&shared.stats.trust_unavailable);
-            None
         }
-    };
-    match (ack, &job.reply_to) {
+    }
+    match (outcome.answer(), &job.reply_to) {
         (Some(ack), Some(reply_to)) => {
-            let handle = shared.handle.read().ok().map(|h| h.clone());
-            if let Some(handle) = handle {
-                send_ack(&handle, reply_to, ack, Some(job.id.clone())).await;
-            }
+            shared
+                .replies
+                .ack(reply_to, ack, Some(job.id.clone()))
+                .await
         }
         (Some(_), None) => warn!(id = %job.id, "message has no reply-to: cannot ack"),
         (None, _) => {}

@@ -26,14 +26,19 @@
 //!   of lanes, one per core; the messages of one sender are handled in the order they arrived.
 //!   Stores that are ready together are committed together (one fsync round per batch).
 //!
-//! Layout: this file holds the event loop (broker connection, dispatch, shutdown); `lanes`
-//! opens and verifies messages; `commit` stores them in batches; `acked` is the durable record
-//! used for duplicate detection; `stats` holds the live counters and latency histograms.
+//! Layout: this file holds the event loop (connection, reconnects, shutdown); `dispatch` turns
+//! each delivery into a job (or an answer); `lanes` opens and verifies messages; `commit`
+//! stores them in batches; `dedupe` is what the committer asks to store each message once, and
+//! `acked` its durable file implementation; `reply` decides and sends the answers; `certreq`
+//! limits certificate answers; `stats` holds the live counters and latency histograms.
 
 mod acked;
 mod certreq;
 mod commit;
+mod dedupe;
+mod dispatch;
 mod lanes;
+mod reply;
 mod stats;
 
 pub use acked::{AckKey, Acked, AckedLog, TOMBSTONE_AGE};
@@ -46,17 +51,18 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::crypto::{DnList, Opener};
-use crate::protocol::{AckOutcome, SsmMessage};
-use crate::queue::{MessageStore, QueueError, Record};
-use crate::stomp::{AckMode, Client, ClientConfig, ClientHandle, Event, Frame, StompError};
+use crate::queue::{MessageStore, QueueError};
+use crate::transport::{Connection, Event, TransportConfig, TransportError};
+use dispatch::{Dispatched, Dispatcher};
+use reply::Replies;
 
 /// Everything the receiver needs, already loaded and checked.
 pub struct ReceiverSettings {
-    /// How to reach the broker(s).
-    pub client: ClientConfig,
+    /// How to reach the service (the broker(s)).
+    pub transport: TransportConfig,
     /// The topic (or queue) senders send to.
     pub destination: String,
     /// Decrypts with our key and verifies signers against the trust store.
@@ -105,18 +111,7 @@ pub enum ReceiverError {
     },
     /// The broker could not be reached or refused the subscription.
     #[error("broker: {0}")]
-    Broker(#[from] StompError),
-}
-
-/// What happened to one `msg`: decides the ack.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Stored(String),
-    Duplicate(String),
-    Rejected(String, RejectReason),
-    StoreFailed(String),
-    /// Our own trust store cannot judge the signer (stale CRL): no ack, the sender resends.
-    TrustUnavailable(String),
+    Broker(#[from] TransportError),
 }
 
 /// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were handled or
@@ -141,8 +136,8 @@ pub async fn run(
     let committer = commit::Committer::start(store, acked);
     committer.recover().await;
 
-    let mut client = connect(&settings).await?;
-    let handle = client.handle();
+    let mut conn = connect(&settings).await?;
+    let replies = Arc::new(Replies::new(conn.publisher()));
     let lane_count = if settings.lanes == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -155,14 +150,14 @@ pub async fn run(
             opener: settings.opener.clone(),
             dns: settings.dns.clone(),
             committer: committer.clone(),
-            handle: handle.clone(),
+            replies: replies.clone(),
             stats: stats.clone(),
             done: done_tx,
         },
     );
     info!(
         destination = %settings.destination,
-        broker = %client.broker(),
+        broker = %conn.peer(),
         lanes = lane_count,
         "receiver subscribed"
     );
@@ -171,7 +166,14 @@ pub async fn run(
     }
 
     let deadline = settings.run_for.map(|d| tokio::time::Instant::now() + d);
-    let mut certreqs = certreq::Limiter::default();
+    let mut dispatcher = Dispatcher {
+        cert_pem: &settings.cert_pem,
+        lanes: &lanes,
+        committer: &committer,
+        replies: &replies,
+        stats: &stats,
+        certreqs: certreq::Limiter::default(),
+    };
     let mut handled = 0u64;
     let mut dispatched = 0u64;
     loop {
@@ -182,9 +184,9 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = sleep_until(deadline) => break,
             Some(()) = done_rx.recv() => handled += 1,
-            event = client.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
-                Ok(Event::Message(frame)) => {
-                    match dispatch(&settings, &frame, &lanes, &committer, &client.handle(), &stats, &mut certreqs).await {
+            event = conn.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
+                Ok(Event::Delivery(delivery)) => {
+                    match dispatcher.dispatch(delivery).await {
                         Dispatched::ToLane => dispatched += 1,
                         Dispatched::Rejected => {
                             dispatched += 1;
@@ -193,31 +195,32 @@ pub async fn run(
                         Dispatched::NotCounted => {}
                     }
                 }
-                Ok(Event::Oversized(o)) => {
+                Ok(Event::Skipped(o)) => {
                     // Auto-ack subscription: nothing to acknowledge; the sender will resend.
                     Stats::bump(&stats.oversized);
-                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.frame.header("ssm-msg-id"), reply_to = ?o.frame.header("reply-to"), "message larger than the frame limit skipped; connection kept");
+                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.header(crate::protocol::headers::MSG_ID), reply_to = ?o.header(crate::protocol::headers::REPLY_TO), "message larger than the frame limit skipped; connection kept");
                 }
-                Ok(Event::Error(frame)) => warn!(
-                    message = frame.header("message").unwrap_or(""),
+                Ok(Event::ServiceError(message)) => warn!(
+                    %message,
                     "broker reported an error (for example an ack to a sender that left); carrying on"
                 ),
                 Err(err) => {
                     warn!(%err, "lost the broker connection; reconnecting");
                     Stats::bump(&stats.reconnects);
-                    client = tokio::select! {
+                    conn = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         c = connect(&settings) => c?,
                     };
-                    lanes.set_handle(client.handle());
+                    replies.set_publisher(conn.publisher());
                 }
             },
         }
     }
     info!("receiver stopping: finishing messages in flight");
+    drop(dispatcher);
     lanes.finish().await;
     committer.finish().await;
-    if let Err(err) = client.disconnect().await {
+    if let Err(err) = conn.close().await {
         debug!(%err, "disconnect");
     }
     Ok(stats)
@@ -230,151 +233,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn connect(settings: &ReceiverSettings) -> Result<Client, StompError> {
-    // Frames the lanes cannot take yet wait in the client, bounded too (see `lanes`).
-    let mut cfg = settings.client.clone();
-    cfg.max_buffered_bytes = Some(lanes::MAX_CLIENT_BYTES);
-    let client = Client::connect(&cfg).await?;
-    client
-        .handle()
-        .subscribe(&settings.destination, AckMode::Auto, &[])
-        .await?;
-    Ok(client)
-}
-
-/// What [`dispatch`] did with a frame, for the `max_messages` count.
-enum Dispatched {
-    /// A `msg` handed to a lane, which reports when it is handled.
-    ToLane,
-    /// A malformed message, rejected on the spot: handled already.
-    Rejected,
-    /// A `certreq`, `ping` or a message meant for senders: not counted.
-    NotCounted,
-}
-
-/// Handles one frame from the topic.
-async fn dispatch(
-    settings: &ReceiverSettings,
-    frame: &Frame,
-    lanes: &lanes::Lanes,
-    committer: &commit::Committer,
-    handle: &ClientHandle,
-    stats: &Stats,
-    certreqs: &mut certreq::Limiter,
-) -> Dispatched {
-    let reply_to = frame.header("reply-to").map(str::to_string);
-    match SsmMessage::from_frame(frame) {
-        Ok(SsmMessage::Msg {
-            id,
-            reply_to,
-            reack,
-            body,
-        }) => {
-            Stats::bump(&stats.received);
-            lanes
-                .submit(lanes::Job {
-                    id,
-                    reply_to,
-                    reack,
-                    body,
-                    forget: None,
-                })
-                .await;
-            Dispatched::ToLane
-        }
-        Ok(SsmMessage::CertReq { reply_to, reack }) => {
-            Stats::bump(&stats.certreqs);
-            if let Some(md5) = reack {
-                committer.forget_for_reply_to(md5, reply_to.clone()).await;
-            }
-            match certreqs.check(&reply_to, std::time::Instant::now()) {
-                certreq::Verdict::Answer => {}
-                certreq::Verdict::Drop(report) => {
-                    if let Some(dropped) = report {
-                        warn!(
-                            %reply_to,
-                            dropped,
-                            "certreqs over the limit ({} at once, then one per {:?}, per reply queue) dropped unanswered",
-                            CERTRESP_BURST,
-                            CERTRESP_REFILL
-                        );
-                    }
-                    return Dispatched::NotCounted;
-                }
-            }
-            let resp = SsmMessage::CertResp {
-                cert_pem: settings.cert_pem.clone(),
-            };
-            info!(%reply_to, "answering certreq");
-            if let Err(err) = handle.send(resp.to_frame(&reply_to)).await {
-                warn!(%err, %reply_to, "could not send certresp");
-            }
-            Dispatched::NotCounted
-        }
-        Ok(SsmMessage::Ping { reack }) => {
-            debug!(?reack, ?reply_to, "ping");
-            if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
-                lanes
-                    .submit(lanes::Job {
-                        id: crate::protocol::PING_ID.to_string(),
-                        reply_to: Some(reply_to),
-                        reack: None,
-                        body: bytes::Bytes::new(),
-                        forget: Some(md5),
-                    })
-                    .await;
-            }
-            Dispatched::NotCounted
-        }
-        Ok(other) => {
-            debug!(kind = other.kind(), "ignoring a message meant for senders");
-            Dispatched::NotCounted
-        }
-        Err(err) => {
-            warn!(%err, ?reply_to, "malformed SSM message");
-            if frame.header(crate::protocol::headers::MSG_TYPE) == Some("msg") {
-                Stats::bump(&stats.received);
-            }
-            stats.reject(RejectReason::Malformed);
-            let reason = err.to_string();
-            let record = Record {
-                body: frame.body.to_vec(),
-                signer: None,
-                empaid: frame.header("ssm-msg-id").map(str::to_string),
-                error: Some(reason.clone()),
-            };
-            committer.reject(record).await;
-            // Answered only when it names a message: an answer naming nothing is of no use to
-            // a genuine sender and lets anyone send REJECTEDs to any reply queue.
-            match (reply_to, crate::protocol::named_id(frame)) {
-                (Some(reply_to), Some(id)) => {
-                    send_ack(
-                        handle,
-                        &reply_to,
-                        AckOutcome::Rejected {
-                            reason: Some(reason),
-                        },
-                        Some(id),
-                    )
-                    .await;
-                }
-                (Some(_), None) => debug!("not answering: the frame names no message"),
-                (None, _) => {}
-            }
-            Dispatched::Rejected
-        }
-    }
-}
-
-/// Sends an ack; a failure is logged, not fatal (the sender will resend and be acked again).
-pub(crate) async fn send_ack(
-    handle: &ClientHandle,
-    reply_to: &str,
-    outcome: AckOutcome,
-    ack_for: Option<String>,
-) {
-    let frame = SsmMessage::Ack { outcome, ack_for }.to_frame(reply_to);
-    if let Err(err) = handle.send(frame).await {
-        error!(%err, %reply_to, "could not send ack");
-    }
+async fn connect(settings: &ReceiverSettings) -> Result<Connection, TransportError> {
+    // Messages the lanes cannot take yet wait in the transport, bounded too (see `lanes`).
+    let cfg = settings
+        .transport
+        .clone()
+        .with_buffer_limit(lanes::MAX_CLIENT_BYTES);
+    let conn = Connection::connect(&cfg).await?;
+    conn.subscribe(&settings.destination).await?;
+    Ok(conn)
 }

@@ -8,6 +8,9 @@
 
 #[path = "brokers.rs"]
 pub mod brokers;
+#[path = "frames.rs"]
+pub mod frames;
+use frames::SsmFrames;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -21,6 +24,7 @@ use ssm::queue::{Dirq, MessageStore, Outgoing, PathType, Record};
 use ssm::receiver::{self, Control, ReceiverError, ReceiverSettings, Stats};
 use ssm::sender::{Sender, SenderSettings};
 use ssm::stomp::{AckMode, BrokerKind, Client, ClientConfig, Event, Frame};
+use ssm::transport::TransportConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -188,7 +192,7 @@ pub async fn start_receiver_with(
     let cert_pem = String::from_utf8(p.server.cert.to_pem().unwrap()).unwrap();
     let dns = DnList::load(dn_file).unwrap();
     let settings = ReceiverSettings {
-        client,
+        transport: TransportConfig::stomp(client, None),
         destination: topic.to_string(),
         opener: Opener::new(p.server.clone(), p.trust.clone()),
         cert_pem,
@@ -230,8 +234,7 @@ pub async fn start_receiver_with(
 pub fn sender_settings(t: &Target, topic: &str, cert: &CertFiles) -> SenderSettings {
     let p = pki();
     SenderSettings {
-        client: client_config(t),
-        kind: None,
+        transport: TransportConfig::stomp(client_config(t), None),
         destination: topic.to_string(),
         identity: Identity::load(&cert.cert, &cert.key).unwrap(),
         trust: p.trust.clone(),

@@ -1,14 +1,15 @@
-//! SSM message types and headers, and their mapping to STOMP frames (no I/O).
+//! SSM v1, the acknowledged protocol: its message types and headers, and their mapping to
+//! transport envelopes (no I/O).
 //!
-//! [`SsmMessage`] is the closed set of messages of the SSM protocol (`PROTOCOL.md`): `certreq`,
-//! `certresp`, `msg`, `ack` and `ping`. [`SsmMessage::to_frame`] turns one into a STOMP `SEND`
-//! frame; [`SsmMessage::from_frame`] reads one back from a delivered `MESSAGE` (or a `SEND`).
+//! [`SsmMessage`] is the closed set of messages of SSM v1 (`docs/protocol.md`): `certreq`,
+//! `certresp`, `msg`, `ack` and `ping`. [`SsmMessage::to_envelope`] turns one into an
+//! [`Envelope`] to send; [`SsmMessage::from_envelope`] reads one back from a delivered one.
 //!
 //! Guarantees:
-//! - Every message survives a round trip: `from_frame(&m.to_frame(d)) == Ok(m)` for any message
+//! - Every message survives a round trip: `from_envelope(&m.to_envelope(d)) == Ok(m)` for any message
 //!   whose header values are plain printable ASCII (ids, queues and MD5s always are) and whose
 //!   rejection reason is already sanitised (see [`sanitize_reason`]).
-//! - [`SsmMessage::from_frame`] never panics on hostile input. A missing or unknown
+//! - [`SsmMessage::from_envelope`] never panics on hostile input. A missing or unknown
 //!   `ssm-msg-type`, a `msg` without `ssm-msg-id`, an `ack` whose id is neither an MD5 nor
 //!   `REJECTED`, and a protocol header value holding non-ASCII or control characters are all
 //!   [`ProtocolError`]s.
@@ -20,12 +21,10 @@
 
 use bytes::Bytes;
 
-use crate::stomp::{Command, Frame};
+use crate::transport::Envelope;
 
 /// Header names used by the SSM protocol.
 pub mod headers {
-    /// The STOMP destination of a frame.
-    pub const DESTINATION: &str = "destination";
     /// What the message is: `certreq`, `certresp`, `msg`, `ack` or `ping`.
     pub const MSG_TYPE: &str = "ssm-msg-type";
     /// The message id: the client's id of a `msg`, an MD5 or `REJECTED` on an `ack`, `noid` on a
@@ -107,12 +106,9 @@ pub enum AckOutcome {
     },
 }
 
-/// Why a frame is not a valid SSM message.
+/// Why an envelope is not a valid SSM v1 message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
-    /// The frame is neither a `MESSAGE` nor a `SEND`.
-    #[error("a {0} frame is not an SSM message")]
-    WrongCommand(String),
     /// No `ssm-msg-type` header.
     #[error("no ssm-msg-type header")]
     MissingType,
@@ -152,16 +148,14 @@ impl SsmMessage {
         }
     }
 
-    /// A `SEND` frame to `destination` carrying this message: its SSM headers and its body
+    /// An envelope for `destination` carrying this message: its SSM headers and its body
     /// (the certificate for `certresp`, the sealed bytes for `msg`, empty otherwise).
     ///
     /// A rejection reason is passed through [`sanitize_reason`] and left out when nothing
     /// printable remains. Other values are written as given: they come from this program (ids,
-    /// MD5s) or from a broker header that was checked by [`SsmMessage::from_frame`].
-    pub fn to_frame(&self, destination: &str) -> Frame {
-        let frame = Frame::new(Command::Send)
-            .with_header(headers::DESTINATION, destination)
-            .with_header(headers::MSG_TYPE, self.kind());
+    /// MD5s) or from a broker header that was checked by [`SsmMessage::from_envelope`].
+    pub fn to_envelope(&self, destination: &str) -> Envelope {
+        let frame = Envelope::new(destination).with_header(headers::MSG_TYPE, self.kind());
         match self {
             SsmMessage::CertReq { reply_to, reack } => {
                 let frame = frame
@@ -206,13 +200,10 @@ impl SsmMessage {
         }
     }
 
-    /// Reads an SSM message from a `MESSAGE` frame (or a `SEND` frame, as a broker receives it).
+    /// Reads an SSM message from a delivered envelope (or one about to be sent).
     ///
     /// See the module documentation for what is accepted and what is an error.
-    pub fn from_frame(frame: &Frame) -> Result<SsmMessage, ProtocolError> {
-        if !matches!(frame.command, Command::Message | Command::Send) {
-            return Err(ProtocolError::WrongCommand(frame.command.to_string()));
-        }
+    pub fn from_envelope(frame: &Envelope) -> Result<SsmMessage, ProtocolError> {
         let kind = match frame.header(headers::MSG_TYPE) {
             None => return Err(ProtocolError::MissingType),
             Some(kind) => kind,
@@ -270,18 +261,18 @@ impl SsmMessage {
     }
 }
 
-/// The `ssm-msg-id` a frame names, when it is one an answer can name (present, non-empty,
+/// The `ssm-msg-id` an envelope names, when it is one an answer can name (present, non-empty,
 /// plain printable ASCII), whatever else is wrong with the frame.
 ///
 /// The receiver answers a frame it cannot accept only when this is `Some`: an answer that names
 /// no message tells a genuine sender nothing, and lets anyone have `REJECTED`s sent to any
 /// reply queue.
-pub fn named_id(frame: &Frame) -> Option<String> {
+pub fn named_id(frame: &Envelope) -> Option<String> {
     optional(frame, headers::MSG_ID).ok().flatten()
 }
 
 /// Adds `ssm-reack` when there is one.
-fn with_reack(frame: Frame, reack: &Option<String>) -> Frame {
+fn with_reack(frame: Envelope, reack: &Option<String>) -> Envelope {
     match reack {
         Some(md5) => frame.with_header(headers::REACK, md5.as_str()),
         None => frame,
@@ -332,12 +323,12 @@ fn check_value(name: &'static str, value: &str) -> Result<(), ProtocolError> {
 }
 
 /// A header that must be present, non-empty and plain ASCII.
-fn required(frame: &Frame, name: &'static str) -> Result<String, ProtocolError> {
+fn required(frame: &Envelope, name: &'static str) -> Result<String, ProtocolError> {
     optional(frame, name)?.ok_or(ProtocolError::MissingHeader(name))
 }
 
 /// A header that may be absent; when present it must be non-empty and plain ASCII.
-fn optional(frame: &Frame, name: &'static str) -> Result<Option<String>, ProtocolError> {
+fn optional(frame: &Envelope, name: &'static str) -> Result<Option<String>, ProtocolError> {
     match frame.header(name) {
         None => Ok(None),
         Some("") => Err(ProtocolError::BadHeader {
@@ -353,7 +344,7 @@ fn optional(frame: &Frame, name: &'static str) -> Result<Option<String>, Protoco
 
 /// The reack of a frame: `ssm-reack` if present, else `ssm-react`; a value that is not an MD5 is
 /// dropped, one with control or non-ASCII characters is an error like any protocol header.
-fn reack(frame: &Frame) -> Result<Option<String>, ProtocolError> {
+fn reack(frame: &Envelope) -> Result<Option<String>, ProtocolError> {
     let (name, value) = match frame.header(headers::REACK) {
         Some(v) => (headers::REACK, v),
         None => match frame.header(headers::REACK_ALT) {
@@ -393,27 +384,23 @@ mod tests {
     const TOPIC: &str = "/topic/global.accounting.test";
 
     fn round_trip(m: SsmMessage) {
-        let frame = m.to_frame(TOPIC);
-        assert_eq!(frame.command, Command::Send);
-        assert_eq!(frame.header(headers::DESTINATION), Some(TOPIC));
+        let frame = m.to_envelope(TOPIC);
+        assert_eq!(frame.destination, TOPIC);
         assert_eq!(frame.header(headers::MSG_TYPE), Some(m.kind()));
-        assert_eq!(SsmMessage::from_frame(&frame), Ok(m.clone()));
-        // The broker delivers it as a MESSAGE, with headers of its own.
+        assert_eq!(SsmMessage::from_envelope(&frame), Ok(m.clone()));
+        // The broker delivers it with headers of its own.
         let mut delivered = frame.clone();
-        delivered.command = Command::Message;
         delivered
             .headers
             .push(("message-id".into(), "ID:x-1".into()));
         delivered.headers.push(("subscription".into(), "0".into()));
-        assert_eq!(SsmMessage::from_frame(&delivered), Ok(m));
+        assert_eq!(SsmMessage::from_envelope(&delivered), Ok(m));
     }
 
-    fn message(headers: &[(&str, &str)]) -> Frame {
+    fn message(headers: &[(&str, &str)]) -> Envelope {
         headers
             .iter()
-            .fold(Frame::new(Command::Message), |f, (k, v)| {
-                f.with_header(*k, *v)
-            })
+            .fold(Envelope::new(TOPIC), |f, (k, v)| f.with_header(*k, *v))
     }
 
     #[test]
@@ -471,14 +458,14 @@ mod tests {
             reply_to: "/temp-queue/q".into(),
             reack: Some(MD5_A.into()),
         }
-        .to_frame(TOPIC);
+        .to_envelope(TOPIC);
         assert_eq!(f.header(headers::MSG_ID), Some(NOID));
         assert_eq!(f.header(headers::REPLY_TO), Some("/temp-queue/q"));
         assert_eq!(f.header(headers::REACK), Some(MD5_A));
         assert_eq!(f.header(headers::REACK_ALT), None);
         assert!(f.body.is_empty());
 
-        let f = SsmMessage::Ping { reack: None }.to_frame("/temp-queue/q");
+        let f = SsmMessage::Ping { reack: None }.to_envelope("/temp-queue/q");
         assert_eq!(f.header(headers::MSG_ID), Some(PING_ID));
         assert_eq!(f.header(headers::REACK), None);
 
@@ -486,7 +473,7 @@ mod tests {
             outcome: AckOutcome::Rejected { reason: None },
             ack_for: None,
         }
-        .to_frame("/temp-queue/q");
+        .to_envelope("/temp-queue/q");
         assert_eq!(f.header(headers::MSG_ID), Some(REJECTED));
         assert_eq!(f.header(headers::REASON), None);
         assert!(f.body.is_empty());
@@ -495,7 +482,7 @@ mod tests {
         let f = SsmMessage::CertResp {
             cert_pem: pem.into(),
         }
-        .to_frame("/temp-queue/q");
+        .to_envelope("/temp-queue/q");
         assert_eq!(&f.body[..], pem.as_bytes());
         assert_eq!(f.header(headers::MSG_ID), None);
     }
@@ -505,7 +492,7 @@ mod tests {
         let base = [(headers::MSG_TYPE, "ping")];
         let only_alt = message(&[base[0], (headers::REACK_ALT, MD5_A)]);
         assert_eq!(
-            SsmMessage::from_frame(&only_alt),
+            SsmMessage::from_envelope(&only_alt),
             Ok(SsmMessage::Ping {
                 reack: Some(MD5_A.into())
             })
@@ -516,7 +503,7 @@ mod tests {
             (headers::REACK, MD5_B),
         ]);
         assert_eq!(
-            SsmMessage::from_frame(&both),
+            SsmMessage::from_envelope(&both),
             Ok(SsmMessage::Ping {
                 reack: Some(MD5_B.into())
             })
@@ -526,7 +513,7 @@ mod tests {
             (headers::MSG_ID, "m1"),
             (headers::REACK_ALT, MD5_B),
         ]);
-        match SsmMessage::from_frame(&msg) {
+        match SsmMessage::from_envelope(&msg) {
             Ok(SsmMessage::Msg { reack, .. }) => assert_eq!(reack.as_deref(), Some(MD5_B)),
             other => panic!("unexpected {other:?}"),
         }
@@ -544,7 +531,7 @@ mod tests {
         ] {
             let f = message(&[(headers::MSG_TYPE, "ping"), (headers::REACK, junk)]);
             assert_eq!(
-                SsmMessage::from_frame(&f),
+                SsmMessage::from_envelope(&f),
                 Ok(SsmMessage::Ping { reack: None }),
                 "{junk:?}"
             );
@@ -554,45 +541,40 @@ mod tests {
     #[test]
     fn type_errors() {
         assert_eq!(
-            SsmMessage::from_frame(&message(&[(headers::MSG_ID, "x")])),
+            SsmMessage::from_envelope(&message(&[(headers::MSG_ID, "x")])),
             Err(ProtocolError::MissingType)
         );
         assert_eq!(
-            SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, "MSG")])),
+            SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, "MSG")])),
             Err(ProtocolError::UnknownType("MSG".into()))
         );
         let long = "y".repeat(1000);
-        match SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, &long)])) {
+        match SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, &long)])) {
             Err(ProtocolError::UnknownType(t)) => assert!(t.len() < 80, "{t}"),
             other => panic!("unexpected {other:?}"),
         }
-        match SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, "a\u{1b}[31m")])) {
+        match SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, "a\u{1b}[31m")])) {
             Err(ProtocolError::UnknownType(t)) => assert_eq!(t, "a?[31m"),
             other => panic!("unexpected {other:?}"),
         }
-        let receipt = Frame::new(Command::Receipt).with_header(headers::MSG_TYPE, "ping");
-        assert_eq!(
-            SsmMessage::from_frame(&receipt),
-            Err(ProtocolError::WrongCommand("RECEIPT".into()))
-        );
     }
 
     #[test]
     fn required_headers() {
         assert_eq!(
-            SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, "msg")])),
+            SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, "msg")])),
             Err(ProtocolError::MissingHeader(headers::MSG_ID))
         );
         assert_eq!(
-            SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, "certreq")])),
+            SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, "certreq")])),
             Err(ProtocolError::MissingHeader(headers::REPLY_TO))
         );
         assert_eq!(
-            SsmMessage::from_frame(&message(&[(headers::MSG_TYPE, "ack")])),
+            SsmMessage::from_envelope(&message(&[(headers::MSG_TYPE, "ack")])),
             Err(ProtocolError::MissingHeader(headers::MSG_ID))
         );
         assert!(matches!(
-            SsmMessage::from_frame(&message(&[
+            SsmMessage::from_envelope(&message(&[
                 (headers::MSG_TYPE, "msg"),
                 (headers::MSG_ID, "")
             ])),
@@ -612,7 +594,7 @@ mod tests {
             "abc",
         ] {
             let f = message(&[(headers::MSG_TYPE, "ack"), (headers::MSG_ID, bad)]);
-            match SsmMessage::from_frame(&f) {
+            match SsmMessage::from_envelope(&f) {
                 Err(
                     e @ ProtocolError::BadHeader {
                         name: headers::MSG_ID,
@@ -642,7 +624,7 @@ mod tests {
                     (headers::REPLY_TO, "/temp-queue/q"),
                 ]);
                 f.set_header(name, bad);
-                match SsmMessage::from_frame(&f) {
+                match SsmMessage::from_envelope(&f) {
                     Err(ProtocolError::BadHeader { name: n, .. }) => assert_eq!(n, name),
                     other => panic!("{kind} {name}={bad:?}: unexpected {other:?}"),
                 }
@@ -662,7 +644,7 @@ mod tests {
         ])
         .with_body(&b"payload"[..]);
         assert_eq!(
-            SsmMessage::from_frame(&f),
+            SsmMessage::from_envelope(&f),
             Ok(SsmMessage::Msg {
                 id: "m1".into(),
                 reply_to: None,
@@ -680,7 +662,7 @@ mod tests {
             (headers::ACK_FOR, "bad\nid"),
         ]);
         assert_eq!(
-            SsmMessage::from_frame(&f),
+            SsmMessage::from_envelope(&f),
             Ok(SsmMessage::Ack {
                 outcome: AckOutcome::Stored(MD5_A.into()),
                 ack_for: None
@@ -692,7 +674,7 @@ mod tests {
             (headers::REASON, "bad\r\nsignature\u{0}\u{e9}"),
         ]);
         assert_eq!(
-            SsmMessage::from_frame(&f),
+            SsmMessage::from_envelope(&f),
             Ok(SsmMessage::Ack {
                 outcome: AckOutcome::Rejected {
                     reason: Some("bad signature??".into())
@@ -706,7 +688,7 @@ mod tests {
             (headers::REASON, " \t "),
         ]);
         assert_eq!(
-            SsmMessage::from_frame(&f),
+            SsmMessage::from_envelope(&f),
             Ok(SsmMessage::Ack {
                 outcome: AckOutcome::Rejected { reason: None },
                 ack_for: None
@@ -723,7 +705,7 @@ mod tests {
             },
             ack_for: None,
         }
-        .to_frame("/temp-queue/q");
+        .to_envelope("/temp-queue/q");
         let sent = f.header(headers::REASON).unwrap_or_default();
         assert!(sent.starts_with("line one line two ?[1mzzz"), "{sent}");
         assert_eq!(sent.len(), MAX_REASON_LEN);
@@ -735,7 +717,7 @@ mod tests {
             },
             ack_for: None,
         }
-        .to_frame("/temp-queue/q");
+        .to_envelope("/temp-queue/q");
         assert_eq!(f.header(headers::REASON), None);
     }
 
@@ -769,7 +751,7 @@ mod tests {
     fn certresp_body_must_be_text() {
         let f = message(&[(headers::MSG_TYPE, "certresp")]).with_body(&b"\xff\xfe"[..]);
         assert!(matches!(
-            SsmMessage::from_frame(&f),
+            SsmMessage::from_envelope(&f),
             Err(ProtocolError::BadBody {
                 kind: "certresp",
                 ..
@@ -844,7 +826,7 @@ mod tests {
         proptest! {
             #[test]
             fn round_trip(m in any_message()) {
-                prop_assert_eq!(SsmMessage::from_frame(&m.to_frame(TOPIC)), Ok(m));
+                prop_assert_eq!(SsmMessage::from_envelope(&m.to_envelope(TOPIC)), Ok(m));
             }
 
             #[test]
@@ -876,11 +858,11 @@ mod tests {
                 ),
                 body in proptest::collection::vec(any::<u8>(), 0..64),
             ) {
-                let mut frame = Frame::new(Command::Message).with_body(body);
+                let mut frame = Envelope::new(TOPIC).with_body(body);
                 frame.headers = headers;
-                if let Ok(m) = SsmMessage::from_frame(&frame) {
+                if let Ok(m) = SsmMessage::from_envelope(&frame) {
                     // Whatever was accepted is clean enough to send on.
-                    prop_assert_eq!(SsmMessage::from_frame(&m.to_frame(TOPIC)), Ok(m));
+                    prop_assert_eq!(SsmMessage::from_envelope(&m.to_envelope(TOPIC)), Ok(m));
                 }
             }
         }

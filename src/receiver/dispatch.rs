@@ -1,0 +1,147 @@
+//! Dispatch: what the receiver does with each delivery from the topic, before any crypto.
+//!
+//! Guarantees:
+//! - A `msg` goes to its sender's lane (opened, verified, stored, answered there); a `ping`'s
+//!   `ssm-reack` goes through the same lane, so that it is applied after that sender's earlier
+//!   messages.
+//! - A delivery that is not a valid SSM v1 message is kept in the reject queue with the reason,
+//!   and answered `REJECTED` only when it names a reply queue and a message: an answer naming
+//!   nothing is of no use to a genuine sender and lets anyone send `REJECTED`s to any queue.
+//! - A `certreq` is answered within the per-reply-queue limit of [`super::certreq`]; the rest
+//!   are dropped and reported.
+
+use tracing::{debug, info, warn};
+
+use super::certreq::{self, CERTRESP_BURST, CERTRESP_REFILL};
+use super::commit::Committer;
+use super::lanes::{Job, Lanes};
+use super::reply::Replies;
+use super::{RejectReason, Stats};
+use crate::protocol::{self, AckOutcome, SsmMessage};
+use crate::queue::Record;
+use crate::transport::Delivery;
+
+/// What [`dispatch`] did with a delivery, for the `max_messages` count.
+pub(super) enum Dispatched {
+    /// A `msg` handed to a lane, which reports when it is handled.
+    ToLane,
+    /// A malformed message, rejected on the spot: handled already.
+    Rejected,
+    /// A `certreq`, `ping` or a message meant for senders: not counted.
+    NotCounted,
+}
+
+/// What dispatching needs, borrowed from the receiver's loop.
+pub(super) struct Dispatcher<'a> {
+    /// Our certificate, PEM, sent in answer to `certreq`.
+    pub cert_pem: &'a str,
+    pub lanes: &'a Lanes,
+    pub committer: &'a Committer,
+    pub replies: &'a Replies,
+    pub stats: &'a Stats,
+    pub certreqs: certreq::Limiter,
+}
+
+impl Dispatcher<'_> {
+    /// Handles one delivery from the topic.
+    pub async fn dispatch(&mut self, delivery: Delivery) -> Dispatched {
+        let Delivery {
+            envelope, reply_to, ..
+        } = delivery;
+        match SsmMessage::from_envelope(&envelope) {
+            Ok(SsmMessage::Msg {
+                id,
+                reply_to,
+                reack,
+                body,
+            }) => {
+                Stats::bump(&self.stats.received);
+                self.lanes
+                    .submit(Job {
+                        id,
+                        reply_to,
+                        reack,
+                        body,
+                        forget: None,
+                    })
+                    .await;
+                Dispatched::ToLane
+            }
+            Ok(SsmMessage::CertReq { reply_to, reack }) => {
+                Stats::bump(&self.stats.certreqs);
+                if let Some(md5) = reack {
+                    self.committer
+                        .forget_for_reply_to(md5, reply_to.clone())
+                        .await;
+                }
+                match self.certreqs.check(&reply_to, std::time::Instant::now()) {
+                    certreq::Verdict::Answer => {}
+                    certreq::Verdict::Drop(report) => {
+                        if let Some(dropped) = report {
+                            warn!(
+                                %reply_to,
+                                dropped,
+                                "certreqs over the limit ({} at once, then one per {:?}, per reply queue) dropped unanswered",
+                                CERTRESP_BURST,
+                                CERTRESP_REFILL
+                            );
+                        }
+                        return Dispatched::NotCounted;
+                    }
+                }
+                info!(%reply_to, "answering certreq");
+                self.replies
+                    .certresp(&reply_to, self.cert_pem.to_string())
+                    .await;
+                Dispatched::NotCounted
+            }
+            Ok(SsmMessage::Ping { reack }) => {
+                debug!(?reack, ?reply_to, "ping");
+                if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
+                    self.lanes
+                        .submit(Job {
+                            id: protocol::PING_ID.to_string(),
+                            reply_to: Some(reply_to),
+                            reack: None,
+                            body: bytes::Bytes::new(),
+                            forget: Some(md5),
+                        })
+                        .await;
+                }
+                Dispatched::NotCounted
+            }
+            Ok(other) => {
+                debug!(kind = other.kind(), "ignoring a message meant for senders");
+                Dispatched::NotCounted
+            }
+            Err(err) => {
+                warn!(%err, ?reply_to, "malformed SSM message");
+                if envelope.header(protocol::headers::MSG_TYPE) == Some("msg") {
+                    Stats::bump(&self.stats.received);
+                }
+                self.stats.reject(RejectReason::Malformed);
+                let reason = err.to_string();
+                let record = Record {
+                    body: envelope.body.to_vec(),
+                    signer: None,
+                    empaid: envelope
+                        .header(protocol::headers::MSG_ID)
+                        .map(str::to_string),
+                    error: Some(reason.clone()),
+                };
+                self.committer.reject(record).await;
+                match (reply_to, protocol::named_id(&envelope)) {
+                    (Some(reply_to), Some(id)) => {
+                        let outcome = AckOutcome::Rejected {
+                            reason: Some(reason),
+                        };
+                        self.replies.ack(&reply_to, outcome, Some(id)).await;
+                    }
+                    (Some(_), None) => debug!("not answering: the frame names no message"),
+                    (None, _) => {}
+                }
+                Dispatched::Rejected
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What a handled message gets back: its [`Outcome`], and the answer that follows from it.
+//!
+//! Guarantees:
+//! - Only `Stored` and `Duplicate` are answered with the message's MD5, and only `Rejected`
+//!   with `REJECTED`: a fault of ours (`StoreFailed`, `TrustUnavailable`) is never answered,
+//!   so the sender keeps the message and sends it again ([`Outcome::answer`]).
+//! - Answers go out on the current connection: after a reconnect, [`Replies::set_publisher`]
+//!   points every lane at the new one. A failed answer is logged, never fatal (the sender
+//!   resends and is answered again).
+
+use std::sync::RwLock;
+
+use tracing::error;
+
+use super::RejectReason;
+use crate::protocol::{AckOutcome, SsmMessage};
+use crate::transport::Publisher;
+
+/// What happened to one `msg`: decides the answer.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Stored(String),
+    Duplicate(String),
+    Rejected(String, RejectReason),
+    StoreFailed(String),
+    /// Our own trust store cannot judge the signer (stale CRL): no ack, the sender resends.
+    TrustUnavailable(String),
+}
+
+impl Outcome {
+    /// The SSM v1 answer to the sender, or `None` when the sender must resend.
+    pub fn answer(&self) -> Option<AckOutcome> {
+        match self {
+            Outcome::Stored(md5) | Outcome::Duplicate(md5) => Some(AckOutcome::Stored(md5.clone())),
+            Outcome::Rejected(reason, _) => Some(AckOutcome::Rejected {
+                reason: Some(reason.clone()),
+            }),
+            Outcome::StoreFailed(_) | Outcome::TrustUnavailable(_) => None,
+        }
+    }
+}
+
+/// Sends answers on the receiver's current connection; shared by the dispatcher and the lanes.
+pub(crate) struct Replies {
+    publisher: RwLock<Publisher>,
+}
+
+impl Replies {
+    /// Answers on `publisher`'s connection.
+    pub fn new(publisher: Publisher) -> Replies {
+        Replies {
+            publisher: RwLock::new(publisher),
+        }
+    }
+
+    /// Answers on a new connection from now on (after a reconnect).
+    pub fn set_publisher(&self, publisher: Publisher) {
+        if let Ok(mut p) = self.publisher.write() {
+            *p = publisher;
+        }
+    }
+
+    fn publisher(&self) -> Option<Publisher> {
+        self.publisher.read().ok().map(|p| p.clone())
+    }
+
+    /// Sends an `ack` to `reply_to`, naming the message `ack_for`.
+    pub async fn ack(&self, reply_to: &str, outcome: AckOutcome, ack_for: Option<String>) {
+        self.send(reply_to, SsmMessage::Ack { outcome, ack_for }, "ack")
+            .await
+    }
+
+    /// Sends our certificate to `reply_to`.
+    pub async fn certresp(&self, reply_to: &str, cert_pem: String) {
+        self.send(reply_to, SsmMessage::CertResp { cert_pem }, "certresp")
+            .await
+    }
+
+    async fn send(&self, reply_to: &str, message: SsmMessage, what: &str) {
+        let Some(publisher) = self.publisher() else {
+            return;
+        };
+        if let Err(err) = publisher.send(message.to_envelope(reply_to)).await {
+            error!(%err, %reply_to, "could not send {what}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_faults_are_never_answered() {
+        assert_eq!(Outcome::StoreFailed("disk full".into()).answer(), None);
+        assert_eq!(
+            Outcome::TrustUnavailable("CRL expired".into()).answer(),
+            None
+        );
+        let md5 = "0123456789abcdef0123456789abcdef".to_string();
+        assert_eq!(
+            Outcome::Duplicate(md5.clone()).answer(),
+            Some(AckOutcome::Stored(md5))
+        );
+        assert!(matches!(
+            Outcome::Rejected("bad".into(), RejectReason::Other).answer(),
+            Some(AckOutcome::Rejected { .. })
+        ));
+    }
+}

@@ -1,0 +1,157 @@
+//! The STOMP adapter: [`Envelope`]s as STOMP frames over [`crate::stomp::Client`].
+//!
+//! Guarantees:
+//! - The reply-queue rule is here and nowhere else: RabbitMQ creates a `/temp-queue/…` from
+//!   the `reply-to` header that names it and refuses a `SUBSCRIBE` to it; ActiveMQ and the
+//!   embedded broker deliver to it only after one (`docs/protocol.md`, broker behaviours).
+//! - An outgoing envelope becomes a `SEND` with `destination` first, then its headers in order,
+//!   then its body; a delivered `MESSAGE` (or a `SEND`, as a broker receives it) becomes an
+//!   envelope with every header it carried, so that `frame_of(envelope_of(f))` keeps what the
+//!   protocol reads. Other commands are not messages ([`envelope_of`] gives `None`).
+//! - Confirmed sends wait for the broker's `RECEIPT` (bounded by the client's receipt timeout);
+//!   an `ERROR` naming the receipt is an error, never a success.
+
+use std::fmt;
+
+use crate::stomp::{
+    AckMode, BrokerKind, Client, ClientConfig, ClientHandle, Command, Event as StompEvent, Frame,
+};
+
+use super::{AckToken, Capabilities, Delivery, Envelope, Event, Skipped, TransportError};
+
+/// What STOMP brokers can do.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    reply_channel: true,
+    receipts: true,
+    broker_acks: true,
+};
+
+/// The STOMP header naming where answers go.
+const REPLY_TO: &str = "reply-to";
+
+/// How to reach STOMP brokers.
+#[derive(Debug, Clone)]
+pub struct StompSettings {
+    /// Brokers, login, TLS, timeouts.
+    pub client: ClientConfig,
+    /// Overrides the broker kind detected from `CONNECTED` (temp-queue rules differ).
+    pub kind: Option<BrokerKind>,
+}
+
+/// A fresh reply-queue name, unique to one sender: `/temp-queue/ssm.<uuid>`.
+pub fn new_reply_queue() -> String {
+    format!("/temp-queue/ssm.{}", uuid::Uuid::new_v4())
+}
+
+/// The `SEND` frame carrying `envelope`.
+pub fn frame_of(envelope: Envelope) -> Frame {
+    let mut frame = Frame::new(Command::Send).with_header("destination", envelope.destination);
+    frame.headers.extend(envelope.headers);
+    frame.with_body(envelope.body)
+}
+
+/// The envelope a delivered `MESSAGE` (or a `SEND`) carries; `None` for any other command.
+pub fn envelope_of(frame: Frame) -> Option<Envelope> {
+    if !matches!(frame.command, Command::Message | Command::Send) {
+        return None;
+    }
+    Some(Envelope {
+        destination: frame.header("destination").unwrap_or_default().to_string(),
+        headers: frame.headers,
+        body: frame.body,
+    })
+}
+
+/// A connection to one of the configured brokers.
+pub struct StompConnection {
+    client: Client,
+    kind: BrokerKind,
+}
+
+impl StompConnection {
+    /// Connects to the first broker of the list that answers.
+    pub async fn connect(settings: &StompSettings) -> Result<StompConnection, TransportError> {
+        let client = Client::connect(&settings.client).await?;
+        let kind = settings.kind.unwrap_or(client.kind());
+        Ok(StompConnection { client, kind })
+    }
+
+    /// Subscribes to our own reply queue where the broker needs it (see the module guarantees).
+    pub async fn open_reply_channel(&self, reply_to: &str) -> Result<(), TransportError> {
+        if self.kind != BrokerKind::RabbitMq {
+            self.client
+                .handle()
+                .subscribe(reply_to, AckMode::Auto, &[])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to `destination` with automatic acknowledgement.
+    pub async fn subscribe(&self, destination: &str) -> Result<(), TransportError> {
+        self.client
+            .handle()
+            .subscribe(destination, AckMode::Auto, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// A sending handle.
+    pub fn publisher(&self) -> StompPublisher {
+        StompPublisher(self.client.handle())
+    }
+
+    /// The next delivery, skipped message or broker error.
+    pub async fn recv(&mut self) -> Result<Event, TransportError> {
+        Ok(match self.client.recv().await? {
+            StompEvent::Message(frame) => {
+                // Every subscription this adapter makes is `ack:auto` (SSM v1 acks end to
+                // end); client acknowledgement arrives with SSM2.
+                let ack = AckToken::Auto;
+                let reply_to = frame.header(REPLY_TO).map(str::to_string);
+                match envelope_of(frame) {
+                    Some(envelope) => Event::Delivery(Delivery {
+                        envelope,
+                        reply_to,
+                        ack,
+                    }),
+                    None => Event::ServiceError("a MESSAGE event that is not a MESSAGE".into()),
+                }
+            }
+            StompEvent::Error(frame) => {
+                Event::ServiceError(frame.header("message").unwrap_or("").to_string())
+            }
+            StompEvent::Oversized(o) => Event::Skipped(Skipped {
+                headers: o.frame.headers,
+                size: o.size,
+                max: o.max,
+            }),
+        })
+    }
+
+    /// Disconnects (with a receipt, so that what was sent is flushed).
+    pub async fn close(self) -> Result<(), TransportError> {
+        Ok(self.client.disconnect().await?)
+    }
+
+    /// The broker's address and kind, for logs.
+    pub fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.client.broker(), self.kind.as_str())
+    }
+}
+
+/// Sends frames on a [`StompConnection`].
+#[derive(Clone, Debug)]
+pub struct StompPublisher(ClientHandle);
+
+impl StompPublisher {
+    /// Writes the envelope as a `SEND`.
+    pub async fn send(&self, envelope: Envelope) -> Result<(), TransportError> {
+        Ok(self.0.send(frame_of(envelope)).await?)
+    }
+
+    /// Writes the envelope as a `SEND` with a receipt and waits for the `RECEIPT`.
+    pub async fn send_confirmed(&self, envelope: Envelope) -> Result<(), TransportError> {
+        Ok(self.0.send_with_receipt(frame_of(envelope)).await?)
+    }
+}
