@@ -16,7 +16,7 @@ use super::certreq::{self, CERTRESP_BURST, CERTRESP_REFILL};
 use super::commit::Committer;
 use super::lanes::{Job, Lanes};
 use super::reply::Replies;
-use super::{RejectReason, Stats};
+use super::stats::{RejectReason, Stats};
 use crate::protocol::{self, AckOutcome, SsmMessage};
 use crate::queue::Record;
 use crate::transport::Delivery;

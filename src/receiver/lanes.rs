@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use super::acked::{seal_ids, AckKey};
 use super::commit::{Committer, StoreRequest};
 use super::reply::{Outcome, Replies};
-use super::{RejectReason, Stats};
+use super::stats::{RejectReason, Stats};
 use crate::crypto::{message_id, DnList, Opener};
 use crate::queue::Record;
 

@@ -12,7 +12,7 @@ use std::sync::RwLock;
 
 use tracing::error;
 
-use super::RejectReason;
+use super::stats::RejectReason;
 use crate::protocol::{AckOutcome, SsmMessage};
 use crate::transport::Publisher;
 

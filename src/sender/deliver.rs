@@ -16,7 +16,8 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::prepare::{wire_id, Preparing};
-use super::{Sender, SenderError, SenderStats};
+use super::stats::SenderStats;
+use super::{Sender, SenderError};
 use crate::protocol::{AckOutcome, SsmMessage};
 use crate::queue::Record;
 use crate::transport::{Event, TransportError};
