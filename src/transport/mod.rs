@@ -80,9 +80,22 @@ pub enum AckToken {
     /// The service considers it delivered as soon as it sent it (a STOMP `ack:auto`
     /// subscription): nothing to acknowledge.
     Auto,
-    /// A STOMP `ack` id (or `message-id` for STOMP 1.0/1.1), for a client-acknowledged
-    /// subscription.
-    Stomp(String),
+    /// A delivery on a client-acknowledged STOMP subscription.
+    Stomp(stomp::StompAck),
+}
+
+/// How a subscription's deliveries are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledge {
+    /// The service forgets a message once it delivered it.
+    Auto,
+    /// Each delivery is acknowledged by [`Publisher::ack`] once handled; until then the
+    /// service keeps it and delivers it again if the connection ends. At most `window`
+    /// deliveries are unacknowledged at once (the broker's prefetch).
+    Client {
+        /// Unacknowledged deliveries the service may send ahead.
+        window: u32,
+    },
 }
 
 /// One message the service delivered.
@@ -146,6 +159,10 @@ pub enum TransportError {
     /// The STOMP connection failed, was refused, or ended.
     #[error(transparent)]
     Stomp(#[from] StompError),
+    /// An acknowledgement for a delivery of an earlier connection: the service delivers that
+    /// message again on the current one, so it is not sent.
+    #[error("the delivery came on an earlier connection; it will be delivered again")]
+    StaleAck,
 }
 
 impl TransportError {
@@ -215,11 +232,14 @@ impl Connection {
         }
     }
 
-    /// Starts receiving what is sent to `destination`. Deliveries are auto-acknowledged
-    /// ([`AckToken::Auto`]).
-    pub async fn subscribe(&self, destination: &str) -> Result<(), TransportError> {
+    /// Starts receiving what is sent to `destination`, acknowledged as `ack` says.
+    pub async fn subscribe(
+        &mut self,
+        destination: &str,
+        ack: Acknowledge,
+    ) -> Result<(), TransportError> {
         match self {
-            Connection::Stomp(c) => c.subscribe(destination).await,
+            Connection::Stomp(c) => c.subscribe(destination, ack).await,
         }
     }
 
@@ -280,6 +300,15 @@ impl Publisher {
     pub async fn send_confirmed(&self, envelope: Envelope) -> Result<(), TransportError> {
         match self {
             Publisher::Stomp(p) => p.send_confirmed(envelope).await,
+        }
+    }
+
+    /// Acknowledges a handled delivery to the service. [`AckToken::Auto`] needs nothing; a
+    /// token of an earlier connection is [`TransportError::StaleAck`].
+    pub async fn ack(&self, token: &AckToken) -> Result<(), TransportError> {
+        match (self, token) {
+            (_, AckToken::Auto) => Ok(()),
+            (Publisher::Stomp(p), AckToken::Stomp(t)) => p.ack(t).await,
         }
     }
 }

@@ -12,12 +12,15 @@
 //!   an `ERROR` naming the receipt is an error, never a success.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::stomp::{
     AckMode, BrokerKind, Client, ClientConfig, ClientHandle, Command, Event as StompEvent, Frame,
 };
 
-use super::{AckToken, Capabilities, Delivery, Envelope, Event, Skipped, TransportError};
+use super::{
+    AckToken, Acknowledge, Capabilities, Delivery, Envelope, Event, Skipped, TransportError,
+};
 
 /// What STOMP brokers can do.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -62,10 +65,25 @@ pub fn envelope_of(frame: Frame) -> Option<Envelope> {
     })
 }
 
+/// Numbers connections, so that an acknowledgement never goes to a connection that did not
+/// deliver the message (RabbitMQ closes the channel on an unknown delivery tag).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+
+/// What acknowledging one delivery takes: the headers STOMP's `ACK` names it by, and the
+/// connection it came on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StompAck {
+    headers: Vec<(String, String)>,
+    connection: u64,
+}
+
 /// A connection to one of the configured brokers.
 pub struct StompConnection {
     client: Client,
     kind: BrokerKind,
+    id: u64,
+    /// Ids of our client-acknowledged subscriptions.
+    client_acked: Vec<String>,
 }
 
 impl StompConnection {
@@ -73,7 +91,12 @@ impl StompConnection {
     pub async fn connect(settings: &StompSettings) -> Result<StompConnection, TransportError> {
         let client = Client::connect(&settings.client).await?;
         let kind = settings.kind.unwrap_or(client.kind());
-        Ok(StompConnection { client, kind })
+        Ok(StompConnection {
+            client,
+            kind,
+            id: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+            client_acked: Vec::new(),
+        })
     }
 
     /// Subscribes to our own reply queue where the broker needs it (see the module guarantees).
@@ -87,27 +110,66 @@ impl StompConnection {
         Ok(())
     }
 
-    /// Subscribes to `destination` with automatic acknowledgement.
-    pub async fn subscribe(&self, destination: &str) -> Result<(), TransportError> {
-        self.client
-            .handle()
-            .subscribe(destination, AckMode::Auto, &[])
-            .await?;
+    /// Subscribes to `destination`. Client acknowledgement is `client-individual` (each
+    /// message on its own), with the window as both brokers' prefetch header (each ignores the
+    /// other's).
+    pub async fn subscribe(
+        &mut self,
+        destination: &str,
+        ack: Acknowledge,
+    ) -> Result<(), TransportError> {
+        let handle = self.client.handle();
+        match ack {
+            Acknowledge::Auto => {
+                handle.subscribe(destination, AckMode::Auto, &[]).await?;
+            }
+            Acknowledge::Client { window } => {
+                let window = window.max(1).to_string();
+                let id = handle
+                    .subscribe(
+                        destination,
+                        AckMode::ClientIndividual,
+                        &[
+                            ("prefetch-count", window.as_str()),
+                            ("activemq.prefetchSize", window.as_str()),
+                        ],
+                    )
+                    .await?;
+                self.client_acked.push(id);
+            }
+        }
         Ok(())
     }
 
     /// A sending handle.
     pub fn publisher(&self) -> StompPublisher {
-        StompPublisher(self.client.handle())
+        StompPublisher {
+            handle: self.client.handle(),
+            connection: self.id,
+        }
     }
 
     /// The next delivery, skipped message or broker error.
     pub async fn recv(&mut self) -> Result<Event, TransportError> {
         Ok(match self.client.recv().await? {
             StompEvent::Message(frame) => {
-                // Every subscription this adapter makes is `ack:auto` (SSM v1 acks end to
-                // end); client acknowledgement arrives with SSM2.
-                let ack = AckToken::Auto;
+                let ack = match frame.header("subscription") {
+                    Some(sub) if self.client_acked.iter().any(|s| s == sub) => {
+                        AckToken::Stomp(StompAck {
+                            headers: ["ack", "message-id", "subscription"]
+                                .iter()
+                                .filter_map(|name| {
+                                    frame
+                                        .header(name)
+                                        .map(|v| (name.to_string(), v.to_string()))
+                                })
+                                .collect(),
+                            connection: self.id,
+                        })
+                    }
+                    // Auto-acknowledged: our reply queue, or an `ack:auto` subscription.
+                    _ => AckToken::Auto,
+                };
                 let reply_to = frame.header(REPLY_TO).map(str::to_string);
                 match envelope_of(frame) {
                     Some(envelope) => Event::Delivery(Delivery {
@@ -142,16 +204,29 @@ impl StompConnection {
 
 /// Sends frames on a [`StompConnection`].
 #[derive(Clone, Debug)]
-pub struct StompPublisher(ClientHandle);
+pub struct StompPublisher {
+    handle: ClientHandle,
+    connection: u64,
+}
 
 impl StompPublisher {
     /// Writes the envelope as a `SEND`.
     pub async fn send(&self, envelope: Envelope) -> Result<(), TransportError> {
-        Ok(self.0.send(frame_of(envelope)).await?)
+        Ok(self.handle.send(frame_of(envelope)).await?)
     }
 
     /// Writes the envelope as a `SEND` with a receipt and waits for the `RECEIPT`.
     pub async fn send_confirmed(&self, envelope: Envelope) -> Result<(), TransportError> {
-        Ok(self.0.send_with_receipt(frame_of(envelope)).await?)
+        Ok(self.handle.send_with_receipt(frame_of(envelope)).await?)
+    }
+
+    /// Sends the `ACK` for a delivery of this connection.
+    pub async fn ack(&self, token: &StompAck) -> Result<(), TransportError> {
+        if token.connection != self.connection {
+            return Err(TransportError::StaleAck);
+        }
+        let mut message = Frame::new(Command::Message);
+        message.headers.clone_from(&token.headers);
+        Ok(self.handle.ack(&message).await?)
     }
 }
