@@ -1,32 +1,36 @@
-//! Sealing: `encrypt(sign(base64(zlib(msg))))`, byte-compatible with the `openssl smime` steps
-//! `-sign -inkey KEY -signer CERT -text` then `-encrypt -<cipher> SERVERCERT`.
+//! The payload framings inside the signature, per protocol version.
+//!
+//! Version 1 (`SSM` 1): the message is zlib-compressed (default level, as Python's
+//! `zlib.compress`) then base64-encoded on one padded line; [`encode`] makes it, [`unpack`]
+//! reads it back. Version 2 (`SSM2`): no framing, the message is the signed `text/plain` part
+//! itself; [`unpack_v2`] takes it out of what the signature covers.
+//!
+//! Guarantees:
+//! - Decompression is a bounded read: a zlib bomb costs at most the cap (`max + 1` bytes of
+//!   output) before [`CryptoError::TooLarge`]; a version 2 text over the cap is refused too.
+//! - Reading is lenient where senders differ: base64 wrapped at any column, with CRLF or LF, with
+//!   or without padding; content signed with or without the `-text` header.
+//! - [`encode`] gives the same bytes as a fresh compressor for every message (one compressor per
+//!   thread, reset before and after each use).
 
 use std::cell::RefCell;
+use std::io::Read;
 
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+use flate2::read::ZlibDecoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
-use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-use openssl::stack::Stack;
-use openssl::x509::X509;
 
-use super::cipher::Cipher;
-use super::error::{ssl_reason, CryptoError};
-use super::identity::Identity;
+use super::error::CryptoError;
 
-/// Seals `msg` for `recipient`: zlib-compress, base64 (one line, padded), sign as a detached
-/// `multipart/signed` S/MIME message with a `text/plain` part (as `-text` does), then envelope
-/// the signed message for `recipient` with `cipher`. Returns the S/MIME text
-/// (`application/x-pkcs7-mime; smime-type=enveloped-data`).
-pub fn seal(
-    msg: &[u8],
-    signer: &Identity,
-    recipient: &X509,
-    cipher: Cipher,
-) -> Result<Vec<u8>, CryptoError> {
-    let b64 = encode(msg)?;
-    let signed = sign(&b64, signer)?;
-    encrypt(&signed, recipient, cipher)
-}
+/// The default cap on an opened message (decompressed, for version 1): 64 MiB.
+pub const DEFAULT_MAX_SIZE: usize = 64 * 1024 * 1024;
+
+/// Standard alphabet; padding optional (some encoders drop it), whitespace removed beforehand.
+const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 thread_local! {
     /// One compressor per thread, reset between messages. A new one is a zeroed allocation of
@@ -35,7 +39,7 @@ thread_local! {
     static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), true));
 }
 
-/// The first two steps: zlib (default level, as Python's `zlib.compress`) then base64.
+/// The version 1 framing: zlib (default level, as Python's `zlib.compress`) then base64.
 pub(crate) fn encode(msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let compressed = DEFLATE.with_borrow_mut(|z| {
         z.reset();
@@ -73,33 +77,100 @@ fn deflate(z: &mut Compress, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
     }
 }
 
-/// `openssl smime -sign -text`: a detached signature, content wrapped in a text/plain part.
-fn sign(content: &[u8], signer: &Identity) -> Result<Vec<u8>, CryptoError> {
-    let err = |e: openssl::error::ErrorStack| CryptoError::Seal {
-        step: "signing",
-        reason: ssl_reason(&e),
-    };
-    // STREAM, as the CLI sets for detached S/MIME output: the signature is computed while the
-    // message is written. Without it, `to_smime` costs about as much again as `sign` (measured:
-    // seal 590 µs → 380 µs), for the same output.
-    let flags = Pkcs7Flags::TEXT | Pkcs7Flags::DETACHED | Pkcs7Flags::STREAM;
-    let no_extra_certs = Stack::new().map_err(err)?;
-    let p7 =
-        Pkcs7::sign(&signer.cert, &signer.key, &no_extra_certs, content, flags).map_err(err)?;
-    p7.to_smime(content, flags).map_err(err)
+/// The version 1 framing read back, on verified signed content: drops the `-text` MIME
+/// header if there is one, base64-decodes (ignoring whitespace) and zlib-decompresses, refusing
+/// output over `max` bytes. Public so that it can be fuzzed on its own (the
+/// last steps of [`Opener::open`](super::Opener::open)).
+pub fn unpack(content: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
+    decode(strip_text_header(content), max)
 }
 
-/// `openssl smime -encrypt -<cipher> CERT`: the whole signed message is the enveloped content.
-fn encrypt(signed: &[u8], recipient: &X509, cipher: Cipher) -> Result<Vec<u8>, CryptoError> {
-    let err = |e: openssl::error::ErrorStack| CryptoError::Seal {
-        step: "encrypting",
-        reason: ssl_reason(&e),
-    };
-    let mut recipients = Stack::new().map_err(err)?;
-    recipients.push(recipient.clone()).map_err(err)?;
-    let flags = Pkcs7Flags::empty();
-    let p7 = Pkcs7::encrypt(&recipients, signed, cipher.openssl(), flags).map_err(err)?;
-    p7.to_smime(&[], flags).map_err(err)
+/// Removes the MIME header `-text` signing adds (`Content-Type: text/plain` then a blank line).
+/// Base64 never contains `:`, so a first line with a colon can only be a header.
+fn strip_text_header(content: &[u8]) -> &[u8] {
+    let first_line_end = content
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(content.len());
+    if !content[..first_line_end].contains(&b':') {
+        return content;
+    }
+    // The header ends at the first empty line (CRLF or LF line ends).
+    let mut pos = 0;
+    while pos < content.len() {
+        let end = content[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| pos + i + 1)
+            .unwrap_or(content.len());
+        let line = &content[pos..end];
+        if line == b"\r\n" || line == b"\n" {
+            return &content[end..];
+        }
+        pos = end;
+    }
+    // A header with no body: nothing was signed.
+    &[]
+}
+
+/// Base64-decodes (ignoring all whitespace) and zlib-decompresses, reading at most `max + 1`
+/// bytes so that a decompression bomb costs no more than the cap.
+fn decode(text: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let compressed = LENIENT_B64
+        .decode(&compact)
+        .map_err(|e| CryptoError::NotBase64 {
+            reason: e.to_string(),
+        })?;
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(max));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    ZlibDecoder::new(compressed.as_slice())
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| CryptoError::NotZlib {
+            reason: e.to_string(),
+        })?;
+    if out.len() > max {
+        return Err(CryptoError::TooLarge { max });
+    }
+    Ok(out)
+}
+
+/// The version 2 message out of verified signed content: the `-text` MIME header removed (if
+/// the content starts with one), and the CRLF line ends `-text` signing writes (MIME canonical
+/// text) turned back into LF, so that a sender's LF text comes back byte for byte. A sender's
+/// own CRLF is indistinguishable from canonicalisation and comes back as LF too. Refuses content
+/// over `max` bytes.
+pub(crate) fn unpack_v2(content: &[u8], max: usize) -> Result<Vec<u8>, CryptoError> {
+    let text = strip_mime_header(content);
+    if text.len() > max {
+        return Err(CryptoError::TooLarge { max });
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\n');
+        rest = &rest[i + 2..];
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+/// Removes a leading MIME header (`Content-Type: text/plain`, up to the first empty line) when
+/// the content starts with a `Content-Type` line. Unlike [`strip_text_header`], a colon on the
+/// first line is not enough: a version 2 message is text that may well start with `Key: value`
+/// (APEL's `APEL-individual-job-message: v0.3`).
+fn strip_mime_header(content: &[u8]) -> &[u8] {
+    const NAME: &[u8] = b"content-type:";
+    match content.get(..NAME.len()) {
+        Some(first) if first.eq_ignore_ascii_case(NAME) => strip_text_header(content),
+        _ => content,
+    }
 }
 
 #[cfg(test)]
@@ -110,7 +181,7 @@ mod tests {
     use flate2::write::ZlibEncoder;
     use flate2::Compression;
 
-    use super::encode;
+    use super::*;
 
     fn fresh(msg: &[u8]) -> Vec<u8> {
         let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
@@ -149,5 +220,61 @@ mod tests {
                 msg.len()
             );
         }
+    }
+
+    #[test]
+    fn unpack_v2_strips_the_text_header_and_restores_lf() {
+        let signed = b"Content-Type: text/plain\r\n\r\nAPEL-individual-job-message: v0.3\r\n%%\r\n";
+        assert_eq!(
+            unpack_v2(signed, 100).unwrap(),
+            b"APEL-individual-job-message: v0.3\n%%\n"
+        );
+        // No header: a first line with a colon is content, not a header.
+        assert_eq!(
+            unpack_v2(b"Site: X\r\nrest", 100).unwrap(),
+            b"Site: X\nrest"
+        );
+        assert_eq!(unpack_v2(b"", 100).unwrap(), b"");
+        assert!(matches!(
+            unpack_v2(&[b'x'; 11], 10),
+            Err(CryptoError::TooLarge { max: 10 })
+        ));
+    }
+
+    #[test]
+    fn strips_text_header_crlf_and_lf() {
+        assert_eq!(
+            strip_text_header(b"Content-Type: text/plain\r\n\r\neJwDAAAAAAE=\r\n"),
+            b"eJwDAAAAAAE=\r\n"
+        );
+        assert_eq!(
+            strip_text_header(b"Content-Type: text/plain\n\nabc"),
+            b"abc"
+        );
+        assert_eq!(strip_text_header(b"eJwDAAAAAAE=\r\n"), b"eJwDAAAAAAE=\r\n");
+        assert_eq!(strip_text_header(b""), b"");
+        assert_eq!(strip_text_header(b"Content-Type: text/plain\r\n"), b"");
+    }
+
+    #[test]
+    fn decode_accepts_wrapped_base64_and_caps_size() {
+        let encoded = encode(&vec![b'x'; 1000]).unwrap();
+        let wrapped: Vec<u8> = encoded
+            .chunks(76)
+            .flat_map(|c| c.iter().copied().chain(*b"\r\n"))
+            .collect();
+        assert_eq!(decode(&wrapped, 1000).unwrap(), vec![b'x'; 1000]);
+        assert!(matches!(
+            decode(&wrapped, 999),
+            Err(CryptoError::TooLarge { max: 999 })
+        ));
+        assert!(matches!(
+            decode(b"%%%", 10),
+            Err(CryptoError::NotBase64 { .. })
+        ));
+        assert!(matches!(
+            decode(b"aGVsbG8=", 10),
+            Err(CryptoError::NotZlib { .. })
+        ));
     }
 }
