@@ -1,6 +1,6 @@
 //! SSM message types and headers, and their mapping to STOMP frames (no I/O).
 //!
-//! [`SsmMessage`] is the closed set of messages of the SSM protocol (`PROTOCOL.md`): `certreq`,
+//! [`SsmMessage`] is the closed set of messages of the SSM protocol (`docs/protocol.md`): `certreq`,
 //! `certresp`, `msg`, `ack` and `ping`. [`SsmMessage::to_frame`] turns one into a STOMP `SEND`
 //! frame; [`SsmMessage::from_frame`] reads one back from a delivered `MESSAGE` (or a `SEND`).
 //!

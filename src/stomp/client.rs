@@ -138,7 +138,7 @@ impl ClientConfig {
     }
 }
 
-/// Which broker software we talk to; it decides the temporary-queue rules (see `PROTOCOL.md`).
+/// Which broker software we talk to; it decides the temporary-queue rules (see `docs/protocol.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BrokerKind {
     /// RabbitMQ: never SUBSCRIBE to your own `/temp-queue/…`.
