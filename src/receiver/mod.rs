@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 
 use crate::crypto::{DnList, Opener};
 use crate::queue::{MessageStore, QueueError};
-use crate::transport::{Connection, Event, TransportConfig, TransportError};
+use crate::transport::{Acknowledge, Connection, Event, TransportConfig, TransportError};
 use dispatch::{Dispatched, Dispatcher};
 use reply::Replies;
 
@@ -126,7 +126,7 @@ pub async fn run(
         stats,
     } = control;
     let store = MessageStore::open(&settings.store_path)?;
-    let log_path = settings.store_path.join("ssm-acked.log");
+    let log_path = crate::queue::StoreLayout::new(&settings.store_path).acked_log();
     let acked = AckedLog::open(&log_path, settings.reack_max_age).map_err(|source| {
         ReceiverError::AckedLog {
             path: log_path.clone(),
@@ -239,7 +239,7 @@ async fn connect(settings: &ReceiverSettings) -> Result<Connection, TransportErr
         .transport
         .clone()
         .with_buffer_limit(lanes::MAX_CLIENT_BYTES);
-    let conn = Connection::connect(&cfg).await?;
-    conn.subscribe(&settings.destination).await?;
+    let mut conn = Connection::connect(&cfg).await?;
+    conn.subscribe(&settings.destination, Acknowledge::Auto).await?;
     Ok(conn)
 }
