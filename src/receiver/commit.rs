@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::acked::{AckKey, Acked, SealId};
-use super::dedupe::Dedupe;
+use super::dedupe::{key_for, Dedupe};
+use crate::protocol::Version;
 use super::reply::Outcome;
-use crate::crypto::message_id;
 use crate::queue::{MessageStore, Record};
 
 /// Most requests committed in one batch.
@@ -342,14 +342,15 @@ fn recover(state: &mut State) {
         }
         if let Ok(rec) = state.store.incoming.get(&name) {
             if let Some(signer) = rec.signer {
-                let key = AckKey {
-                    signer,
-                    md5: message_id(&rec.body),
-                };
-                if !state.acked.contains(&key) {
-                    state
-                        .acked
-                        .remember(key, rec.empaid.as_deref().unwrap_or(""));
+                // The element does not say which protocol brought it: remember it under
+                // both keys, so that neither a v1 resend nor an SSM2 redelivery of it is
+                // stored again. (The other key names a message that was never sent.)
+                let id = rec.empaid.as_deref().unwrap_or("");
+                let keys = [Version::V1, Version::V2].map(|v| key_for(v, &signer, id, &rec.body));
+                if !keys.iter().any(|k| state.acked.contains(k)) {
+                    for key in keys {
+                        state.acked.remember(key, id);
+                    }
                     found += 1;
                 }
             }
@@ -366,6 +367,7 @@ fn recover(state: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::message_id;
     use crate::receiver::acked::AckedLog;
     use std::time::Duration;
 

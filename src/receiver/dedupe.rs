@@ -10,7 +10,35 @@
 //! - A key stays known until the sender confirms it (`forget_for_reply_to`), its record ages
 //!   out, or it is forgotten because its store failed.
 
+use md5::{Digest, Md5};
+
 use super::acked::{AckKey, Acked, AckedLog, SealId};
+use crate::protocol::Version;
+
+/// The key a message is stored under.
+///
+/// Version 1: the signer and the MD5 of the content, which is what the sender's ack and its
+/// `ssm-reack` name. Version 2 has no ack and no reack: the signer and the MD5 of the
+/// `empa-id`, a NUL and the content, so that a redelivery or a resend of one message is one
+/// message, and two messages that happen to hold the same records under different ids are
+/// two.
+pub(crate) fn key_for(version: Version, signer: &str, id: &str, content: &[u8]) -> AckKey {
+    let md5 = match version {
+        Version::V1 => crate::crypto::message_id(content),
+        Version::V2 => {
+            let digest = Md5::new()
+                .chain_update(id.as_bytes())
+                .chain_update([0u8])
+                .chain_update(content)
+                .finalize();
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    AckKey {
+        signer: signer.to_string(),
+        md5,
+    }
+}
 
 /// What the committer needs to store each message once.
 pub(crate) trait Dedupe: Send {

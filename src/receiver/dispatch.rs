@@ -9,6 +9,10 @@
 //!   nothing is of no use to a genuine sender and lets anyone send `REJECTED`s to any queue.
 //! - A `certreq` is answered within the per-reply-queue limit of [`super::certreq`]; the rest
 //!   are dropped and reported.
+//! - Both protocols share one subscription: a delivery with `ssm-msg-type` is SSM v1, any
+//!   other is SSM2 (`empa-id`, or none: stored as `noid`); `empa-id: ping` is a keep-alive.
+//! - Every delivery that does not reach a lane is acknowledged to the service here, once what
+//!   it needed is done (a malformed one: once it is kept in the reject queue).
 
 use tracing::{debug, info, warn};
 
@@ -17,7 +21,8 @@ use super::commit::Committer;
 use super::lanes::{Job, Lanes};
 use super::reply::Replies;
 use super::stats::{RejectReason, Stats};
-use crate::protocol::{self, AckOutcome, SsmMessage};
+use crate::protocol::v2::Ssm2Message;
+use crate::protocol::{self, AckOutcome, SsmMessage, Version};
 use crate::queue::Record;
 use crate::transport::Delivery;
 
@@ -46,9 +51,32 @@ impl Dispatcher<'_> {
     /// Handles one delivery from the topic.
     pub async fn dispatch(&mut self, delivery: Delivery) -> Dispatched {
         let Delivery {
-            envelope, reply_to, ..
+            envelope,
+            reply_to,
+            ack,
         } = delivery;
-        match SsmMessage::from_envelope(&envelope) {
+        if protocol::version_of(&envelope) == Version::V2 {
+            let message = Ssm2Message::from_envelope(&envelope);
+            if message.is_ping() {
+                debug!("SSM2 ping");
+                self.replies.settle(&ack).await;
+                return Dispatched::NotCounted;
+            }
+            Stats::bump(&self.stats.received);
+            self.lanes
+                .submit(Job {
+                    version: Version::V2,
+                    id: message.empa_id,
+                    reply_to: None,
+                    reack: None,
+                    body: message.body,
+                    forget: None,
+                    ack,
+                })
+                .await;
+            return Dispatched::ToLane;
+        }
+        let dispatched = match SsmMessage::from_envelope(&envelope) {
             Ok(SsmMessage::Msg {
                 id,
                 reply_to,
@@ -58,14 +86,16 @@ impl Dispatcher<'_> {
                 Stats::bump(&self.stats.received);
                 self.lanes
                     .submit(Job {
+                        version: Version::V1,
                         id,
                         reply_to,
                         reack,
                         body,
                         forget: None,
+                        ack,
                     })
                     .await;
-                Dispatched::ToLane
+                return Dispatched::ToLane;
             }
             Ok(SsmMessage::CertReq { reply_to, reack }) => {
                 Stats::bump(&self.stats.certreqs);
@@ -86,6 +116,7 @@ impl Dispatcher<'_> {
                                 CERTRESP_REFILL
                             );
                         }
+                        self.replies.settle(&ack).await;
                         return Dispatched::NotCounted;
                     }
                 }
@@ -98,15 +129,19 @@ impl Dispatcher<'_> {
             Ok(SsmMessage::Ping { reack }) => {
                 debug!(?reack, ?reply_to, "ping");
                 if let (Some(md5), Some(reply_to)) = (reack, reply_to) {
+                    // Acknowledged by its lane, once the reack is applied.
                     self.lanes
                         .submit(Job {
+                            version: Version::V1,
                             id: protocol::PING_ID.to_string(),
                             reply_to: Some(reply_to),
                             reack: None,
                             body: bytes::Bytes::new(),
                             forget: Some(md5),
+                            ack,
                         })
                         .await;
+                    return Dispatched::NotCounted;
                 }
                 Dispatched::NotCounted
             }
@@ -142,6 +177,8 @@ impl Dispatcher<'_> {
                 }
                 Dispatched::Rejected
             }
-        }
+        };
+        self.replies.settle(&ack).await;
+        dispatched
     }
 }

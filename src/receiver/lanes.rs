@@ -21,12 +21,19 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::acked::{seal_ids, AckKey};
+use super::acked::seal_ids;
 use super::commit::{Committer, StoreRequest};
+use super::dedupe::key_for;
 use super::reply::{Outcome, Replies};
 use super::stats::{RejectReason, Stats};
-use crate::crypto::{message_id, DnList, Opener};
+use crate::crypto::{DnList, Opener, Recipe};
+use crate::protocol::Version;
 use crate::queue::Record;
+use crate::transport::AckToken;
+
+/// The signer recorded with an SSM2 message rejected before its signer was known, as the
+/// Python receiver writes it (APEL's loader reads it).
+const NO_SIGNER: &str = "Not available.";
 
 /// Messages waiting per lane before the dispatcher waits (back-pressure on the broker).
 const LANE_DEPTH: usize = 64;
@@ -40,8 +47,11 @@ pub(crate) const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of messages the transport may hold that the dispatcher has not taken yet.
 pub(crate) const MAX_CLIENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// One `msg` to handle.
+/// One message to handle: an SSM v1 `msg` or an SSM2 message.
 pub(crate) struct Job {
+    /// Which protocol it came in: decides how it is opened, keyed and answered.
+    pub version: Version,
+    /// Its `ssm-msg-id` (v1) or `empa-id` (v2).
     pub id: String,
     pub reply_to: Option<String>,
     pub reack: Option<String>,
@@ -50,6 +60,19 @@ pub(crate) struct Job {
     /// goes through the sender's lane so that it is applied after that sender's earlier
     /// messages (a resend still queued here must still be found a duplicate).
     pub forget: Option<String>,
+    /// How to acknowledge the delivery to the service once handled.
+    pub ack: AckToken,
+}
+
+impl Job {
+    /// What picks the lane: v1 messages of one sender (one reply queue) stay in order; SSM2
+    /// messages carry no order, so they spread over the lanes by id.
+    fn lane_key(&self) -> Option<&str> {
+        match self.version {
+            Version::V1 => self.reply_to.as_deref(),
+            Version::V2 => Some(self.id.as_str()),
+        }
+    }
 }
 
 /// What every lane shares.
@@ -118,7 +141,7 @@ impl Lanes {
     /// [`MAX_WAITING_BYTES`] already.
     pub async fn submit(&self, job: Job) {
         let mut h = DefaultHasher::new();
-        job.reply_to.hash(&mut h);
+        job.lane_key().hash(&mut h);
         let lane = (h.finish() % self.senders.len() as u64) as usize;
         // A frame bigger than the whole budget waits until it is alone.
         let share = job.body.len().clamp(1, MAX_WAITING_BYTES);
@@ -150,18 +173,28 @@ impl Lanes {
 async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit) {
     if let Some(md5) = job.forget {
         // Queued behind this sender's earlier messages, which the committer handles first.
-        if let Some(reply_to) = job.reply_to {
-            shared.committer.forget_for_reply_to(md5, reply_to).await;
+        if let Some(reply_to) = &job.reply_to {
+            shared
+                .committer
+                .forget_for_reply_to(md5, reply_to.clone())
+                .await;
         }
+        shared.replies.settle(&job.ack).await;
         return;
     }
     let started = std::time::Instant::now();
     let opener = shared.opener.clone();
     let body = job.body.clone();
+    let recipe = match job.version {
+        Version::V1 => Recipe::V1,
+        Version::V2 => Recipe::V2,
+    };
     // The seal ids are only needed (and the envelope only parsed again) for a message that
     // opened.
     let opened = tokio::task::spawn_blocking(move || {
-        opener.open(&body).map(|opened| (opened, seal_ids(&body)))
+        opener
+            .open_with(recipe, &body)
+            .map(|opened| (opened, seal_ids(&body)))
     })
     .await;
     shared.stats.open_latency.observe(started.elapsed());
@@ -207,15 +240,11 @@ async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit)
     };
     let outcome = match verdict {
         Ok((opened, seals)) => {
-            let md5 = message_id(&opened.content);
             let (tx, rx) = oneshot::channel();
             let submitted = std::time::Instant::now();
             // Queued now, in this lane's order; the outcome is awaited off the lane.
             shared.committer.store(StoreRequest {
-                key: AckKey {
-                    signer: opened.signer_dn.clone(),
-                    md5,
-                },
+                key: key_for(job.version, &opened.signer_dn, &job.id, &opened.content),
                 reply_to: job.reply_to.clone().unwrap_or_default(),
                 reack: job.reack.clone(),
                 seals,
@@ -231,6 +260,10 @@ async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit)
         }
         Err((reason, signer, kind)) => {
             warn!(id = %job.id, %reason, "rejecting message");
+            let signer = match job.version {
+                Version::V1 => signer,
+                Version::V2 => signer.or_else(|| Some(NO_SIGNER.to_string())),
+            };
             shared
                 .committer
                 .reject(Record {
@@ -298,8 +331,18 @@ async fn finish_job(
                 .ack(reply_to, ack, Some(job.id.clone()))
                 .await
         }
-        (Some(_), None) => warn!(id = %job.id, "message has no reply-to: cannot ack"),
-        (None, _) => {}
+        (Some(_), None) if job.version == Version::V1 => {
+            warn!(id = %job.id, "message has no reply-to: cannot ack")
+        }
+        _ => {}
+    }
+    // At the service: acknowledged once stored or rejected durably. An SSM2 message we could
+    // not store is held by the service only: it must come again, which a new connection
+    // makes it do. (An SSM v1 sender keeps its message until our ack, so the delivery itself
+    // can go.)
+    match (job.version, outcome.answer()) {
+        (Version::V2, None) => shared.replies.request_redelivery(),
+        _ => shared.replies.settle(&job.ack).await,
     }
     info!(
         id = %job.id,

@@ -114,6 +114,13 @@ pub enum ReceiverError {
     Broker(#[from] TransportError),
 }
 
+/// Deliveries the broker may send ahead of our acknowledgements: enough to keep every lane and
+/// the committer's batches full, within the lanes' own bounds.
+const PREFETCH: u32 = 200;
+
+/// Pause before reconnecting to have an unstored SSM2 message delivered again.
+const REDELIVERY_PAUSE: Duration = Duration::from_secs(5);
+
 /// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were handled or
 /// `run_for` elapsed. Returns the counters.
 pub async fn run(
@@ -184,6 +191,28 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = sleep_until(deadline) => break,
             Some(()) = done_rx.recv() => handled += 1,
+            () = replies.redelivery_requested() => {
+                // An SSM2 message could not be stored (full disk, our CRL): only the broker
+                // holds it now. A new connection makes the broker deliver again everything not
+                // acknowledged; the pause keeps a lasting fault from turning into a busy loop.
+                warn!(
+                    "a message could not be stored; reconnecting in {:?} so that the broker delivers it again",
+                    REDELIVERY_PAUSE
+                );
+                Stats::bump(&stats.reconnects);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(REDELIVERY_PAUSE) => {}
+                }
+                let old = std::mem::replace(&mut conn, tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    c = connect(&settings) => c?,
+                });
+                replies.set_publisher(conn.publisher());
+                if let Err(err) = old.close().await {
+                    debug!(%err, "closing the old connection");
+                }
+            }
             event = conn.recv(), if settings.max_messages.is_none_or(|max| dispatched < max) => match event {
                 Ok(Event::Delivery(delivery)) => {
                     match dispatcher.dispatch(delivery).await {
@@ -240,6 +269,10 @@ async fn connect(settings: &ReceiverSettings) -> Result<Connection, TransportErr
         .clone()
         .with_buffer_limit(lanes::MAX_CLIENT_BYTES);
     let mut conn = Connection::connect(&cfg).await?;
-    conn.subscribe(&settings.destination, Acknowledge::Auto).await?;
+    conn.subscribe(
+        &settings.destination,
+        Acknowledge::Client { window: PREFETCH },
+    )
+    .await?;
     Ok(conn)
 }

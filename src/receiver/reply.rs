@@ -10,11 +10,12 @@
 
 use std::sync::RwLock;
 
-use tracing::error;
+use tokio::sync::Notify;
+use tracing::{debug, error, warn};
 
 use super::stats::RejectReason;
 use crate::protocol::{AckOutcome, SsmMessage};
-use crate::transport::Publisher;
+use crate::transport::{AckToken, Publisher, TransportError};
 
 /// What happened to one `msg`: decides the answer.
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl Outcome {
 /// Sends answers on the receiver's current connection; shared by the dispatcher and the lanes.
 pub(crate) struct Replies {
     publisher: RwLock<Publisher>,
+    redeliver: Notify,
 }
 
 impl Replies {
@@ -50,6 +52,7 @@ impl Replies {
     pub fn new(publisher: Publisher) -> Replies {
         Replies {
             publisher: RwLock::new(publisher),
+            redeliver: Notify::new(),
         }
     }
 
@@ -74,6 +77,33 @@ impl Replies {
     pub async fn certresp(&self, reply_to: &str, cert_pem: String) {
         self.send(reply_to, SsmMessage::CertResp { cert_pem }, "certresp")
             .await
+    }
+
+    /// Acknowledges a handled delivery to the service: it is stored or rejected durably, or
+    /// (SSM v1) its sender will send it again. A delivery of an earlier connection is not
+    /// acknowledged: the service delivers it again and the duplicate check finds it.
+    pub async fn settle(&self, token: &AckToken) {
+        let Some(publisher) = self.publisher() else {
+            return;
+        };
+        match publisher.ack(token).await {
+            Ok(()) => {}
+            Err(TransportError::StaleAck) => {
+                debug!("not acknowledging a delivery of an earlier connection")
+            }
+            Err(err) => warn!(%err, "could not acknowledge a delivery; it will come again"),
+        }
+    }
+
+    /// Asks the receiver's loop to reconnect, so that the service delivers again what was
+    /// not acknowledged (an SSM2 message we could not store: only the broker holds it).
+    pub fn request_redelivery(&self) {
+        self.redeliver.notify_one();
+    }
+
+    /// Resolves when a redelivery was asked for.
+    pub async fn redelivery_requested(&self) {
+        self.redeliver.notified().await
     }
 
     async fn send(&self, reply_to: &str, message: SsmMessage, what: &str) {
