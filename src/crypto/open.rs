@@ -120,15 +120,14 @@ impl Opener {
                 decrypted = smime::decrypt(body, &self.identity)?;
                 decrypted.as_slice()
             } else {
-                // Refused here with its own words: nothing was decrypted.
-                if !body.is_ascii() {
-                    return Err(CryptoError::NotSigned {
-                        reason: "the message holds bytes that are not ASCII".into(),
-                    });
-                }
                 body
             };
-            let (text, signer_cert) = smime::verify(signed, &self.trust, self.allow_weak_digests)?;
+            let (text, signer_cert) = smime::verify(
+                signed,
+                &self.trust,
+                self.allow_weak_digests,
+                smime::Content::Any,
+            )?;
             Ok(opened(unpack_v2(&text, self.max_size)?, signer_cert))
         })
     }
@@ -157,7 +156,12 @@ impl Opener {
 
     fn open_inner(&self, body: &[u8]) -> Result<Opened, CryptoError> {
         let signed = smime::decrypt(body, &self.identity)?;
-        let (text, signer_cert) = smime::verify(&signed, &self.trust, self.allow_weak_digests)?;
+        let (text, signer_cert) = smime::verify(
+            &signed,
+            &self.trust,
+            self.allow_weak_digests,
+            smime::Content::Ascii,
+        )?;
         Ok(opened(unpack(&text, self.max_size)?, signer_cert))
     }
 }

@@ -114,6 +114,24 @@ pub(crate) fn decrypt(body: &[u8], identity: &Identity) -> Result<Vec<u8>, Crypt
         })
 }
 
+/// What a signed message may hold besides its (always ASCII) MIME headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// ASCII only: a version 1 payload is base64 text.
+    Ascii,
+    /// Any bytes (SSM2 signs the records as they are: UTF-8 text, or anything).
+    Any,
+}
+
+/// Whether the MIME header block (up to the first empty line) is ASCII: OpenSSL's error data
+/// quotes headers, and the `openssl` crate panics on error data that is not UTF-8.
+fn headers_are_ascii(body: &[u8]) -> bool {
+    let lf = body.windows(2).position(|w| w == b"\n\n");
+    let crlf = body.windows(4).position(|w| w == b"\r\n\r\n");
+    let end = lf.into_iter().chain(crlf).min().unwrap_or(body.len());
+    body[..end].is_ascii()
+}
+
 /// `openssl smime -verify -noverify`, then the signer's chain against `trust` (ours, so that
 /// CRLs and the absence of a purpose requirement are as configured). Returns the signed content
 /// exactly as signed (with a `-text` header, if any) and the first signer's certificate.
@@ -121,11 +139,22 @@ pub(crate) fn verify(
     signed: &[u8],
     trust: &TrustStore,
     allow_weak_digests: bool,
+    content: Content,
 ) -> Result<(Vec<u8>, X509), CryptoError> {
-    // Anyone can encrypt to our certificate: the same ASCII check as for the envelope.
-    if !signed.is_ascii() {
+    // Anyone can encrypt to our certificate: the same ASCII check as for the envelope, on
+    // the whole message when its content must be ASCII anyway, else on its headers (the
+    // caller's panic guard covers what OpenSSL might quote from further in).
+    let ascii = match content {
+        Content::Ascii => signed.is_ascii(),
+        Content::Any => headers_are_ascii(signed),
+    };
+    if !ascii {
         return Err(CryptoError::NotSigned {
-            reason: "the decrypted content holds bytes that are not ASCII".into(),
+            reason: match content {
+                Content::Ascii => "the decrypted content holds bytes that are not ASCII",
+                Content::Any => "the message's MIME headers hold bytes that are not ASCII",
+            }
+            .into(),
         });
     }
     let (p7, detached) = Pkcs7::from_smime(signed).map_err(|e| CryptoError::NotSigned {

@@ -29,8 +29,8 @@ use tracing::{error, info, warn};
 
 use super::acked::{AckKey, Acked, SealId};
 use super::dedupe::{key_for, Dedupe};
-use crate::protocol::Version;
 use super::reply::Outcome;
+use crate::protocol::Version;
 use crate::queue::{MessageStore, Record};
 
 /// Most requests committed in one batch.
