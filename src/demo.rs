@@ -17,7 +17,7 @@ use openssl::x509::X509;
 use crate::broker::{self, BrokerConfig, BrokerHandle};
 use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
 use crate::pki::{CertFiles, Pki};
-use crate::queue::{Dirq, MessageStore, Outgoing, PathType};
+use crate::queue::{sender_reject, Dirq, MessageStore, Outgoing, PathType, StoreLayout};
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
 use crate::sender::{Sender, SenderSettings, Summary};
 use crate::stomp::{BrokerAddr, ClientConfig};
@@ -206,7 +206,7 @@ pub fn make_sender(
     queue: &Path,
 ) -> anyhow::Result<Sender> {
     let outgoing = Outgoing::open(queue, PathType::Dirq)?;
-    let reject = Dirq::open(&queue.join("reject"))?;
+    let reject = Dirq::open(&sender_reject(queue))?;
     let settings = SenderSettings {
         transport: TransportConfig::stomp(common.client.clone(), None),
         destination: common.destination.clone(),
@@ -355,7 +355,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         duplicates: Stats::get(&stats.duplicates),
         sent: total,
         elapsed,
-        incoming: store_path.join("incoming"),
+        incoming: StoreLayout::new(&store_path).incoming(),
         broker: match embedded_label(&opts.broker) {
             Some(l) => l,
             None => addr.to_string(),

@@ -5,7 +5,7 @@
 //! and encrypts each one (S/MIME, readable by any OpenSSL peer) and sends it to a broker topic; a
 //! **receiver** decrypts and verifies it, stores it durably and acks it with its MD5 on the
 //! sender's temporary reply queue. The sender removes a message from its queue only once the
-//! matching ack arrived. The wire protocol is described in `PROTOCOL.md`.
+//! matching ack arrived. The wire protocol is described in `docs/protocol.md`.
 //!
 //! ## Map of the crate
 //!

@@ -54,6 +54,7 @@ pub use router::{temp_queue_key, RouterLimits, REMOTE_TEMP_QUEUE, TEMP_QUEUE};
 
 use self::message::ByteBudget;
 use self::router::Router;
+use crate::stomp::vocab::header;
 use crate::stomp::{Command, Frame, Item, Limits, StompCodec};
 
 /// The value of the `server` header in CONNECTED.
@@ -286,7 +287,7 @@ async fn reject(stream: TcpStream) {
     let (rd, wr) = stream.into_split();
     let mut writer = FramedWrite::new(wr, StompCodec::default());
     let err = Frame::new(Command::Error)
-        .with_header("message", "too many connections")
+        .with_header(header::MESSAGE, "too many connections")
         .with_body(&b"too many connections\n"[..]);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = writer.send(&err).await;

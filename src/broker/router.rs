@@ -120,28 +120,7 @@ pub struct Delivery {
     pub _ticket: Option<Ticket>,
 }
 
-/// How a subscription acknowledges messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckMode {
-    /// Delivered means consumed.
-    Auto,
-    /// An ACK acknowledges this message and every earlier one of the subscription.
-    Client,
-    /// An ACK acknowledges exactly one message.
-    ClientIndividual,
-}
-
-impl AckMode {
-    /// Parses the `ack` header of a SUBSCRIBE.
-    pub fn parse(s: &str) -> Option<AckMode> {
-        match s {
-            "auto" => Some(AckMode::Auto),
-            "client" => Some(AckMode::Client),
-            "client-individual" => Some(AckMode::ClientIndividual),
-            _ => None,
-        }
-    }
-}
+pub use crate::stomp::vocab::AckMode;
 
 /// Why the router refused an operation; the connection answers with an ERROR frame.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -38,6 +38,10 @@ use tokio_util::sync::CancellationToken;
 use super::message::Message;
 use super::router::{AckMode, AckRef, Delivery, Out, RouteError, Router, SessionKey, TEMP_QUEUE};
 use super::Shared;
+use crate::stomp::vocab::{
+    header, heart_beat_value, negotiate_heart_beats, parse_heart_beat, SUPPORTED_VERSIONS,
+};
+use crate::stomp::vocab::{negotiate_version, HeartBeats};
 use crate::stomp::{Command, Frame, FrameError, Item, StompCodec, Version, Watched};
 
 /// How long the writer may take to flush a final ERROR or RECEIPT.
@@ -55,14 +59,14 @@ const MAX_UNWRITTEN_REPLIES: usize = 1024;
 /// Headers of a SEND that are not copied into the MESSAGE (they are the broker's to set, or
 /// requests to the broker, like `receipt`).
 const DROPPED_HEADERS: &[&str] = &[
-    "destination",
-    "content-length",
-    "receipt",
-    "transaction",
-    "message-id",
-    "subscription",
-    "ack",
-    "redelivered",
+    header::DESTINATION,
+    header::CONTENT_LENGTH,
+    header::RECEIPT,
+    header::TRANSACTION,
+    header::MESSAGE_ID,
+    header::SUBSCRIPTION,
+    header::ACK,
+    header::REDELIVERED,
 ];
 
 type Reader = FramedRead<Watched<OwnedReadHalf>, StompCodec>;
@@ -117,44 +121,18 @@ enum End {
     SlowConsumer,
 }
 
-/// The negotiated heart-beat periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HeartBeats {
-    /// How often the broker writes something (`None`: never required).
-    pub send: Option<Duration>,
-    /// How often the client must write something (`None`: never required).
-    pub expect: Option<Duration>,
-}
-
 /// Negotiates heart-beats from the client's `heart-beat: cx,cy` and the broker's offer `(sx, sy)`.
 pub(crate) fn negotiate_heartbeats(
     header: Option<&str>,
     offer: (Duration, Duration),
 ) -> Result<HeartBeats, String> {
-    let (cx, cy) = match header {
-        None => (0, 0),
+    let theirs = match header {
+        None => (Duration::ZERO, Duration::ZERO),
         Some(h) => {
-            let parsed = h.split_once(',').and_then(|(a, b)| {
-                Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
-            });
-            parsed.ok_or_else(|| format!("malformed heart-beat header {h:?}"))?
+            parse_heart_beat(h).ok_or_else(|| format!("malformed heart-beat header {h:?}"))?
         }
     };
-    let pick = |ours: Duration, theirs: u64| {
-        (!ours.is_zero() && theirs > 0).then(|| ours.max(Duration::from_millis(theirs)))
-    };
-    Ok(HeartBeats {
-        send: pick(offer.0, cy),
-        expect: pick(offer.1, cx),
-    })
-}
-
-/// Picks the highest version both sides speak from `accept-version` (absent means 1.0).
-pub(crate) fn negotiate_version(accept: Option<&str>) -> Option<Version> {
-    match accept {
-        None => Some(Version::V1_0),
-        Some(list) => list.split(',').filter_map(Version::parse).max(),
-    }
+    Ok(negotiate_heart_beats(offer, theirs))
 }
 
 /// An ERROR frame saying `message`, answering `cause` (so it carries its `receipt-id`).
@@ -165,16 +143,16 @@ fn error_frame(message: &str, cause: Option<&Frame>) -> Frame {
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
     let mut f = Frame::new(Command::Error)
-        .with_header("message", line)
-        .with_header("content-type", "text/plain");
-    if let Some(r) = cause.and_then(|c| c.header("receipt")) {
-        f = f.with_header("receipt-id", r);
+        .with_header(header::MESSAGE, line)
+        .with_header(header::CONTENT_TYPE, "text/plain");
+    if let Some(r) = cause.and_then(|c| c.header(header::RECEIPT)) {
+        f = f.with_header(header::RECEIPT_ID, r);
     }
     f.with_body(format!("{message}\n"))
 }
 
 fn receipt_frame(id: &str) -> Frame {
-    Frame::new(Command::Receipt).with_header("receipt-id", id)
+    Frame::new(Command::Receipt).with_header(header::RECEIPT_ID, id)
 }
 
 /// Serves one accepted connection until it ends.
@@ -202,12 +180,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         let msg = format!("expected CONNECT or STOMP, got {}", connect.command);
         return refuse(reader, writer, error_frame(&msg, Some(&connect))).await;
     }
-    let Some(version) = negotiate_version(connect.header("accept-version")) else {
+    let Some(version) = negotiate_version(connect.header(header::ACCEPT_VERSION)) else {
         let err = error_frame("unsupported version", Some(&connect))
-            .with_header("version", "1.0,1.1,1.2");
+            .with_header(header::VERSION, SUPPORTED_VERSIONS);
         return refuse(reader, writer, err).await;
     };
-    let hb = match negotiate_heartbeats(connect.header("heart-beat"), shared.config.heartbeat) {
+    let hb = match negotiate_heartbeats(connect.header(header::HEART_BEAT), shared.config.heartbeat)
+    {
         Ok(hb) => hb,
         Err(e) => return refuse(reader, writer, error_frame(&e, Some(&connect))).await,
     };
@@ -216,13 +195,13 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let name: Arc<str> = Arc::from(format!("{}-{key}", shared.nonce));
     let offer = shared.config.heartbeat;
     let connected = Frame::new(Command::Connected)
-        .with_header("version", version.as_str())
+        .with_header(header::VERSION, version.as_str())
+        .with_header(header::HEART_BEAT, heart_beat_value(offer))
+        .with_header(header::SESSION, &*name)
         .with_header(
-            "heart-beat",
-            format!("{},{}", offer.0.as_millis(), offer.1.as_millis()),
-        )
-        .with_header("session", &*name)
-        .with_header("server", concat!("ssm-broker/", env!("CARGO_PKG_VERSION")));
+            header::SERVER,
+            concat!("ssm-broker/", env!("CARGO_PKG_VERSION")),
+        );
     if writer.send(&connected).await.is_err() {
         return;
     }
@@ -290,7 +269,7 @@ async fn next_frame(reader: &mut Reader) -> Result<Option<Frame>, FrameError> {
 
 /// Answers a connection that failed its handshake with `error` and closes it.
 async fn refuse(reader: Reader, mut writer: Writer, error: Frame) {
-    tracing::debug!(message = ?error.header("message"), "refusing connection");
+    tracing::debug!(message = ?error.header(header::MESSAGE), "refusing connection");
     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
         let _ = writer.send(&error).await;
         let _ = SinkExt::<Item>::close(&mut writer).await;
@@ -375,14 +354,14 @@ async fn write_loop(
 /// The MESSAGE frame for one delivery.
 fn message_frame(d: Delivery) -> Frame {
     let mut headers = Vec::with_capacity(5 + d.msg.headers.len());
-    headers.push(("destination".to_string(), d.destination.to_string()));
-    headers.push(("message-id".to_string(), d.msg.id.clone()));
-    headers.push(("subscription".to_string(), d.subscription.to_string()));
+    headers.push((header::DESTINATION.to_string(), d.destination.to_string()));
+    headers.push((header::MESSAGE_ID.to_string(), d.msg.id.clone()));
+    headers.push((header::SUBSCRIPTION.to_string(), d.subscription.to_string()));
     if let Some(ack) = d.ack {
-        headers.push(("ack".to_string(), ack.to_string()));
+        headers.push((header::ACK.to_string(), ack.to_string()));
     }
     if d.redelivered {
-        headers.push(("redelivered".to_string(), "true".to_string()));
+        headers.push((header::REDELIVERED.to_string(), "true".to_string()));
     }
     headers.extend(d.msg.headers.iter().cloned());
     Frame {
@@ -503,14 +482,14 @@ impl Ctx<'_> {
             };
             if frame.command == Command::Disconnect {
                 tracing::debug!(session = %self.name, "disconnect");
-                return match frame.header("receipt") {
+                return match frame.header(header::RECEIPT) {
                     Some(r) => self.finish(receipt_frame(r)),
                     None => End::Gone,
                 };
             }
             match self.handle(&frame) {
                 Ok(()) => {
-                    if let Some(r) = frame.header("receipt") {
+                    if let Some(r) = frame.header(header::RECEIPT) {
                         self.reply(receipt_frame(r)).await;
                     }
                 }
@@ -530,9 +509,9 @@ impl Ctx<'_> {
         match frame.command {
             Command::Send => self.send(frame),
             Command::Subscribe => {
-                let dest = required(frame, "destination")?;
-                let id = frame.header("id").unwrap_or(dest);
-                let mode = match frame.header("ack") {
+                let dest = required(frame, header::DESTINATION)?;
+                let id = frame.header(header::ID).unwrap_or(dest);
+                let mode = match frame.header(header::ACK) {
                     None => AckMode::Auto,
                     Some(a) => AckMode::parse(a)
                         .ok_or_else(|| Refusal::fatal(format!("unknown ack mode {a:?}")))?,
@@ -540,18 +519,18 @@ impl Ctx<'_> {
                 Ok(self.router().subscribe(self.key, id, dest, mode)?)
             }
             Command::Unsubscribe => {
-                let id = match frame.header("id") {
+                let id = match frame.header(header::ID) {
                     Some(id) => id,
-                    None => required(frame, "destination")?,
+                    None => required(frame, header::DESTINATION)?,
                 };
                 Ok(self.router().unsubscribe(self.key, id)?)
             }
             Command::Ack | Command::Nack => {
-                let which = match (self.version, frame.header("id")) {
+                let which = match (self.version, frame.header(header::ID)) {
                     (Version::V1_2, Some(id)) => AckRef::AckId(id),
                     _ => AckRef::MessageId(
-                        required(frame, "message-id")?,
-                        frame.header("subscription"),
+                        required(frame, header::MESSAGE_ID)?,
+                        frame.header(header::SUBSCRIPTION),
                     ),
                 };
                 let ack = frame.command == Command::Ack;
@@ -572,8 +551,8 @@ impl Ctx<'_> {
     }
 
     fn send(&mut self, frame: &Frame) -> Result<(), Refusal> {
-        let dest = required(frame, "destination")?;
-        if frame.header("transaction").is_some() {
+        let dest = required(frame, header::DESTINATION)?;
+        if frame.header(header::TRANSACTION).is_some() {
             return Err(Refusal::fatal(
                 "transactions are not supported by ssm-broker",
             ));
@@ -584,7 +563,7 @@ impl Ctx<'_> {
             if DROPPED_HEADERS.contains(&k.as_str()) || headers.iter().any(|(h, _)| h == k) {
                 continue; // the first of repeated headers wins, as on decoding
             }
-            if k == "reply-to" {
+            if k == header::REPLY_TO {
                 if let Some(name) = v.strip_prefix(TEMP_QUEUE) {
                     reply_temp = Some(name);
                 }
@@ -596,7 +575,7 @@ impl Ctx<'_> {
         let mut router = self.router();
         if let Some(name) = reply_temp {
             let wide = router.implicit_temp_queue(self.key, name);
-            if let Some(h) = headers.iter_mut().find(|(k, _)| k == "reply-to") {
+            if let Some(h) = headers.iter_mut().find(|(k, _)| k == header::REPLY_TO) {
                 h.1 = wide;
             }
         }

@@ -1,6 +1,6 @@
 //! `ssm status`: how many messages wait and how old the oldest is, for humans and scripts.
 //!
-//! Reads the directories only (see [`crate::ops::depth`]): safe next to a running sender or
+//! Reads the directories only (see [`crate::queue::depth`]): safe next to a running sender or
 //! receiver. `--store` reads a receiver's store (`incoming/` and `reject/`); otherwise `--path`
 //! is an outgoing queue (with its local `reject/` queue, if any).
 
@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::ops::depth::{self, Depth};
-use crate::queue::PathType;
+use crate::queue::depth::{self, Depth};
+use crate::queue::{sender_reject, PathType};
 
 /// Arguments of `ssm status`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub fn read(args: &Args) -> anyhow::Result<Vec<Depth>> {
     } else {
         vec![
             depth::outgoing(&args.path, args.path_type.unwrap_or_default())?,
-            depth::dirq("reject", &args.path.join("reject"))?,
+            depth::dirq("reject", &sender_reject(&args.path))?,
         ]
     })
 }

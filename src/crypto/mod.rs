@@ -1,4 +1,9 @@
-//! Message protection: `encrypt(sign(base64(zlib(msg))))` and back, via OpenSSL's PKCS#7.
+//! Message protection: `encrypt(sign(base64(zlib(msg))))` and back (version 1), or
+//! `sign(msg)` then optionally `encrypt` (version 2, SSM2), via OpenSSL's PKCS#7.
+//!
+//! The layers: `smime` holds the S/MIME primitives (sign, encrypt, decrypt, verify), `payload`
+//! the framing inside the signature (version 1: zlib + base64, with its bomb limit), and `seal` /
+//! `open` the recipes of each protocol version ([`Recipe`]) built from them.
 //!
 //! [`seal`] produces exactly what the `openssl smime` pipeline of the protocol produces
 //! (`-sign -text`, then `-encrypt -<cipher>`), and [`Opener::open`] accepts what that pipeline or
@@ -6,6 +11,8 @@
 //! without `-text`). Opening guarantees that the returned content was signed by the returned
 //! certificate, that the certificate chains to the [`TrustStore`] (validity, and CRLs when
 //! enabled; no S/MIME purpose required), and that it is no larger than the opener's cap.
+//! [`seal_v2`] and [`Opener::open_v2`] keep the same guarantees for SSM2 bodies, signed and
+//! optionally encrypted, with no framing inside the signature.
 //!
 //! Whether the signer is *allowed* is the caller's decision: compare [`Opened::signer_dn`] with a
 //! [`DnList`] (exact match, RDN by RDN).
@@ -19,7 +26,9 @@ mod dn;
 mod error;
 mod identity;
 mod open;
+mod payload;
 mod seal;
+mod smime;
 mod trust;
 
 use md5::{Digest, Md5};
@@ -28,8 +37,9 @@ pub use cipher::{Cipher, UnknownCipher};
 pub use dn::{name_to_slash, subject_dn, Dn, DnFile, DnList};
 pub use error::CryptoError;
 pub use identity::{check_validity, key_matches, load_cert, load_key, Identity};
-pub use open::{unpack, Opened, Opener, DEFAULT_MAX_SIZE};
-pub use seal::seal;
+pub use open::{Opened, Opener};
+pub use payload::{unpack, DEFAULT_MAX_SIZE};
+pub use seal::{seal, seal_v2, Recipe};
 pub use trust::TrustStore;
 
 /// OpenSSL's reasons for an error, in one short line (for other modules' error messages).

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::depth;
+use crate::queue::depth;
 use crate::queue::PathType;
 use crate::receiver::{HistogramSnapshot, RejectReason, Stats};
 use crate::sender::SenderStats;

@@ -629,9 +629,10 @@ pub struct MessageStore {
 impl MessageStore {
     /// Opens (creating if needed) `<path>/incoming` and `<path>/reject`.
     pub fn open(path: &Path) -> Result<MessageStore, QueueError> {
+        let layout = super::StoreLayout::new(path);
         Ok(MessageStore {
-            incoming: Dirq::open(&path.join("incoming"))?,
-            reject: Dirq::open(&path.join("reject"))?,
+            incoming: Dirq::open(&layout.incoming())?,
+            reject: Dirq::open(&layout.reject())?,
         })
     }
 }

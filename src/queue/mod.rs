@@ -13,7 +13,11 @@
 //! regardless of the umask, unless other [`Modes`] are given. Locks are exclusive between
 //! processes (and interoperate with Python `dirq` processes). The format is described in
 //! `docs/queue.md`.
+//!
+//! Also here: [`StoreLayout`], the one place that names the store's parts (`incoming/`,
+//! `reject/`, the acked record), and [`depth`], how full a queue is (read-only).
 
+pub mod depth;
 mod directory;
 mod dirq;
 mod durable;
@@ -21,6 +25,7 @@ mod error;
 mod layout;
 pub mod naming;
 mod simple;
+mod store;
 
 use std::fmt;
 use std::path::Path;
@@ -32,6 +37,7 @@ pub use self::dirq::{BatchAdded, Dirq, MessageStore, Record, DEFAULT_MAXELTS};
 pub use self::durable::Modes;
 pub use self::error::QueueError;
 pub use self::simple::QueueSimple;
+pub use self::store::{sender_reject, StoreLayout, ACKED_LOG, INCOMING, REJECT};
 
 /// How long a temporary element may live before `purge` removes it (dirq's default).
 pub const DEFAULT_MAXTEMP: Duration = Duration::from_secs(300);

@@ -126,7 +126,7 @@ pub async fn run(
         stats,
     } = control;
     let store = MessageStore::open(&settings.store_path)?;
-    let log_path = settings.store_path.join("ssm-acked.log");
+    let log_path = crate::queue::StoreLayout::new(&settings.store_path).acked_log();
     let acked = AckedLog::open(&log_path, settings.reack_max_age).map_err(|source| {
         ReceiverError::AckedLog {
             path: log_path.clone(),

@@ -49,6 +49,7 @@ use tracing::{debug, info, warn};
 use super::addr::BrokerAddr;
 use super::frame::{Command, Frame, FrameError, Item, Limits, Oversized, StompCodec, Version};
 use super::tls::{TlsConfig, TlsConnector, TlsError};
+use super::vocab::{self, header};
 use super::watched::Watched;
 
 /// The shortest pause between rounds, whatever the configuration says, so that a zero backoff
@@ -137,7 +138,7 @@ impl ClientConfig {
     }
 }
 
-/// Which broker software we talk to; it decides the temporary-queue rules (see `PROTOCOL.md`).
+/// Which broker software we talk to; it decides the temporary-queue rules (see `docs/protocol.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BrokerKind {
     /// RabbitMQ: never SUBSCRIBE to your own `/temp-queue/…`.
@@ -207,28 +208,7 @@ impl FromStr for BrokerKind {
     }
 }
 
-/// How messages of a subscription are acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AckMode {
-    /// The broker considers a message acknowledged once sent.
-    Auto,
-    /// An ACK acknowledges the message and every earlier one of the subscription.
-    Client,
-    /// An ACK acknowledges that message only (STOMP 1.1+; sent as `client` to a 1.0 broker).
-    ClientIndividual,
-}
-
-impl AckMode {
-    /// The `ack` header value for this mode under `version`.
-    pub fn header_value(self, version: Version) -> &'static str {
-        match self {
-            AckMode::Auto => "auto",
-            AckMode::Client => "client",
-            AckMode::ClientIndividual if version == Version::V1_0 => "client",
-            AckMode::ClientIndividual => "client-individual",
-        }
-    }
-}
+pub use super::vocab::AckMode;
 
 /// Something the broker sent us that is not an answer to a request.
 #[derive(Debug)]
@@ -452,7 +432,7 @@ impl ClientHandle {
     /// [`StompError::Broker`].
     pub async fn send_with_receipt(&self, mut frame: Frame) -> Result<(), StompError> {
         let id = self.shared.next_id("rcpt");
-        frame.set_header("receipt", id.clone());
+        frame.set_header(header::RECEIPT, id.clone());
         let rx = self.shared.register(&id)?;
         // Forgets the waiter however this call ends (error, timeout, or the caller dropping
         // the future), so unanswered receipts do not pile up.
@@ -480,9 +460,9 @@ impl ClientHandle {
     ) -> Result<String, StompError> {
         let id = self.shared.next_id("sub");
         let mut frame = Frame::new(Command::Subscribe)
-            .with_header("destination", destination)
-            .with_header("id", id.clone())
-            .with_header("ack", ack.header_value(self.shared.version));
+            .with_header(header::DESTINATION, destination)
+            .with_header(header::ID, id.clone())
+            .with_header(header::ACK, ack.header_value(self.shared.version));
         for (k, v) in extra_headers {
             frame = frame.with_header(*k, *v);
         }
@@ -492,7 +472,7 @@ impl ClientHandle {
 
     /// Ends a subscription (waiting for the broker's receipt).
     pub async fn unsubscribe(&self, id: &str) -> Result<(), StompError> {
-        self.send_with_receipt(Frame::new(Command::Unsubscribe).with_header("id", id))
+        self.send_with_receipt(Frame::new(Command::Unsubscribe).with_header(header::ID, id))
             .await
     }
 
@@ -524,21 +504,21 @@ impl ClientHandle {
                 // RabbitMQ and ActiveMQ send `ack`; fall back to `message-id` for brokers that
                 // do not.
                 let id = message
-                    .header("ack")
-                    .or_else(|| message.header("message-id"))
+                    .header(header::ACK)
+                    .or_else(|| message.header(header::MESSAGE_ID))
                     .ok_or(StompError::NotAckable("an `ack` or `message-id`"))?;
-                Ok(frame.with_header("id", id))
+                Ok(frame.with_header(header::ID, id))
             }
             Version::V1_1 => {
                 let id = message
-                    .header("message-id")
+                    .header(header::MESSAGE_ID)
                     .ok_or(StompError::NotAckable("a `message-id`"))?;
                 let sub = message
-                    .header("subscription")
+                    .header(header::SUBSCRIPTION)
                     .ok_or(StompError::NotAckable("a `subscription`"))?;
                 Ok(frame
-                    .with_header("message-id", id)
-                    .with_header("subscription", sub))
+                    .with_header(header::MESSAGE_ID, id)
+                    .with_header(header::SUBSCRIPTION, sub))
             }
             Version::V1_0 => {
                 if command == Command::Nack {
@@ -548,9 +528,9 @@ impl ClientHandle {
                     });
                 }
                 let id = message
-                    .header("message-id")
+                    .header(header::MESSAGE_ID)
                     .ok_or(StompError::NotAckable("a `message-id`"))?;
-                Ok(frame.with_header("message-id", id))
+                Ok(frame.with_header(header::MESSAGE_ID, id))
             }
         }
     }
@@ -690,7 +670,7 @@ impl Client {
         let id = shared.next_id("rcpt");
         let rx = shared.register(&id)?;
         self.handle
-            .send(Frame::new(Command::Disconnect).with_header("receipt", id.clone()))
+            .send(Frame::new(Command::Disconnect).with_header(header::RECEIPT, id.clone()))
             .await?;
         let wait = shared.receipt_timeout.min(Duration::from_secs(10));
         match timeout(wait, rx).await {
@@ -726,19 +706,15 @@ async fn connect_one(
     let mut reader = FramedRead::new(Watched::new(r), StompCodec::new(cfg.limits));
     let mut writer = FramedWrite::new(w, StompCodec::new(cfg.limits));
 
-    let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)).to_string();
     let mut connect = Frame::new(Command::Connect)
-        .with_header("accept-version", "1.0,1.1,1.2")
-        .with_header("host", cfg.vhost.as_deref().unwrap_or("/"))
-        .with_header(
-            "heart-beat",
-            format!("{},{}", ms(cfg.heartbeat.0), ms(cfg.heartbeat.1)),
-        );
+        .with_header(header::ACCEPT_VERSION, vocab::SUPPORTED_VERSIONS)
+        .with_header(header::HOST, cfg.vhost.as_deref().unwrap_or("/"))
+        .with_header(header::HEART_BEAT, vocab::heart_beat_value(cfg.heartbeat));
     if let Some(login) = &cfg.login {
-        connect = connect.with_header("login", login.as_str());
+        connect = connect.with_header(header::LOGIN, login.as_str());
     }
     if let Some(passcode) = &cfg.passcode {
-        connect = connect.with_header("passcode", passcode.as_str());
+        connect = connect.with_header(header::PASSCODE, passcode.as_str());
     }
     writer
         .send(Item::Frame(connect))
@@ -752,7 +728,7 @@ async fn connect_one(
             Some(Ok(Item::HeartBeat | Item::Oversized(_))) => continue,
             Some(Ok(Item::Frame(f))) if f.command == Command::Connected => break f,
             Some(Ok(Item::Frame(f))) if f.command == Command::Error => {
-                let message = f.header("message").unwrap_or("(no message)");
+                let message = f.header(header::MESSAGE).unwrap_or("(no message)");
                 return Err(fail(format!("broker refused the connection: {message}")));
             }
             Some(Ok(Item::Frame(f))) => {
@@ -761,7 +737,7 @@ async fn connect_one(
         }
     };
 
-    let version = match connected.header("version") {
+    let version = match connected.header(header::VERSION) {
         None => Version::V1_0,
         Some(v) => Version::parse(v)
             .ok_or_else(|| fail(format!("broker chose an unknown STOMP version {v:?}")))?,
@@ -770,19 +746,13 @@ async fn connect_one(
     // A frame above our limit is the sender's problem, not a reason to lose the connection.
     reader.decoder_mut().set_skip_oversized(true);
     writer.encoder_mut().set_version(version);
-    let (their_send, their_want) = parse_heartbeat(connected.header("heart-beat"));
-    let negotiate = |ours: Duration, theirs: Duration| {
-        if ours.is_zero() || theirs.is_zero() {
-            Duration::ZERO
-        } else {
-            ours.max(theirs)
-        }
-    };
+    let theirs = parse_heartbeat(connected.header(header::HEART_BEAT));
+    let agreed = vocab::negotiate_heart_beats(cfg.heartbeat, theirs);
     let heartbeat = (
-        negotiate(cfg.heartbeat.0, their_want),
-        negotiate(cfg.heartbeat.1, their_send),
+        agreed.send.unwrap_or(Duration::ZERO),
+        agreed.expect.unwrap_or(Duration::ZERO),
     );
-    let server = connected.header("server").map(str::to_string);
+    let server = connected.header(header::SERVER).map(str::to_string);
     let kind = BrokerKind::from_server(server.as_deref());
     info!(
         %broker,
@@ -832,10 +802,8 @@ type Buffered = (Event, Option<OwnedSemaphorePermit>);
 
 /// Parses a `heart-beat: x,y` header; anything unreadable counts as no heart-beats.
 fn parse_heartbeat(value: Option<&str>) -> (Duration, Duration) {
-    let parse = |s: &str| s.trim().parse::<u64>().map(Duration::from_millis).ok();
     value
-        .and_then(|v| v.split_once(','))
-        .and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
+        .and_then(vocab::parse_heart_beat)
         .unwrap_or((Duration::ZERO, Duration::ZERO))
 }
 
@@ -946,8 +914,8 @@ async fn reader_task(
                     command = %o.frame.command,
                     size = o.size,
                     max = o.max,
-                    destination = o.frame.header("destination").unwrap_or(""),
-                    message_id = o.frame.header("message-id").unwrap_or(""),
+                    destination = o.frame.header(header::DESTINATION).unwrap_or(""),
+                    message_id = o.frame.header(header::MESSAGE_ID).unwrap_or(""),
                     "frame from the broker larger than the frame limit; skipped"
                 );
                 let _ = events.send((Event::Oversized(o), None));
@@ -956,15 +924,20 @@ async fn reader_task(
             Some(Some(Ok(Item::Frame(frame)))) => frame,
         };
         match frame.command {
-            Command::Receipt => match frame.header("receipt-id").and_then(|id| shared.take(id)) {
+            Command::Receipt => match frame
+                .header(header::RECEIPT_ID)
+                .and_then(|id| shared.take(id))
+            {
                 Some(waiter) => {
                     let _ = waiter.send(Ok(()));
                 }
                 None => debug!(?frame, "RECEIPT nobody waits for"),
             },
             Command::Error => {
-                let message = frame.header("message").unwrap_or("").to_string();
-                let waiter = frame.header("receipt-id").and_then(|id| shared.take(id));
+                let message = frame.header(header::MESSAGE).unwrap_or("").to_string();
+                let waiter = frame
+                    .header(header::RECEIPT_ID)
+                    .and_then(|id| shared.take(id));
                 if let Some(waiter) = waiter {
                     let body = String::from_utf8_lossy(&frame.body).into_owned();
                     let _ = waiter.send(Err(StompError::Broker { message, body }));

@@ -26,6 +26,8 @@ use std::str::FromStr;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::vocab::header;
+
 /// A STOMP command: the first line of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {
@@ -569,7 +571,7 @@ impl Decoder for StompCodec {
         let len_header = head
             .headers
             .iter()
-            .find(|(k, _)| k == "content-length")
+            .find(|(k, _)| k == header::CONTENT_LENGTH)
             .map(|(_, v)| v.trim());
         let body_len = match len_header {
             Some(v) => {
@@ -739,7 +741,7 @@ impl Encoder<&Frame> for StompCodec {
         dst.put_u8(b'\n');
         let result = (|| {
             for (k, v) in &frame.headers {
-                if k == "content-length" {
+                if k == header::CONTENT_LENGTH {
                     continue; // written below from the real body length
                 }
                 self.escape_into(k, escape, dst)?;

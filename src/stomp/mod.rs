@@ -5,12 +5,15 @@
 //! - [`frame`]: frames and their wire codec (shared with the embedded broker).
 //! - [`addr`]: `host:port` broker addresses.
 //! - [`tls`]: OpenSSL client configuration for TLS and mutual TLS.
+//! - [`vocab`]: header names, ack modes, heart-beat and version negotiation (shared with the
+//!   embedded broker).
 //! - [`client`]: the connection — failover, receipts, heart-beats, reader/writer tasks.
 
 pub mod addr;
 pub mod client;
 pub mod frame;
 pub mod tls;
+pub mod vocab;
 pub mod watched;
 
 pub use addr::{AddrError, BrokerAddr};

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::queue::{naming, PathType};
+use super::{naming, PathType, StoreLayout};
 
 /// One queue's depth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +134,10 @@ pub fn outgoing(path: &Path, kind: PathType) -> Result<Depth, DepthError> {
 
 /// Depths of a receiver's store: `incoming/` and `reject/`.
 pub fn store(path: &Path) -> Result<[Depth; 2], DepthError> {
+    let layout = StoreLayout::new(path);
     Ok([
-        dirq("incoming", &path.join("incoming"))?,
-        dirq("reject", &path.join("reject"))?,
+        dirq("incoming", &layout.incoming())?,
+        dirq("reject", &layout.reject())?,
     ])
 }
 
@@ -161,7 +162,7 @@ mod tests {
             assert!(oldest >= before && oldest <= SystemTime::now(), "{kind}");
         }
         let store_path = d.path().join("store");
-        let incoming = Dirq::open(&store_path.join("incoming")).unwrap();
+        let incoming = Dirq::open(&StoreLayout::new(&store_path).incoming()).unwrap();
         incoming
             .add(&Record {
                 body: b"x".to_vec(),
