@@ -1,11 +1,11 @@
-//! `ssm bench`: end-to-end throughput, ack latency and memory (see [`crate::bench`]).
+//! `ssm bench`: end-to-end throughput, ack latency and memory (see [`crate::harness::bench`]).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::bench::{self, BenchOptions};
 use crate::crypto::Cipher;
+use crate::harness::bench::{self, BenchOptions};
 use crate::stomp::BrokerAddr;
 
 /// Which part of a benchmark this process plays.
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // The temporary directory lives until the end of the run; a given one is kept.
     let (dir, _temp) = match args.dir {
-        Some(d) if !crate::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
+        Some(d) if !crate::harness::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
         Some(d) => (d, None),
         None => {
             let t = tempfile::Builder::new().prefix("ssm-bench-").tempdir()?;

@@ -1,11 +1,11 @@
-//! `ssm demo`: the README's first command (see [`crate::demo`]).
+//! `ssm demo`: the README's first command (see [`crate::harness::demo`]).
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 
 use crate::crypto::Cipher;
-use crate::demo::{self, DemoOptions};
+use crate::harness::demo::{self, DemoOptions};
 use crate::stomp::BrokerAddr;
 
 /// Arguments of `ssm demo`.

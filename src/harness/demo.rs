@@ -16,7 +16,7 @@ use openssl::x509::X509;
 
 use crate::broker::{self, BrokerConfig, BrokerHandle};
 use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
-use crate::pki::{CertFiles, Pki};
+use crate::harness::pki::{CertFiles, Pki};
 use crate::queue::{Dirq, MessageStore, Outgoing, PathType};
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
 use crate::sender::{Sender, SenderSettings, Summary};

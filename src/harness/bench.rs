@@ -26,7 +26,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 use crate::crypto::{self, Cipher, TrustStore};
-use crate::demo::{self, SenderCommon, Setup};
+use crate::harness::demo::{self, SenderCommon, Setup};
 use crate::ops::filesystem;
 use crate::protocol::SsmMessage;
 use crate::stomp::{AckMode, BrokerAddr, BrokerKind, Client, Event};
