@@ -118,6 +118,8 @@ pub struct SenderStats {
     pub rejected: AtomicU64,
     /// Resends of a message already sent once.
     pub retried: AtomicU64,
+    /// Time from handing a sealed message to the broker to its ack (the `acked` log line's).
+    pub ack_latency: crate::ops::histogram::Histogram,
 }
 
 impl SenderStats {
@@ -534,6 +536,7 @@ impl Sender {
                     self.reack = Some(md5.clone());
                     self.summary.acked += 1;
                     SenderStats::bump(&self.stats.acked);
+                    self.stats.ack_latency.observe(latency);
                     info!(
                         id = %name,
                         %md5,

@@ -6,9 +6,11 @@
 //! - [`depth`]: how many messages wait in a queue and how old the oldest is.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`filesystem`]: the file system under a queue (ext4 without a journal is slow to store).
+//! - [`histogram`]: latency histograms (receiver open and store, sender ack) with quantiles.
 
 pub mod depth;
 pub mod filesystem;
+pub mod histogram;
 pub mod metrics;
 pub mod notify;
 pub mod pidfile;
