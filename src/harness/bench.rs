@@ -769,6 +769,58 @@ mod tests {
         assert!(!is_ready(b"WATCHDOG=1"));
     }
 
+    #[tokio::test]
+    async fn readiness_comes_from_the_notify_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let notifier =
+            crate::ops::notify::Notifier::from_vars(Some(socket.name.clone()), None, None);
+        notifier.notify("STATUS=starting").unwrap();
+        notifier.ready("subscribed").unwrap();
+        socket
+            .wait_until_ready(&mut child, Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(socket);
+        assert!(
+            !dir.path().join("notify").exists(),
+            "the socket file is removed"
+        );
+
+        // A child that exits first is an error, not a wait for the timeout.
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut gone = Command::new("true").spawn().unwrap();
+        let err = socket
+            .wait_until_ready(&mut gone, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("exited before it was ready"),
+            "{err}"
+        );
+        let err = socket
+            .wait_until_ready(&mut child, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not report READY=1"), "{err}");
+    }
+
+    #[test]
+    fn long_run_dirs_get_an_abstract_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir(&deep).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let socket = ReadySocket::bind(&deep).unwrap();
+        assert!(socket.name.starts_with("@ssm-bench-"), "{}", socket.name);
+    }
+
     #[test]
     fn ini_values_must_survive_the_file() {
         assert_eq!(
