@@ -34,7 +34,7 @@ use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 use crate::crypto::Cipher;
-use crate::harness::demo::{self, Setup};
+use crate::harness::demo::{self, SenderOptions, Setup};
 use crate::ops::filesystem;
 use crate::ops::histogram::Histogram;
 use crate::sender::Sender;
@@ -375,7 +375,14 @@ async fn drive(
 
     let mut senders = Command::new(&opts.exe);
     senders.arg("bench").arg("--role").arg("senders");
-    for config in write_sender_configs(opts, setup, addr)? {
+    let configs = setup.write_sender_configs(&SenderOptions {
+        broker: addr,
+        login: opts.login.as_ref(),
+        destination: &opts.destination,
+        cipher: opts.cipher,
+        certreq_first: false,
+    })?;
+    for config in configs {
         senders.arg("--sender-config").arg(config);
     }
     let mut senders = senders
@@ -572,73 +579,6 @@ fn is_ready(datagram: &[u8]) -> bool {
         .any(|line| line == b"READY=1")
 }
 
-/// Writes one `sender.cfg` per sender into the run directory, as an operator would write it
-/// (the format `ssm send -c` reads; see `conf/sender.cfg`), and returns their paths.
-fn write_sender_configs(
-    opts: &BenchOptions,
-    setup: &Setup,
-    addr: &BrokerAddr,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths = Vec::with_capacity(setup.clients.len());
-    for (i, client) in setup.clients.iter().enumerate() {
-        let mut text = String::from("# Written by ssm bench for one of its senders.\n");
-        let mut section = |name: &str, options: &[(&str, String)]| -> anyhow::Result<()> {
-            let _ = writeln!(text, "\n[{name}]");
-            for (key, value) in options {
-                let _ = writeln!(text, "{key} = {}", ini_value(key, value)?);
-            }
-            Ok(())
-        };
-        let path_of = |p: &Path| p.display().to_string();
-        section("sender", &[("protocol", "STOMP".into())])?;
-        let mut broker = vec![("brokers", addr.to_string()), ("use_ssl", "false".into())];
-        if let Some((login, passcode)) = &opts.login {
-            broker.push(("login", login.clone()));
-            broker.push(("passcode", passcode.clone()));
-        }
-        section("broker", &broker)?;
-        section(
-            "certificates",
-            &[
-                ("certificate", path_of(&client.cert)),
-                ("key", path_of(&client.key)),
-                ("capath", path_of(&setup.pki.capath)),
-                ("server_cert", path_of(&setup.pki.server.cert)),
-                ("verify_server_cert", "true".into()),
-            ],
-        )?;
-        section(
-            "messaging",
-            &[
-                ("destination", opts.destination.clone()),
-                ("path", path_of(&setup.outgoing_dir(i))),
-                ("path_type", "dirq".into()),
-                ("cipher", opts.cipher.to_string()),
-                // What the bench's senders always used; a healthy run never waits that long.
-                ("ack_timeout", "30".into()),
-                ("max_attempts", "3".into()),
-            ],
-        )?;
-        section(
-            "logging",
-            &[("level", "WARN".into()), ("console", "true".into())],
-        )?;
-        let path = setup.dir.join(format!("sender-{i}.cfg"));
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        paths.push(path);
-    }
-    Ok(paths)
-}
-
-/// A value as an INI line keeps it: one line, no surrounding blanks (they would be trimmed),
-/// not empty (which means unset).
-fn ini_value<'a>(key: &str, value: &'a str) -> anyhow::Result<&'a str> {
-    if value.is_empty() || value.trim() != value || value.contains(['\n', '\r']) {
-        bail!("{key} {value:?} cannot be written in a sender configuration");
-    }
-    Ok(value)
-}
-
 /// What the senders' child measured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SendersResult {
@@ -819,33 +759,6 @@ mod tests {
         let _guard = rt.enter();
         let socket = ReadySocket::bind(&deep).unwrap();
         assert!(socket.name.starts_with("@ssm-bench-"), "{}", socket.name);
-    }
-
-    #[test]
-    fn ini_values_must_survive_the_file() {
-        assert_eq!(
-            ini_value("k", "/a path/with # and ;").ok(),
-            Some("/a path/with # and ;")
-        );
-        for bad in ["", " lead", "trail ", "two\nlines", "cr\r"] {
-            assert!(ini_value("k", bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn senders_result_round_trips() {
-        let r = SendersResult {
-            acked: 3,
-            retried: 1,
-            elapsed: Duration::from_micros(1_234_567),
-            peak_rss_kb: 9000,
-            cpu_ms: 77,
-            p50_ms: 1.5,
-            p99_ms: 2.125,
-            max_ms: 30.25,
-        };
-        assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
-        assert!(SendersResult::parse("acked 3\n").is_err());
     }
 
     #[test]
