@@ -15,7 +15,7 @@
 //! The queues are filled before anything is timed. Throughput is measured by the senders' child
 //! from its first send to its last ack; ack latency is, per message, the time from handing the
 //! sealed message to the broker to its ack, as each sender records it in its own statistics
-//! ([`crate::sender::SenderStats::ack_latency`]; quantiles by nearest rank, to within 1/16).
+//! ([`crate::sender::SenderStats::ack_latency`]; quantiles by nearest rank, to within 1/32).
 //! Peak resident
 //! memory is each child's `VmHWM`: the senders report their own, the receiver's is read from
 //! `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
@@ -759,6 +759,22 @@ mod tests {
         let _guard = rt.enter();
         let socket = ReadySocket::bind(&deep).unwrap();
         assert!(socket.name.starts_with("@ssm-bench-"), "{}", socket.name);
+    }
+
+    #[test]
+    fn senders_result_round_trips() {
+        let r = SendersResult {
+            acked: 3,
+            retried: 1,
+            elapsed: Duration::from_micros(1_234_567),
+            peak_rss_kb: 9000,
+            cpu_ms: 77,
+            p50_ms: 1.5,
+            p99_ms: 2.125,
+            max_ms: 30.25,
+        };
+        assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
+        assert!(SendersResult::parse("acked 3\n").is_err());
     }
 
     #[test]

@@ -489,18 +489,43 @@ mod tests {
     }
 
     #[test]
-    fn senders_result_round_trips() {
-        let r = SendersResult {
-            acked: 3,
-            retried: 1,
-            elapsed: Duration::from_micros(1_234_567),
-            peak_rss_kb: 9000,
-            cpu_ms: 77,
-            p50_ms: 1.5,
-            p99_ms: 2.125,
-            max_ms: 30.25,
+    fn sender_configs_load_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::prepare(&dir.path().join("run"), 2).unwrap();
+        let broker = BrokerAddr {
+            host: "::1".into(),
+            port: 61613,
         };
-        assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
-        assert!(SendersResult::parse("acked 3\n").is_err());
+        let login = ("ssm".to_string(), "pass#word;".to_string());
+        let paths = setup
+            .write_sender_configs(&SenderOptions {
+                broker: &broker,
+                login: Some(&login),
+                destination: "/topic/t",
+                cipher: Cipher::Aes256,
+                certreq_first: true,
+            })
+            .unwrap();
+        assert_eq!(paths.len(), 2);
+        for (i, path) in paths.iter().enumerate() {
+            let (cfg, warnings) = SenderConfig::load(path).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(cfg.broker.brokers, vec![("::1".to_string(), 61613)]);
+            assert!(!cfg.broker.use_ssl);
+            assert_eq!(cfg.broker.login.as_deref(), Some("ssm"));
+            assert_eq!(cfg.broker.passcode.as_deref(), Some("pass#word;"));
+            assert_eq!(cfg.certificate, setup.clients[i].cert);
+            assert_eq!(cfg.path, setup.outgoing_dir(i));
+            assert_eq!(cfg.destination, "/topic/t");
+            assert_eq!(cfg.cipher, Cipher::Aes256);
+            assert_eq!(cfg.ack_timeout, Duration::from_secs(30));
+            assert_eq!(cfg.max_attempts, 3);
+            if i == 0 {
+                assert_eq!(cfg.server_dn.as_deref(), Some(setup.pki.server.dn.as_str()));
+                assert_eq!(cfg.server_cert, None);
+            } else {
+                assert_eq!(cfg.server_cert.as_ref(), Some(&setup.pki.server.cert));
+            }
+        }
     }
 }
