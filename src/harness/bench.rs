@@ -16,11 +16,17 @@
 //! from its first send to its last ack; ack latency is, per message, the time from handing the
 //! sealed message to the broker to its ack, as each sender records it in its own statistics
 //! ([`crate::sender::SenderStats::ack_latency`]; quantiles by nearest rank, to within 1/32).
-//! Peak resident
-//! memory is each child's `VmHWM`: the senders report their own, the receiver's is read from
-//! `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
+//! Peak resident memory is each child's `VmHWM`: the senders report their own, the receiver's
+//! is read from `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
 //! run goes on, so that growth (a leak) shows as a difference between the two halves of the run.
 //! Every stored message is checked afterwards: each one exactly once, with its signer.
+//!
+//! Guarantees:
+//! - A report is returned only if every queued message was acked and stored exactly once with
+//!   its signer, and both children succeeded; otherwise the run is an error.
+//! - The senders start only after the receiver's `READY=1`; a receiver that exits first, or is
+//!   not ready within 60 s, fails the run with that reason (no silent wait).
+//! - The receiver is always stopped (SIGTERM, then SIGKILL after 20 s), whatever happened.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
