@@ -12,7 +12,8 @@
 //! Dependencies point downwards only; every layer can be tested alone.
 //!
 //! ```text
-//!   bin: ssm (clap) ─ send │ receive │ broker │ demo │ seal │ open │ enqueue │ queue
+//!   bin: ssm (clap) ─ send │ receive │ broker │ demo │ bench │ seal │ open │ enqueue │ queue
+//!        │            harness (demo, bench, throwaway PKI: drives the rest from outside)
 //!        │
 //!   config ── sender (client state machine)     receiver (server state machine)
 //!        │            \                         /           │
@@ -25,29 +26,32 @@
 //! ```
 //!
 //! - [`crypto`] turns bytes into a protected body and back, and says who signed it.
-//! - [`pki`] makes throwaway certificate authorities and certificates (tests and `ssm demo`).
 //! - [`stomp`] moves frames over TCP/TLS to a broker; it knows nothing of SSM.
 //! - [`broker`] is an embedded, in-memory STOMP broker built on the same frame codec.
 //! - [`queue`] is the on-disk contract (the `dirq` format) with the accounting software.
 //! - [`protocol`] knows what an SSM message is and maps it to and from STOMP frames.
 //! - [`config`] reads INI files and flags into typed settings.
 //! - [`sender`] and [`receiver`] are the two state machines of the protocol.
-//! - [`demo`] runs the whole protocol in one process (`ssm demo`, benchmarks).
+//! - [`harness`] is outside the core: `ssm demo` (the whole protocol in one process), `ssm bench`
+//!   (throughput, latency and memory, with the receiver and senders as processes of their own)
+//!   and [`harness::pki`] (throwaway certificate authorities and certificates for both and the
+//!   tests). Nothing in the core depends on it (unit tests may use its PKI).
 //! - [`logging`] sets up logs for the long-running commands.
 //! - [`cli`] is the command line.
 
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod demo;
+pub mod harness;
 pub mod logging;
 pub mod ops;
-pub mod pki;
 pub mod protocol;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
 pub mod stomp;
 pub mod transport;
+
+// Transitional: `tests/` still name the harness at the crate root.
+pub use harness::{demo, pki};

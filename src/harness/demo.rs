@@ -4,7 +4,13 @@
 //! in one process; the senders' outgoing queues are filled with APEL-style accounting records
 //! and shipped through the full protocol. The report says what was sent, acked and stored, and
 //! checks that every message arrived exactly once with its signer. The benchmark reuses it.
+//!
+//! The senders are configured as an operator would configure them: a `sender.cfg` each in the
+//! run directory (kept, so `ssm send -c` can be tried on them), read by the configuration
+//! loader and built by the code of `ssm send`. The receiver's settings are still assembled here
+//! by hand, in process.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,16 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::sync::oneshot;
 
-use openssl::x509::X509;
-
 use crate::broker::{self, BrokerConfig, BrokerHandle};
+use crate::config::{Loadable, SenderConfig};
 use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
-use crate::pki::{CertFiles, Pki};
-use crate::queue::{sender_reject, Dirq, MessageStore, Outgoing, PathType, StoreLayout};
+use crate::harness::pki::{CertFiles, Pki};
+use crate::queue::{MessageStore, Outgoing, PathType};
 use crate::receiver::{self, Control, ReceiverSettings, Stats};
-use crate::sender::{Sender, SenderSettings, Summary};
+use crate::sender::{Sender, Summary};
 use crate::stomp::{BrokerAddr, ClientConfig};
-use crate::transport::TransportConfig;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -179,48 +183,95 @@ impl Setup {
         check_stored(&store, &self.clients, per_sender, size)?;
         Ok(store.incoming.count()?)
     }
+
+    /// Writes one `sender.cfg` per sender into the run directory, as an operator would write
+    /// it (the format `ssm send -c` reads; see `conf/sender.cfg`), and returns their paths.
+    pub fn write_sender_configs(&self, o: &SenderOptions<'_>) -> anyhow::Result<Vec<PathBuf>> {
+        let mut paths = Vec::with_capacity(self.clients.len());
+        for (i, client) in self.clients.iter().enumerate() {
+            let mut text =
+                String::from("# Written by ssm demo / ssm bench for one of its senders.\n");
+            let mut section = |name: &str, options: &[(&str, String)]| -> anyhow::Result<()> {
+                let _ = writeln!(text, "\n[{name}]");
+                for (key, value) in options {
+                    let _ = writeln!(text, "{key} = {}", ini_value(key, value)?);
+                }
+                Ok(())
+            };
+            let path_of = |p: &Path| p.display().to_string();
+            section("sender", &[("protocol", "STOMP".into())])?;
+            let mut broker = vec![
+                ("brokers", o.broker.to_string()),
+                ("use_ssl", "false".into()),
+            ];
+            if let Some((login, passcode)) = &o.login {
+                broker.push(("login", login.clone()));
+                broker.push(("passcode", passcode.clone()));
+            }
+            section("broker", &broker)?;
+            // The receiver's certificate, or (certreq) the DN its answer must carry.
+            let server = if i == 0 && o.certreq_first {
+                ("server_dn", self.pki.server.dn.clone())
+            } else {
+                ("server_cert", path_of(&self.pki.server.cert))
+            };
+            section(
+                "certificates",
+                &[
+                    ("certificate", path_of(&client.cert)),
+                    ("key", path_of(&client.key)),
+                    ("capath", path_of(&self.pki.capath)),
+                    server,
+                    ("verify_server_cert", "true".into()),
+                ],
+            )?;
+            section(
+                "messaging",
+                &[
+                    ("destination", o.destination.to_string()),
+                    ("path", path_of(&self.outgoing_dir(i))),
+                    ("path_type", "dirq".into()),
+                    ("cipher", o.cipher.to_string()),
+                    // What the harness always used; a healthy run never waits that long.
+                    ("ack_timeout", "30".into()),
+                    ("max_attempts", "3".into()),
+                ],
+            )?;
+            section(
+                "logging",
+                &[("level", "WARN".into()), ("console", "true".into())],
+            )?;
+            let path = self.dir.join(format!("sender-{i}.cfg"));
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
 }
 
-/// What a sender needs besides its certificate and queue.
-#[derive(Clone)]
-pub struct SenderCommon {
-    /// How to reach the broker.
-    pub client: ClientConfig,
+/// What every sender of a run is told in its `sender.cfg`, besides its own certificate and queue.
+#[derive(Debug, Clone)]
+pub struct SenderOptions<'a> {
+    /// The broker.
+    pub broker: &'a BrokerAddr,
+    /// Broker login and passcode, for real brokers.
+    pub login: Option<&'a (String, String)>,
     /// The topic.
-    pub destination: String,
-    /// Trusted CAs (built once, shared by every sender).
-    pub trust: TrustStore,
-    /// The receiver's certificate; `None` makes the sender ask for it with `certreq`.
-    pub server_cert: Option<X509>,
-    /// The receiver's DN.
-    pub server_dn: String,
+    pub destination: &'a str,
     /// Envelope cipher.
     pub cipher: Cipher,
+    /// The first sender asks the receiver for its certificate (`certreq`) instead of reading it.
+    pub certreq_first: bool,
 }
 
-/// A sender for certificate `cert` and outgoing queue `queue`.
-pub fn make_sender(
-    common: &SenderCommon,
-    cert: &Path,
-    key: &Path,
-    queue: &Path,
-) -> anyhow::Result<Sender> {
-    let outgoing = Outgoing::open(queue, PathType::Dirq)?;
-    let reject = Dirq::open(&sender_reject(queue))?;
-    let settings = SenderSettings {
-        transport: TransportConfig::stomp(common.client.clone(), None),
-        destination: common.destination.clone(),
-        identity: Identity::load(cert, key)?,
-        trust: common.trust.clone(),
-        server_cert: common.server_cert.clone(),
-        server_dn: Some(common.server_dn.clone()),
-        verify_server_cert: true,
-        cipher: common.cipher,
-        ack_timeout: Duration::from_secs(30),
-        max_attempts: 3,
-        reply_queue: SenderSettings::new_reply_queue(),
-    };
-    Ok(Sender::new(settings, outgoing, reject))
+/// A value as an INI line keeps it: one line, no surrounding blanks (they would be trimmed),
+/// not empty (which means unset).
+fn ini_value<'a>(key: &str, value: &'a str) -> anyhow::Result<&'a str> {
+    if value.is_empty() || value.trim() != value || value.contains(['\n', '\r']) {
+        bail!("{key} {value:?} cannot be written in a sender configuration");
+    }
+    Ok(value)
 }
 
 /// Starts the embedded broker on a free loopback port.
@@ -250,8 +301,14 @@ pub fn client_config(addr: &BrokerAddr, login: Option<&(String, String)>) -> Cli
     client
 }
 
+/// Builds the live sender a loaded `sender.cfg` describes; the command line passes the one
+/// `ssm send` uses, so that the demo's senders are made exactly as production's are.
+pub type BuildSender<'a> = &'a (dyn Fn(&SenderConfig) -> anyhow::Result<Sender> + Sync);
+
 /// Runs the demo and returns its report. Fails if any message was lost or stored twice.
-pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
+/// Each sender is written a `sender.cfg` in the run directory, loaded with the configuration
+/// loader and built by `build`; the receiver runs in this process.
+pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<DemoReport> {
     let setup = Setup::prepare(&opts.dir, opts.senders)?;
     let pki = &setup.pki;
     let trust = TrustStore::new(Some(&pki.capath), None, false)?;
@@ -280,7 +337,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let shutdown = control.shutdown.clone();
     let rsettings = ReceiverSettings {
-        transport: TransportConfig::stomp(client.clone(), None),
+        transport: crate::transport::TransportConfig::stomp(client.clone(), None),
         destination: opts.destination.clone(),
         opener: Opener::new(server.clone(), trust.clone()),
         cert_pem,
@@ -299,24 +356,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 
     // Fill the queues, then send from every sender at once.
     setup.fill_queues(opts.messages, opts.size)?;
-    let mut common = SenderCommon {
-        client: client.clone(),
-        destination: opts.destination.clone(),
-        trust: trust.clone(),
-        server_cert: None,
-        server_dn: pki.server.dn.clone(),
+    let configs = setup.write_sender_configs(&SenderOptions {
+        broker: &addr,
+        login: opts.login.as_ref(),
+        destination: &opts.destination,
         cipher: opts.cipher,
-    };
-    let mut tasks = Vec::new();
-    for (i, cert) in setup.clients.iter().enumerate() {
         // The first sender asks for the server certificate with certreq; the others have it.
-        common.server_cert = (i > 0).then(|| server.cert.clone());
-        tasks.push(make_sender(
-            &common,
-            &cert.cert,
-            &cert.key,
-            &setup.outgoing_dir(i),
-        )?);
+        certreq_first: true,
+    })?;
+    let mut tasks = Vec::new();
+    for path in &configs {
+        let (cfg, _warnings) = SenderConfig::load(path)?;
+        tasks.push(build(&cfg).with_context(|| format!("sender of {}", path.display()))?);
     }
     let started = Instant::now();
     let handles: Vec<_> = tasks
@@ -355,7 +406,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         duplicates: Stats::get(&stats.duplicates),
         sent: total,
         elapsed,
-        incoming: StoreLayout::new(&store_path).incoming(),
+        incoming: store_path.join("incoming"),
         broker: match embedded_label(&opts.broker) {
             Some(l) => l,
             None => addr.to_string(),
@@ -420,4 +471,61 @@ pub fn usable_dir(path: &Path) -> bool {
             .read_dir()
             .map(|mut d| d.next().is_none())
             .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_values_must_survive_the_file() {
+        assert_eq!(
+            ini_value("k", "/a path/with # and ;").ok(),
+            Some("/a path/with # and ;")
+        );
+        for bad in ["", " lead", "trail ", "two\nlines", "cr\r"] {
+            assert!(ini_value("k", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sender_configs_load_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::prepare(&dir.path().join("run"), 2).unwrap();
+        let broker = BrokerAddr {
+            host: "::1".into(),
+            port: 61613,
+        };
+        let login = ("ssm".to_string(), "pass#word;".to_string());
+        let paths = setup
+            .write_sender_configs(&SenderOptions {
+                broker: &broker,
+                login: Some(&login),
+                destination: "/topic/t",
+                cipher: Cipher::Aes256,
+                certreq_first: true,
+            })
+            .unwrap();
+        assert_eq!(paths.len(), 2);
+        for (i, path) in paths.iter().enumerate() {
+            let (cfg, warnings) = SenderConfig::load(path).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(cfg.broker.brokers, vec![("::1".to_string(), 61613)]);
+            assert!(!cfg.broker.use_ssl);
+            assert_eq!(cfg.broker.login.as_deref(), Some("ssm"));
+            assert_eq!(cfg.broker.passcode.as_deref(), Some("pass#word;"));
+            assert_eq!(cfg.certificate, setup.clients[i].cert);
+            assert_eq!(cfg.path, setup.outgoing_dir(i));
+            assert_eq!(cfg.destination, "/topic/t");
+            assert_eq!(cfg.cipher, Cipher::Aes256);
+            assert_eq!(cfg.ack_timeout, Duration::from_secs(30));
+            assert_eq!(cfg.max_attempts, 3);
+            if i == 0 {
+                assert_eq!(cfg.server_dn.as_deref(), Some(setup.pki.server.dn.as_str()));
+                assert_eq!(cfg.server_cert, None);
+            } else {
+                assert_eq!(cfg.server_cert.as_ref(), Some(&setup.pki.server.cert));
+            }
+        }
+    }
 }

@@ -6,15 +6,28 @@
 //! - the senders are a second child process (`ssm bench --role senders`), running every sender
 //!   concurrently, each with its own certificate, outgoing queue and broker connection.
 //!
+//! Both children are configured as in production: the receiver with `ssm receive`'s flags, each
+//! sender with a `sender.cfg` of its own in the run directory, read by the same loader and built
+//! by the same code as `ssm send -c`. The receiver says it is subscribed with a systemd-style
+//! `READY=1` on the `NOTIFY_SOCKET` the bench gives it (`ops::notify`); only then do the senders
+//! start, as a topic drops what is sent before the subscription.
+//!
 //! The queues are filled before anything is timed. Throughput is measured by the senders' child
 //! from its first send to its last ack; ack latency is, per message, the time from handing the
-//! sealed message to the broker to its ack (the sender's `acked` log event). Peak resident
-//! memory is each child's `VmHWM`: the senders report their own, the receiver's is read from
-//! `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
+//! sealed message to the broker to its ack, as each sender records it in its own statistics
+//! ([`crate::sender::SenderStats::ack_latency`]; quantiles by nearest rank, to within 1/32).
+//! Peak resident memory is each child's `VmHWM`: the senders report their own, the receiver's
+//! is read from `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
 //! run goes on, so that growth (a leak) shows as a difference between the two halves of the run.
 //! Every stored message is checked afterwards: each one exactly once, with its signer.
+//!
+//! Guarantees:
+//! - A report is returned only if every queued message was acked and stored exactly once with
+//!   its signer, and both children succeeded; otherwise the run is an error.
+//! - The senders start only after the receiver's `READY=1`; a receiver that exits first, or is
+//!   not ready within 60 s, fails the run with that reason (no silent wait).
+//! - The receiver is always stopped (SIGTERM, then SIGKILL after 20 s), whatever happened.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,13 +36,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncReadExt;
+use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
-use crate::crypto::{self, Cipher, TrustStore};
-use crate::demo::{self, SenderCommon, Setup};
+use crate::crypto::Cipher;
+use crate::harness::demo::{self, SenderOptions, Setup};
 use crate::ops::filesystem;
-use crate::protocol::SsmMessage;
-use crate::stomp::{AckMode, BrokerAddr, BrokerKind, Client, Event};
+use crate::ops::histogram::Histogram;
+use crate::sender::Sender;
+use crate::stomp::BrokerAddr;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -198,15 +213,6 @@ fn json_escape(s: &str) -> String {
     out
 }
 
-/// The `q`-quantile (0..=1) of sorted values, nearest rank; 0 when empty.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Parses a size such as `10240`, `10k`, `10KB`, `1M` or `1MB` (k = 1024).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim().to_ascii_lowercase();
@@ -284,12 +290,16 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Some(a) => a.to_string(),
     };
 
-    let mut receiver = spawn_receiver(&opts, &setup, &addr)?;
-    let result = drive(&opts, &setup, &addr, &mut receiver).await;
+    // Bound before the receiver starts, and kept until it has exited: it notifies
+    // `STOPPING=1` on its way out, and would warn if nobody listened.
+    let notify = ReadySocket::bind(&setup.dir)?;
+    let mut receiver = spawn_receiver(&opts, &setup, &addr, &notify)?;
+    let result = drive(&opts, &setup, &addr, &mut receiver, &notify).await;
     // Whatever happened, the receiver goes: stopped politely, killed if it lingers.
     let receiver_peak = receiver.id().and_then(proc_memory).map(|(hwm, _)| hwm);
     let receiver_cpu_end = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
     stop_child(&mut receiver).await;
+    drop(notify);
     if let Some(h) = embedded {
         h.shutdown().await;
     }
@@ -307,8 +317,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         );
     }
 
-    let mut lat = senders.latencies_ms.clone();
-    lat.sort_by(f64::total_cmp);
     let (first, second) = halves(&samples, senders.elapsed);
     Ok(BenchReport {
         senders: opts.senders,
@@ -320,9 +328,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         acked: senders.acked,
         retried: senders.retried,
         elapsed: senders.elapsed,
-        p50_ms: quantile(&lat, 0.5),
-        p99_ms: quantile(&lat, 0.99),
-        max_ms: lat.last().copied().unwrap_or_default(),
+        p50_ms: senders.p50_ms,
+        p99_ms: senders.p99_ms,
+        max_ms: senders.max_ms,
         sender_peak_rss_kb: senders.peak_rss_kb,
         receiver_peak_rss_kb,
         receiver_rss_first_half_kb: first,
@@ -365,19 +373,25 @@ async fn drive(
     setup: &Setup,
     addr: &BrokerAddr,
     receiver: &mut Child,
+    notify: &ReadySocket,
 ) -> anyhow::Result<(SendersResult, Samples, CpuMarks)> {
-    wait_until_subscribed(opts, addr, receiver).await?;
+    notify.wait_until_ready(receiver, READY_TIMEOUT).await?;
     let receiver_start_ms = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
     let parent_start_ms = self_cpu_ms();
 
-    let plan = setup.dir.join("bench-plan");
-    write_plan(&plan, opts, setup, addr)?;
-    let mut senders = Command::new(&opts.exe)
-        .arg("bench")
-        .arg("--role")
-        .arg("senders")
-        .arg("--plan")
-        .arg(&plan)
+    let mut senders = Command::new(&opts.exe);
+    senders.arg("bench").arg("--role").arg("senders");
+    let configs = setup.write_sender_configs(&SenderOptions {
+        broker: addr,
+        login: opts.login.as_ref(),
+        destination: &opts.destination,
+        cipher: opts.cipher,
+        certreq_first: false,
+    })?;
+    for config in configs {
+        senders.arg("--sender-config").arg(config);
+    }
+    let mut senders = senders
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -431,7 +445,12 @@ struct CpuMarks {
     parent_ms: u64,
 }
 
-fn spawn_receiver(opts: &BenchOptions, setup: &Setup, addr: &BrokerAddr) -> anyhow::Result<Child> {
+fn spawn_receiver(
+    opts: &BenchOptions,
+    setup: &Setup,
+    addr: &BrokerAddr,
+    notify: &ReadySocket,
+) -> anyhow::Result<Child> {
     let mut cmd = Command::new(&opts.exe);
     cmd.arg("receive")
         .arg("--broker")
@@ -455,7 +474,11 @@ fn spawn_receiver(opts: &BenchOptions, setup: &Setup, addr: &BrokerAddr) -> anyh
             .arg(passcode);
     }
     // The receiver logs a line per message at INFO; that is not what is being measured.
+    // Our socket, and no watchdog: a bench run under systemd must not hand its own down.
     cmd.env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &notify.name)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -482,54 +505,64 @@ async fn stop_child(child: &mut Child) {
     }
 }
 
-/// Sends `certreq` until the receiver answers: then it is subscribed and senders may start
-/// (a topic drops what is sent before the subscription).
-async fn wait_until_subscribed(
-    opts: &BenchOptions,
-    addr: &BrokerAddr,
-    receiver: &mut Child,
-) -> anyhow::Result<()> {
-    let client_cfg = demo::client_config(addr, opts.login.as_ref());
-    let mut client = Client::connect(&client_cfg)
-        .await
-        .context("connecting to the broker")?;
-    let reply_to = crate::sender::SenderSettings::new_reply_queue();
-    if client.kind() != BrokerKind::RabbitMq {
-        client
-            .handle()
-            .subscribe(&reply_to, AckMode::Auto, &[])
-            .await?;
+/// How long the receiver may take to connect and subscribe.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The socket a receiver child announces its readiness on (`NOTIFY_SOCKET`, systemd's
+/// protocol); the file, if any, is removed when dropped.
+struct ReadySocket {
+    socket: UnixDatagram,
+    /// What `NOTIFY_SOCKET` says: a path, or `@name` for an abstract socket.
+    name: String,
+    path: Option<PathBuf>,
+}
+
+impl ReadySocket {
+    /// Binds `dir/notify`; an abstract socket when that path is too long for a socket address
+    /// (a deep `--dir`) or not valid UTF-8.
+    fn bind(dir: &Path) -> anyhow::Result<ReadySocket> {
+        let path = dir.join("notify");
+        // sun_path holds 108 bytes, the final NUL included.
+        if let Some(name) = path.to_str().filter(|p| p.len() < 108) {
+            let socket = UnixDatagram::bind(&path)
+                .with_context(|| format!("cannot bind the notify socket {}", path.display()))?;
+            return Ok(ReadySocket {
+                socket,
+                name: name.to_string(),
+                path: Some(path),
+            });
+        }
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("ssm-bench-{}", uuid::Uuid::new_v4());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)
+            .context("cannot bind an abstract notify socket")?;
+        socket.set_nonblocking(true)?;
+        Ok(ReadySocket {
+            socket: UnixDatagram::from_std(socket)?,
+            name: format!("@{name}"),
+            path: None,
+        })
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = receiver.try_wait()? {
-            bail!("the receiver exited before it subscribed ({status})");
-        }
-        if Instant::now() > deadline {
-            bail!("the receiver did not answer within 60 s");
-        }
-        let req = SsmMessage::CertReq {
-            reply_to: reply_to.clone(),
-            reack: None,
-        };
-        client
-            .handle()
-            .send(crate::transport::stomp::frame_of(
-                req.to_envelope(&opts.destination),
-            ))
-            .await?;
-        let wait = tokio::time::sleep(Duration::from_millis(300));
-        tokio::pin!(wait);
+
+    /// Waits for a `READY=1` datagram; fails if `child` exits first or `timeout` passes.
+    async fn wait_until_ready(&self, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut buf = vec![0u8; 4096];
         loop {
             tokio::select! {
-                () = &mut wait => break,
-                ev = client.recv() => {
-                    if let Event::Message(frame) = ev? {
-                        let envelope = crate::transport::stomp::envelope_of(frame).unwrap_or_default();
-                        if let Ok(SsmMessage::CertResp { .. }) = SsmMessage::from_envelope(&envelope) {
-                            let _ = client.disconnect().await;
-                            return Ok(());
-                        }
+                () = &mut deadline => {
+                    bail!("the receiver did not report READY=1 within {} s", timeout.as_secs())
+                }
+                status = child.wait() => {
+                    let status = status.context("waiting for the receiver")?;
+                    bail!("the receiver exited before it was ready ({status})");
+                }
+                got = self.socket.recv(&mut buf) => {
+                    let len = got.context("reading the notify socket")?;
+                    if is_ready(&buf[..len]) {
+                        return Ok(());
                     }
                 }
             }
@@ -537,43 +570,19 @@ async fn wait_until_subscribed(
     }
 }
 
-/// The senders' instructions, one `key<TAB>value…` per line (paths may hold spaces).
-fn write_plan(
-    path: &Path,
-    opts: &BenchOptions,
-    setup: &Setup,
-    addr: &BrokerAddr,
-) -> anyhow::Result<()> {
-    let mut text = String::new();
-    let mut line = |fields: &[&str]| {
-        text.push_str(&fields.join("\t"));
-        text.push('\n');
-    };
-    line(&["broker", &addr.host, &addr.port.to_string()]);
-    if let Some((login, passcode)) = &opts.login {
-        line(&["login", login, passcode]);
+impl Drop for ReadySocket {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
-    line(&["destination", &opts.destination]);
-    line(&["cipher", &opts.cipher.to_string()]);
-    line(&["capath", &path_str(&setup.pki.capath)?]);
-    line(&["server_cert", &path_str(&setup.pki.server.cert)?]);
-    line(&["server_dn", &setup.pki.server.dn]);
-    for (i, c) in setup.clients.iter().enumerate() {
-        line(&[
-            "sender",
-            &path_str(&c.cert)?,
-            &path_str(&c.key)?,
-            &path_str(&setup.outgoing_dir(i))?,
-        ]);
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn path_str(p: &Path) -> anyhow::Result<String> {
-    match p.to_str() {
-        Some(s) if !s.contains(['\t', '\n']) => Ok(s.to_string()),
-        _ => bail!("{} cannot be passed in a bench plan", p.display()),
-    }
+/// Whether a notification (newline-separated `KEY=VALUE` lines) holds `READY=1`.
+fn is_ready(datagram: &[u8]) -> bool {
+    datagram
+        .split(|b| *b == b'\n')
+        .any(|line| line == b"READY=1")
 }
 
 /// What the senders' child measured.
@@ -589,26 +598,30 @@ pub struct SendersResult {
     pub peak_rss_kb: u64,
     /// CPU time while sending, milliseconds.
     pub cpu_ms: u64,
-    /// Ack latency of every acked message, milliseconds.
-    pub latencies_ms: Vec<f64>,
+    /// Median ack latency over every sender, milliseconds (to the microsecond).
+    pub p50_ms: f64,
+    /// 99th percentile ack latency, milliseconds.
+    pub p99_ms: f64,
+    /// Largest ack latency, milliseconds.
+    pub max_ms: f64,
 }
 
 impl SendersResult {
     /// The child's stdout: `key value…` lines.
     fn to_text(&self) -> String {
-        let mut s = format!(
-            "acked {}\nretried {}\nelapsed_us {}\npeak_rss_kb {}\ncpu_ms {}\nlatencies_ms",
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        format!(
+            "acked {}\nretried {}\nelapsed_us {}\npeak_rss_kb {}\ncpu_ms {}\n\
+             p50_us {}\np99_us {}\nmax_us {}\n",
             self.acked,
             self.retried,
             self.elapsed.as_micros(),
             self.peak_rss_kb,
-            self.cpu_ms
-        );
-        for l in &self.latencies_ms {
-            let _ = write!(s, " {l}");
-        }
-        s.push('\n');
-        s
+            self.cpu_ms,
+            us(self.p50_ms),
+            us(self.p99_ms),
+            us(self.max_ms),
+        )
     }
 
     fn parse(text: &str) -> anyhow::Result<SendersResult> {
@@ -625,185 +638,56 @@ impl SendersResult {
                 "elapsed_us" => r.elapsed = Duration::from_micros(num()?),
                 "peak_rss_kb" => r.peak_rss_kb = num()?,
                 "cpu_ms" => r.cpu_ms = num()?,
-                "latencies_ms" => {
-                    r.latencies_ms = words
-                        .map(str::parse)
-                        .collect::<Result<_, _>>()
-                        .context("bad latency")?
-                }
+                "p50_us" => r.p50_ms = num()? as f64 / 1000.0,
+                "p99_us" => r.p99_ms = num()? as f64 / 1000.0,
+                "max_us" => r.max_ms = num()? as f64 / 1000.0,
                 _ => continue,
             }
             seen += 1;
         }
-        if seen < 6 {
+        if seen < 8 {
             bail!("the senders' report is incomplete: {text:?}");
         }
         Ok(r)
     }
 }
 
-/// The `--role senders` side: runs every sender of `plan` at once and prints what it measured
-/// on stdout. Installs its own log subscriber (warnings to stderr, `acked` events counted).
-pub fn senders_main(plan: &Path) -> anyhow::Result<()> {
-    let latencies = latency::install()?;
-    let text =
-        std::fs::read_to_string(plan).with_context(|| format!("cannot read {}", plan.display()))?;
-    let mut fields: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut senders = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.split('\t');
-        let key = parts.next().unwrap_or_default();
-        let rest: Vec<&str> = parts.collect();
-        if key == "sender" {
-            if rest.len() != 3 {
-                bail!("bad sender line in the plan: {line:?}");
-            }
-            senders.push(rest);
-        } else {
-            fields.insert(key, rest);
-        }
-    }
-    let one = |key: &str| -> anyhow::Result<&str> {
-        fields
-            .get(key)
-            .and_then(|v| v.first().copied())
-            .with_context(|| format!("the plan has no {key}"))
-    };
-    let broker = fields
-        .get("broker")
-        .filter(|v| v.len() == 2)
-        .context("the plan has no broker")?;
-    let addr = BrokerAddr {
-        host: broker[0].to_string(),
-        port: broker[1].parse().context("bad broker port in the plan")?,
-    };
-    let login = fields
-        .get("login")
-        .filter(|v| v.len() == 2)
-        .map(|v| (v[0].to_string(), v[1].to_string()));
-    let cipher: Cipher = one("cipher")?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad cipher in the plan: {e}"))?;
-    let trust = TrustStore::new(Some(Path::new(one("capath")?)), None, false)?;
-    let common = SenderCommon {
-        client: demo::client_config(&addr, login.as_ref()),
-        destination: one("destination")?.to_string(),
-        trust,
-        server_cert: Some(crypto::load_cert(Path::new(one("server_cert")?))?),
-        server_dn: one("server_dn")?.to_string(),
-        cipher,
-    };
-    let mut tasks = Vec::new();
-    for s in &senders {
-        tasks.push(demo::make_sender(
-            &common,
-            Path::new(s[0]),
-            Path::new(s[1]),
-            Path::new(s[2]),
-        )?);
-    }
-
+/// The `--role senders` side: runs every sender at once (each a single pass, as `ssm send`
+/// without `--daemon`) and prints what they measured on stdout. The caller built them from
+/// their configuration files and set up logging.
+pub fn senders_main(senders: Vec<Sender>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let cpu_start = self_cpu_ms();
+    let latency = Histogram::default();
     let mut result = rt.block_on(async {
         let started = Instant::now();
-        let handles: Vec<_> = tasks
+        let handles: Vec<_> = senders
             .into_iter()
-            .map(|mut s| tokio::spawn(async move { s.run_once().await }))
+            .map(|mut s| {
+                let stats = s.stats.clone();
+                (stats, tokio::spawn(async move { s.run_once().await }))
+            })
             .collect();
         let mut r = SendersResult::default();
-        for h in handles {
+        for (stats, h) in handles {
             let s = h.await?.context("a sender failed")?;
             r.acked += s.acked;
             r.retried += s.retried;
+            latency.merge(&stats.ack_latency);
         }
         r.elapsed = started.elapsed();
         Ok::<_, anyhow::Error>(r)
     })?;
     result.cpu_ms = self_cpu_ms().saturating_sub(cpu_start);
-    result.latencies_ms = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let ms = |d: Option<Duration>| d.unwrap_or_default().as_micros() as f64 / 1000.0;
+    result.p50_ms = ms(latency.quantile(0.5));
+    result.p99_ms = ms(latency.quantile(0.99));
+    result.max_ms = ms(Some(latency.max()));
     result.peak_rss_kb = proc_memory(std::process::id())
         .map(|(hwm, _)| hwm)
         .unwrap_or_default();
     print!("{}", result.to_text());
     Ok(())
-}
-
-/// Collects the ack latency of the sender's `acked` events.
-mod latency {
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing::{Event, Subscriber};
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-
-    /// Latencies in milliseconds, in the order the acks arrived.
-    pub type Latencies = Arc<Mutex<Vec<f64>>>;
-
-    struct Collect(Latencies);
-
-    #[derive(Default)]
-    struct Fields {
-        acked: bool,
-        ms: Option<f64>,
-        us: Option<f64>,
-    }
-
-    impl Visit for Fields {
-        fn record_u64(&mut self, field: &Field, value: u64) {
-            match field.name() {
-                "ms" => self.ms = Some(value as f64),
-                "us" => self.us = Some(value as f64),
-                _ => {}
-            }
-        }
-
-        fn record_str(&mut self, field: &Field, value: &str) {
-            if field.name() == "message" && value == "acked" {
-                self.acked = true;
-            }
-        }
-
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            if field.name() == "message" && format!("{value:?}") == "acked" {
-                self.acked = true;
-            }
-        }
-    }
-
-    impl<S: Subscriber> Layer<S> for Collect {
-        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-            let mut f = Fields::default();
-            event.record(&mut f);
-            // Microseconds when the sender logs them, else milliseconds.
-            let ms = f.us.map(|us| us / 1000.0).or(f.ms);
-            if let (true, Some(ms)) = (f.acked, ms) {
-                if let Ok(mut l) = self.0.lock() {
-                    l.push(ms);
-                }
-            }
-        }
-    }
-
-    /// Installs warnings-to-stderr plus the collector as the global subscriber.
-    pub fn install() -> anyhow::Result<Latencies> {
-        let lat = Latencies::default();
-        let fmt = tracing_subscriber::fmt::layer()
-            .fmt_fields(crate::logging::EscapedFields)
-            .with_writer(std::io::stderr)
-            .with_filter(LevelFilter::WARN);
-        let collect = Collect(lat.clone())
-            .with_filter(Targets::new().with_target("ssm::sender", tracing::Level::INFO));
-        tracing_subscriber::registry()
-            .with(fmt)
-            .with(collect)
-            .try_init()
-            .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
-        Ok(lat)
-    }
 }
 
 #[cfg(test)]
@@ -821,13 +705,66 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&v, 0.5), 50.0);
-        assert_eq!(quantile(&v, 0.99), 99.0);
-        assert_eq!(quantile(&v, 1.0), 100.0);
-        assert_eq!(quantile(&[7.0], 0.99), 7.0);
-        assert_eq!(quantile(&[], 0.5), 0.0);
+    fn readiness_is_a_ready_line() {
+        assert!(is_ready(
+            b"READY=1\nSTATUS=subscribed to /topic/x\nMAINPID=7"
+        ));
+        assert!(is_ready(b"STATUS=x\nREADY=1"));
+        assert!(!is_ready(b"STOPPING=1"));
+        assert!(!is_ready(b"READY=10"));
+        assert!(!is_ready(b"WATCHDOG=1"));
+    }
+
+    #[tokio::test]
+    async fn readiness_comes_from_the_notify_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let notifier =
+            crate::ops::notify::Notifier::from_vars(Some(socket.name.clone()), None, None);
+        notifier.notify("STATUS=starting").unwrap();
+        notifier.ready("subscribed").unwrap();
+        socket
+            .wait_until_ready(&mut child, Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(socket);
+        assert!(
+            !dir.path().join("notify").exists(),
+            "the socket file is removed"
+        );
+
+        // A child that exits first is an error, not a wait for the timeout.
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut gone = Command::new("true").spawn().unwrap();
+        let err = socket
+            .wait_until_ready(&mut gone, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("exited before it was ready"),
+            "{err}"
+        );
+        let err = socket
+            .wait_until_ready(&mut child, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not report READY=1"), "{err}");
+    }
+
+    #[test]
+    fn long_run_dirs_get_an_abstract_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir(&deep).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let socket = ReadySocket::bind(&deep).unwrap();
+        assert!(socket.name.starts_with("@ssm-bench-"), "{}", socket.name);
     }
 
     #[test]
@@ -838,7 +775,9 @@ mod tests {
             elapsed: Duration::from_micros(1_234_567),
             peak_rss_kb: 9000,
             cpu_ms: 77,
-            latencies_ms: vec![1.5, 2.0, 30.25],
+            p50_ms: 1.5,
+            p99_ms: 2.125,
+            max_ms: 30.25,
         };
         assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
         assert!(SendersResult::parse("acked 3\n").is_err());
