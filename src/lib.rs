@@ -49,4 +49,5 @@ pub mod protocol;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
+pub mod setup;
 pub mod stomp;
