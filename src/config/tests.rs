@@ -320,7 +320,7 @@ fn flags_win_over_the_file() {
     // And the same through apply() on a loaded configuration.
     let (mut c2, _) = sender(SENDER_CFG).unwrap();
     c2.apply(&o);
-    assert_eq!(c2.broker, c.common.broker);
+    assert_eq!(c2.common.broker, c.common.broker);
     assert_eq!(c2.cipher, Cipher::Aes256);
     assert_eq!(c2.server_dn.as_deref(), Some("/CN=receiver"));
 }
