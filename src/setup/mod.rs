@@ -148,3 +148,6 @@ pub fn shutdown_on_signals() -> anyhow::Result<tokio_util::sync::CancellationTok
     });
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests;

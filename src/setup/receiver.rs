@@ -44,14 +44,14 @@ pub fn receiver(
 ) -> anyhow::Result<Option<ReceiverSetup>> {
     let common = &cfg.common;
     let id = &common.identity;
-    let identity = identity(checks, &id.certificate, &id.key)?;
+    let (cert, identity) = identity(checks, &id.certificate, &id.key)?;
     let trust = trust_store(
         checks,
         id.capath.as_deref(),
         id.cafile.as_deref(),
         cfg.check_crls,
     )?;
-    own_chain(checks, identity.as_ref(), trust.as_ref())?;
+    own_chain(checks, cert.as_ref(), trust.as_ref())?;
     if let Some(trust) = &trust {
         // Warned, not failed: the receiver runs, but does not ack (nor reject) messages it
         // cannot check until a fresh CRL is installed.

@@ -1,5 +1,7 @@
 //! `sender.cfg` (with the flags of `ssm send`) to a ready [`SenderSetup`].
 
+use openssl::x509::X509;
+
 use super::probe;
 use super::rules::{Checks, Failure, Rule};
 use crate::config::SenderConfig;
@@ -44,7 +46,7 @@ pub fn sender(
             ),
         )?;
     }
-    let identity = identity(checks, &id.certificate, &id.key)?;
+    let (cert, identity) = identity(checks, &id.certificate, &id.key)?;
     // The sender holds a trust store whether or not it verifies the receiver's certificate.
     let trust = match (&id.capath, &id.cafile) {
         (None, None) => {
@@ -56,8 +58,8 @@ pub fn sender(
         }
         _ => trust_store(checks, id.capath.as_deref(), id.cafile.as_deref(), false)?,
     };
-    own_chain(checks, identity.as_ref(), trust.as_ref())?;
-    let server_cert = server_cert(checks, cfg, identity.as_ref(), trust.as_ref())?;
+    own_chain(checks, cert.as_ref(), trust.as_ref())?;
+    let server_cert = server_cert(checks, cfg, cert.as_ref(), trust.as_ref())?;
     probe::writable_dir(checks, Rule::OutgoingQueue, &cfg.path)?;
     probe::log_file(checks, common.logging.logfile.as_deref())?;
     let pidfile = probe::pidfile(checks, common.daemon.pidfile.as_deref())?;
@@ -110,12 +112,14 @@ pub fn sender(
 }
 
 /// Our certificate and key: loadable, matching, valid for a day (rules `Certificate` to
-/// `CertificateExpiry`). The daemon's errors are those of [`super::load_identity`].
+/// `CertificateExpiry`). The daemon's errors are those of [`super::load_identity`]. Returns
+/// the certificate when it loads (the later rules look at it even when the key is wrong) and
+/// the identity when every rule passed.
 pub(super) fn identity(
     checks: &mut Checks,
     cert_path: &std::path::Path,
     key_path: &std::path::Path,
-) -> anyhow::Result<Option<Identity>> {
+) -> anyhow::Result<(Option<X509>, Option<Identity>)> {
     let cert = checks.rule(
         Rule::Certificate,
         crypto::load_cert(cert_path).map_err(Failure::new),
@@ -151,10 +155,14 @@ pub(super) fn identity(
             format!("certificate {}", cert_path.display())
         })?;
     }
-    Ok(match (cert, key) {
-        (Some(cert), Some(key)) if matching => Some(Identity { cert, key }),
+    let identity = match (&cert, key) {
+        (Some(cert), Some(key)) if matching => Some(Identity {
+            cert: cert.clone(),
+            key,
+        }),
         _ => None,
-    })
+    };
+    Ok((cert, identity))
 }
 
 /// The trusted CAs (rule `TrustedCas`).
@@ -187,13 +195,13 @@ pub(super) fn trust_store(
 /// Our certificate chains to our CAs (rule `CertificateChain`, reported only).
 pub(super) fn own_chain(
     checks: &mut Checks,
-    identity: Option<&Identity>,
+    cert: Option<&X509>,
     trust: Option<&TrustStore>,
 ) -> anyhow::Result<()> {
-    if let (true, Some(identity), Some(trust)) = (checks.reporting(), identity, trust) {
+    if let (true, Some(cert), Some(trust)) = (checks.reporting(), cert, trust) {
         checks.rule(
             Rule::CertificateChain,
-            trust.verify(&identity.cert, &[]).map_err(Failure::new),
+            trust.verify(cert, &[]).map_err(Failure::new),
             |()| "chains to a trusted CA".to_string(),
         )?;
     }
@@ -205,9 +213,9 @@ pub(super) fn own_chain(
 fn server_cert(
     checks: &mut Checks,
     cfg: &SenderConfig,
-    identity: Option<&Identity>,
+    ours: Option<&X509>,
     trust: Option<&TrustStore>,
-) -> anyhow::Result<Option<Option<openssl::x509::X509>>> {
+) -> anyhow::Result<Option<Option<X509>>> {
     let path = match (&cfg.server_cert, &cfg.server_dn) {
         (Some(path), _) => path,
         (None, Some(dn)) if crypto::Dn::parse(dn).is_none() => {
@@ -244,7 +252,7 @@ fn server_cert(
         return Ok(None);
     };
     let mut good = true;
-    let same = identity.is_some_and(|o| o.cert.to_der().ok() == server.to_der().ok());
+    let same = ours.is_some_and(|o| o.to_der().ok() == server.to_der().ok());
     if same {
         good = false;
         checks.fail(
