@@ -66,7 +66,7 @@ pub(super) fn writable_dir(checks: &mut Checks, rule: Rule, path: &Path) -> anyh
     }
     if path.is_dir() {
         return match may_write(path) {
-            Ok(()) => Ok(checks.ok(rule, format!("{} writable", path.display()))),
+            Ok(()) => checks.pass(rule, format!("{} writable", path.display())),
             Err(e) => checks.fail(
                 rule,
                 Failure::msg(format!("{} not writable: {e}", path.display())),
@@ -81,7 +81,7 @@ pub(super) fn writable_dir(checks: &mut Checks, rule: Rule, path: &Path) -> anyh
     }
     let parent = parent_of(path);
     match may_write(parent) {
-        Ok(()) => Ok(checks.ok(rule, format!("{} will be created", path.display()))),
+        Ok(()) => checks.pass(rule, format!("{} will be created", path.display())),
         Err(e) => checks.fail(
             rule,
             Failure::msg(format!(
@@ -117,13 +117,13 @@ fn writable_file(checks: &mut Checks, rule: Rule, path: &Path) -> anyhow::Result
     if path.exists() {
         let writable = std::fs::OpenOptions::new().append(true).open(path);
         return match writable {
-            Ok(_) => Ok(checks.ok(rule, format!("{} writable", path.display()))),
+            Ok(_) => checks.pass(rule, format!("{} writable", path.display())),
             Err(e) => checks.fail(rule, Failure::msg(format!("{}: {e}", path.display()))),
         };
     }
     let parent = parent_of(path);
     match may_write(parent) {
-        Ok(()) => Ok(checks.ok(rule, format!("{} can be created", path.display()))),
+        Ok(()) => checks.pass(rule, format!("{} can be created", path.display())),
         Err(e) => checks.fail(
             rule,
             Failure::msg(format!(
@@ -174,7 +174,7 @@ pub(super) fn metrics_addr(checks: &mut Checks, addr: Option<&str>) -> anyhow::R
     };
     let rule = Rule::MetricsAddress;
     match addr.to_socket_addrs().map(|a| a.count()) {
-        Ok(n) if n > 0 => Ok(checks.ok(rule, addr)),
+        Ok(n) if n > 0 => checks.pass(rule, addr),
         Ok(_) => checks.fail(rule, Failure::msg(format!("{addr}: resolves to nothing"))),
         Err(e) => checks.fail(rule, Failure::msg(format!("{addr}: {e}"))),
     }

@@ -225,6 +225,12 @@ impl Checks {
         self.ok_as(rule.what(), detail);
     }
 
+    /// A passed rule, as a result (for rules that end on it).
+    pub fn pass(&mut self, rule: Rule, detail: impl Display) -> anyhow::Result<()> {
+        self.ok(rule, detail);
+        Ok(())
+    }
+
     /// A passed rule under a more precise name (`broker HOST:PORT`), or a warning reported as
     /// an `OK` line.
     pub fn ok_as(&mut self, what: &str, detail: impl Display) {
