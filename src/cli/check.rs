@@ -2,7 +2,9 @@
 //!
 //! Takes exactly the flags of `ssm send` / `ssm receive` (so `ssm check send -c sender.cfg`
 //! checks what `ssm send -c sender.cfg` would run with) and prints one line per check,
-//! `OK   what: detail` or `FAIL what: reason`, then exits 1 if anything failed.
+//! `OK   what: detail` or `FAIL what: reason`, then exits 1 if anything failed. The checks
+//! are the start-up rules of [`crate::setup`], every one evaluated and reported, where
+//! `ssm send` / `ssm receive` stop at the first that fails.
 //!
 //! The broker probe is harmless: it connects (TLS when configured), then SUBSCRIBEs to the
 //! destination and UNSUBSCRIBEs, both with receipts, in `client-individual` mode without ever

@@ -17,10 +17,7 @@ use crate::config::{Loadable, ReceiverConfig, ReceiverOverrides};
 use crate::ops::metrics::{self, ReceiverMetrics};
 use crate::ops::notify::Notifier;
 use crate::receiver::{self, Control, Stats};
-use crate::setup::{self, Checks, ReceiverRun};
-
-/// How often the CA directory is checked for changes.
-pub const TRUST_POLL: Duration = setup::TRUST_POLL;
+use crate::setup::{self, ReceiverRun};
 
 /// Arguments of `ssm receive`.
 #[derive(Debug, clap::Args)]
@@ -41,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_messages: args.o.max_messages.map(|n| n.get()),
         run_for: args.o.for_secs.map(|s| Duration::from_secs(s.get())),
     };
-    let Some(ready) = setup::receiver(&cfg, run, &mut Checks::start())? else {
-        anyhow::bail!("internal: no receiver set up");
-    };
+    let ready = setup::start_receiver(&cfg, run)?;
     let _pidfile = ready.pidfile;
     let cert_not_after = ready.cert_not_after;
     let settings = ready.settings;

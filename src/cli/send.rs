@@ -12,10 +12,7 @@ use crate::config::{Loadable, SenderConfig, SenderOverrides};
 use crate::ops::metrics::{self, SenderMetrics};
 use crate::ops::notify::Notifier;
 use crate::sender::Sender;
-use crate::setup::{self, Checks};
-
-/// Rounds over the broker list a single pass makes before giving up on connecting.
-pub const ONE_PASS_ROUNDS: u32 = setup::ONE_PASS_ROUNDS;
+use crate::setup;
 
 /// Arguments of `ssm send`.
 #[derive(Debug, clap::Args)]
@@ -32,9 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in warnings {
         warn!("{w}");
     }
-    let Some(ready) = setup::sender(&cfg, args.o.daemon, &mut Checks::start())? else {
-        anyhow::bail!("internal: no sender set up");
-    };
+    let ready = setup::start_sender(&cfg, args.o.daemon)?;
     let cert_not_after = ready.cert_not_after;
     let _pidfile = ready.pidfile;
     let mut sender = Sender::new(ready.settings, ready.outgoing, ready.reject);

@@ -10,7 +10,7 @@
 //! - A configuration that loads is complete and valid as far as can be told without touching
 //!   the network or reading certificates: required options present, ports in range, names from
 //!   their lists, durations and counts positive. (Whether the key matches the certificate, or
-//!   the certificate is about to expire, is checked with `crate::crypto` by the commands.)
+//!   the certificate is about to expire, is a start-up rule of `crate::setup`.)
 //! - Every error is one line that names the file, the `[section]` and the option (and the flag
 //!   that can supply it when it is missing), e.g.
 //!   `sender.cfg: [broker] port: 'abc' is not a port number (1-65535)`.

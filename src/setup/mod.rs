@@ -33,10 +33,10 @@ use crate::crypto::{self, Identity};
 use crate::ops::pidfile::Pidfile;
 use crate::stomp::{BrokerAddr, ClientConfig, TlsConfig};
 
-pub use receiver::{receiver, ReceiverRun, ReceiverSetup};
+pub use receiver::{receiver, start_receiver, ReceiverRun, ReceiverSetup};
 pub use reload::{Reloader, TRUST_POLL};
 pub use rules::{Checks, Failure, Report, Rule, RECEIVER_RULES, SENDER_RULES};
-pub use sender::{sender, SenderSetup, ONE_PASS_ROUNDS};
+pub use sender::{sender, start_sender, SenderSetup, ONE_PASS_ROUNDS};
 
 /// Certificates must stay valid at least this long for a daemon or cron job to start.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(24 * 3600);

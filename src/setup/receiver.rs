@@ -34,6 +34,12 @@ pub struct ReceiverSetup {
     pub cert_not_after: Option<i64>,
 }
 
+/// The receiver's setup for `ssm receive`, or the first failed rule's error.
+pub fn start_receiver(cfg: &ReceiverConfig, run: ReceiverRun) -> anyhow::Result<ReceiverSetup> {
+    receiver(cfg, run, &mut Checks::start())?
+        .ok_or_else(|| anyhow::anyhow!("internal: the receiver's rules passed without a setup"))
+}
+
 /// Evaluates the receiver's rules ([`super::RECEIVER_RULES`], in that order) for `cfg`. When
 /// starting, the first failed rule is the error and the result is the setup; when reporting,
 /// every rule is a line and the result is `None`.

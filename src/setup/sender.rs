@@ -28,6 +28,12 @@ pub struct SenderSetup {
     pub cert_not_after: Option<i64>,
 }
 
+/// The sender's setup for `ssm send`, or the first failed rule's error.
+pub fn start_sender(cfg: &SenderConfig, daemon: bool) -> anyhow::Result<SenderSetup> {
+    sender(cfg, daemon, &mut Checks::start())?
+        .ok_or_else(|| anyhow::anyhow!("internal: the sender's rules passed without a setup"))
+}
+
 /// Evaluates the sender's rules ([`super::SENDER_RULES`], in that order) for `cfg`; `daemon`
 /// is `--daemon`. When starting, the first failed rule is the error and the result is the
 /// setup; when reporting, every rule is a line and the result is `None`.
