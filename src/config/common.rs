@@ -43,7 +43,7 @@ pub struct BrokerSettings {
 pub struct LoggingSettings {
     /// Log file; `None` = no log file.
     pub logfile: Option<PathBuf>,
-    /// Level name in upper case (one of [`values::LEVELS`]); default `INFO`.
+    /// Level name in upper case (one of [`super::values::LEVELS`]); default `INFO`.
     pub level: String,
     /// Also log to the console (stderr); default on.
     pub console: bool,
