@@ -30,7 +30,12 @@
 //! - [`broker`] is an embedded, in-memory STOMP broker built on the same frame codec.
 //! - [`queue`] is the on-disk contract (the `dirq` format) with the accounting software.
 //! - [`protocol`] knows what an SSM message is and maps it to and from STOMP frames.
-//! - [`config`] reads INI files and flags into typed settings.
+//! - [`config`] reads INI files and flags into typed settings; the options both roles share
+//!   (broker, identity, logging, daemon) live once, in `config::CommonSettings`.
+//! - [`setup`] is the one place where configuration becomes settings and live objects
+//!   (identity, trust store, STOMP client configuration, DN list, queues, PID file); it holds
+//!   the start-up rules as one list, which `ssm send` / `ssm receive` stop at and `ssm check`
+//!   reports in full, and what SIGHUP re-reads (trust store and DN list).
 //! - [`sender`] and [`receiver`] are the two state machines of the protocol.
 //! - [`harness`] is outside the core: `ssm demo` (the whole protocol in one process), `ssm bench`
 //!   (throughput, latency and memory, with the receiver and senders as processes of their own)
@@ -50,6 +55,7 @@ pub mod protocol;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
+pub mod setup;
 pub mod stomp;
 pub mod transport;
 

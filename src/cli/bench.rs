@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::common;
 use crate::config::{Loadable, SenderConfig};
 use crate::crypto::Cipher;
 use crate::harness::bench::{self, BenchOptions};
@@ -132,13 +131,14 @@ fn senders(configs: &[PathBuf]) -> anyhow::Result<()> {
         let (cfg, warnings) = SenderConfig::load(path)?;
         if i == 0 {
             // The bench writes the same [logging] into every file.
-            common::init_logging(&cfg.logging)?;
+            crate::setup::init_logging(&cfg.common.logging)?;
         }
         for w in warnings {
             tracing::warn!("{}: {w}", path.display());
         }
-        let (sender, _) = super::send::build(&cfg, false)
-            .with_context(|| format!("sender of {}", path.display()))?;
+        let sender = crate::setup::start_sender(&cfg, false)
+            .with_context(|| format!("sender of {}", path.display()))?
+            .into_sender();
         senders.push(sender);
     }
     bench::senders_main(senders)

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let rt = tokio::runtime::Runtime::new()?;
     // The senders are built as `ssm send` builds them (a single pass).
-    let build = |cfg: &SenderConfig| Ok(super::send::build(cfg, false)?.0);
+    let build = |cfg: &SenderConfig| Ok(crate::setup::start_sender(cfg, false)?.into_sender());
     let report = rt.block_on(demo::run(opts, &build))?;
     println!("{report}");
     println!("every message was stored exactly once and acked");

@@ -510,11 +510,11 @@ mod tests {
         for (i, path) in paths.iter().enumerate() {
             let (cfg, warnings) = SenderConfig::load(path).unwrap();
             assert!(warnings.is_empty(), "{warnings:?}");
-            assert_eq!(cfg.broker.brokers, vec![("::1".to_string(), 61613)]);
-            assert!(!cfg.broker.use_ssl);
-            assert_eq!(cfg.broker.login.as_deref(), Some("ssm"));
-            assert_eq!(cfg.broker.passcode.as_deref(), Some("pass#word;"));
-            assert_eq!(cfg.certificate, setup.clients[i].cert);
+            assert_eq!(cfg.common.broker.brokers, vec![("::1".to_string(), 61613)]);
+            assert!(!cfg.common.broker.use_ssl);
+            assert_eq!(cfg.common.broker.login.as_deref(), Some("ssm"));
+            assert_eq!(cfg.common.broker.passcode.as_deref(), Some("pass#word;"));
+            assert_eq!(cfg.common.identity.certificate, setup.clients[i].cert);
             assert_eq!(cfg.path, setup.outgoing_dir(i));
             assert_eq!(cfg.destination, "/topic/t");
             assert_eq!(cfg.cipher, Cipher::Aes256);

@@ -1,5 +1,27 @@
-//! What `ssm send` and `ssm receive` share: turning configured settings into live objects, with
-//! the start-up checks operators rely on.
+//! Configuration becomes settings and live objects here, and only here: this host's identity,
+//! the trust store, the STOMP client configuration, the allowed-DN list, the receiver's
+//! certificate, the queues, the PID file, logging and the signals `ssm send` and `ssm receive`
+//! answer.
+//!
+//! Guarantees:
+//! - The start-up rules are one list ([`Rule`], [`SENDER_RULES`], [`RECEIVER_RULES`]), evaluated
+//!   by one piece of code per role ([`sender`], [`receiver`]) in one of two modes ([`Checks`]):
+//!   `ssm send` / `ssm receive` stop at the first failed rule with its error; `ssm check`
+//!   evaluates every rule and reports each as an `OK` or `FAIL` line. A rule the daemons do not
+//!   evaluate (because they find out by doing: the broker, a writable directory) says so
+//!   ([`Rule::stops_start`]).
+//! - Our certificate, and the receiver's, must stay valid for at least [`MIN_VALIDITY`].
+//! - The broker's TLS certificate is checked against `[broker] capath` when given, else against
+//!   the `[certificates]` CAs; the TLS client certificate is our own.
+//! - SIGHUP in the receiver reopens the log file, rebuilds the trust store, then re-reads the
+//!   allowed-DN list, and the CA directory is polled for changes ([`Reloader`]); a failed rebuild
+//!   or an incomplete DN file keeps what is in use.
+
+mod probe;
+mod receiver;
+mod reload;
+mod rules;
+mod sender;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +32,11 @@ use crate::config::{BrokerSettings, LoggingSettings};
 use crate::crypto::{self, Identity};
 use crate::ops::pidfile::Pidfile;
 use crate::stomp::{BrokerAddr, ClientConfig, TlsConfig};
+
+pub use receiver::{receiver, start_receiver, ReceiverRun, ReceiverSetup};
+pub use reload::{Reloader, TRUST_POLL};
+pub use rules::{Checks, Failure, Report, Rule, RECEIVER_RULES, SENDER_RULES};
+pub use sender::{sender, start_sender, SenderSetup, ONE_PASS_ROUNDS};
 
 /// Certificates must stay valid at least this long for a daemon or cron job to start.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -30,7 +57,7 @@ pub fn client_config(
     broker: &BrokerSettings,
     ca_fallback: (Option<&Path>, Option<&Path>),
     identity_files: (&Path, &Path),
-) -> anyhow::Result<ClientConfig> {
+) -> ClientConfig {
     let brokers = broker
         .brokers
         .iter()
@@ -58,7 +85,7 @@ pub fn client_config(
             verify: true,
         });
     }
-    Ok(cfg)
+    cfg
 }
 
 /// Starts logging as configured.
@@ -92,7 +119,20 @@ pub fn reopen_log() {
     }
 }
 
-/// A cancellation token cancelled by SIGTERM or SIGINT.
+/// Reopens the log file on every SIGHUP (logrotate's `postrotate`): the sender's SIGHUP. The
+/// receiver's does more ([`Reloader`]). Must be called inside a Tokio runtime.
+pub fn reopen_log_on_sighup() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reopen_log();
+        }
+    });
+    Ok(())
+}
+
+/// A cancellation token cancelled by SIGTERM or SIGINT. Must be called inside a Tokio runtime.
 pub fn shutdown_on_signals() -> anyhow::Result<tokio_util::sync::CancellationToken> {
     use tokio::signal::unix::{signal, SignalKind};
     let token = tokio_util::sync::CancellationToken::new();
@@ -108,3 +148,6 @@ pub fn shutdown_on_signals() -> anyhow::Result<tokio_util::sync::CancellationTok
     });
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests;
