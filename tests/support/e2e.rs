@@ -6,8 +6,7 @@
 //! The PKI is generated once per test binary.
 #![allow(dead_code)] // each test binary uses a different subset
 
-#[path = "brokers.rs"]
-pub mod brokers;
+pub use super::brokers;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
