@@ -37,21 +37,12 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// `--broker` (and login for real brokers) for a target.
-fn broker_args(t: &Target) -> Vec<String> {
-    let mut a = s(&["--broker", &t.addr.to_string()]);
-    if t.embedded.is_none() {
-        a.extend(s(&["--login", "guest", "--passcode", "guest"]));
-    }
-    a
-}
-
 /// `ssm send` with the broker, topic, the test PKI's client identity, the server certificate
 /// and the outgoing queue; callers add what the scenario needs.
 fn send_args(t: &Target, topic: &str, outq: &Path) -> Vec<String> {
     let pk = &pki().pki;
     let mut a = s(&["send"]);
-    a.extend(broker_args(t));
+    a.extend(t.flags());
     a.extend(s(&[
         "--destination",
         topic,
@@ -154,7 +145,7 @@ async fn receiver_with_dns(
 ) -> Background {
     let pk = &pki().pki;
     let mut args = s(&["receive"]);
-    args.extend(broker_args(t));
+    args.extend(t.flags());
     args.extend(s(&[
         "--destination",
         topic,

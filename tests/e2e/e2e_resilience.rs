@@ -215,12 +215,7 @@ async fn an_unreachable_broker_is_reported_as_such() {
         .local_addr()
         .unwrap()
         .port();
-    let t = e2e::Target {
-        name: "nobody".into(),
-        addr: ssm::stomp::BrokerAddr::new("127.0.0.1".to_string(), port),
-        expect: None,
-        embedded: None,
-    };
+    let t = e2e::Target::at("nobody", ([127, 0, 0, 1], port).into());
     for with_cert in [true, false] {
         let dir = tmp();
         let mut settings = sender_settings(&t, &topic(), &pki().pki.client);

@@ -20,10 +20,10 @@ use std::time::Duration;
 use faults::*;
 
 /// Runs `scenario` on a fresh embedded broker process, then on every real broker.
-fn on_every_broker(tag: &str, scenario: impl Fn(&str, &BrokerRef)) {
+fn on_every_broker(tag: &str, scenario: impl Fn(&str, &Target)) {
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), &[]);
-    scenario(tag, &BrokerRef::embedded(&embedded));
+    scenario(tag, &embedded.target());
     drop(embedded);
     for b in real_brokers() {
         scenario(tag, &b);

@@ -25,7 +25,7 @@ fn network_cut_and_stall_between_sender_and_broker() {
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), &[]);
     for _ in 0..RUNS {
-        network_cut_scenario("netcut", &BrokerRef::embedded(&embedded));
+        network_cut_scenario("netcut", &embedded.target());
     }
     for b in real_brokers() {
         for _ in 0..RUNS {
@@ -34,7 +34,7 @@ fn network_cut_and_stall_between_sender_and_broker() {
     }
 }
 
-pub fn network_cut_scenario(tag: &str, b: &BrokerRef) {
+pub fn network_cut_scenario(tag: &str, b: &Target) {
     {
         let w = World::new(tag);
         let senders = w.senders(3, 100);

@@ -43,8 +43,8 @@ struct Peer {
 }
 
 impl Peer {
-    async fn connect(b: &BrokerRef, topic: &str) -> Peer {
-        let client = Client::connect(&b.client_config())
+    async fn connect(b: &Target, topic: &str) -> Peer {
+        let client = Client::connect(&b.config_with_heartbeats())
             .await
             .unwrap_or_else(|e| panic!("[{}] broker did not answer: {e}", b.name));
         let reply = format!("/temp-queue/ssm.hostile.{}", uuid::Uuid::new_v4().simple());
@@ -123,7 +123,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(b: &BrokerRef) -> Ctx {
+    fn new(b: &Target) -> Ctx {
         let w = World::new("hostile");
         let server = X509::from_pem(&std::fs::read(&w.pki.server.cert).unwrap()).unwrap();
         let good = Identity::load(&w.pki.client.cert, &w.pki.client.key).unwrap();
@@ -325,7 +325,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn run_all(b: &BrokerRef) {
+fn run_all(b: &Target) {
     let ctx = Ctx::new(b);
     let mut r = ReceiverProc::start_with_env(&ctx.w, b, &["--crl-check"], &[("RUST_LOG", "debug")]);
     let rt = rt();
@@ -494,7 +494,7 @@ fn run_all(b: &BrokerRef) {
         // reply-to naming someone else's queue: the attacker learns a victim's (broker-
         // rewritten) reply queue by listening on the topic, then sends junk naming it.
         let mut victim = Peer::connect(b, &ctx.w.topic).await;
-        let mut spy = Client::connect(&b.client_config()).await.unwrap();
+        let mut spy = Client::connect(&b.config_with_heartbeats()).await.unwrap();
         spy.handle()
             .subscribe(&ctx.w.topic, AckMode::Auto, &[])
             .await
@@ -648,7 +648,7 @@ fn check_no_key_in(log: &str, key: &Path, name: &str) {
 fn hostile_input_is_rejected_and_the_receiver_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), &[]);
-    run_all(&BrokerRef::embedded(&embedded));
+    run_all(&embedded.target());
     drop(embedded);
     for b in real_brokers() {
         run_all(&b);
@@ -657,7 +657,7 @@ fn hostile_input_is_rejected_and_the_receiver_keeps_working() {
 
 /// A 100 MiB frame and then 100 000 tiny frames: the receiver may lose its connection (its
 /// client refuses bodies over 64 MiB) but must reconnect and keep storing good messages.
-fn flood(b: &BrokerRef) {
+fn flood(b: &Target) {
     let ctx = Ctx::new(b);
     let mut r = ctx.w.receiver(b, &[]);
     let rt = rt();
@@ -666,7 +666,7 @@ fn flood(b: &BrokerRef) {
         still_works(&ctx, &mut peer, "start").await;
         {
             // Its own connection: a broker may well drop a sender of 100 MiB frames.
-            let big = Client::connect(&b.client_config()).await.unwrap();
+            let big = Client::connect(&b.config_with_heartbeats()).await.unwrap();
             let f = Frame::new(Command::Send)
                 .with_header("destination", ctx.w.topic.as_str())
                 .with_header("ssm-msg-type", "msg")
@@ -743,7 +743,7 @@ fn huge_frame_and_frame_flood() {
             "536870912",
         ],
     );
-    flood(&BrokerRef::embedded(&embedded));
+    flood(&embedded.target());
     drop(embedded);
     for b in real_brokers() {
         flood(&b);
@@ -755,7 +755,7 @@ fn huge_frame_and_frame_flood() {
 fn keys_are_never_logged_at_debug_level() {
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), &[]);
-    let b = BrokerRef::embedded(&embedded);
+    let b = embedded.target();
     let w = World::new("keys");
     let senders = w.senders(1, 5);
     let mut r = ReceiverProc::start_with_env(&w, &b, &[], &[("RUST_LOG", "trace")]);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use faults::*;
 
 /// Three senders ship 100 messages each while `restart` runs once, at a random moment.
-fn restart_mid_stream(w: &World, b: &BrokerRef, restart: impl FnOnce() + Send) {
+fn restart_mid_stream(w: &World, b: &Target, restart: impl FnOnce() + Send) {
     let senders = w.senders(3, 100);
     let mut r = w.receiver(b, &[]);
     let drained = AtomicBool::new(false);
@@ -54,7 +54,7 @@ fn broker_restarted_mid_stream() {
     let _serial = crate::support::serial();
     let w = World::new("brestart");
     let broker = std::sync::Mutex::new(BrokerProc::start(&w.dir, &[]));
-    let b = BrokerRef::embedded(&broker.lock().unwrap());
+    let b = broker.lock().unwrap().target();
     restart_mid_stream(&w, &b, || {
         let mut broker = broker.lock().unwrap();
         broker.kill9();

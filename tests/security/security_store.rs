@@ -27,10 +27,10 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `scenario` on a fresh embedded broker process (with `broker_flags`), then on every
 /// real broker.
-fn on_every_broker(broker_flags: &[&str], scenario: impl Fn(&BrokerRef)) {
+fn on_every_broker(broker_flags: &[&str], scenario: impl Fn(&Target)) {
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), broker_flags);
-    scenario(&BrokerRef::embedded(&embedded));
+    scenario(&embedded.target());
     drop(embedded);
     for b in real_brokers() {
         scenario(&b);
@@ -110,7 +110,7 @@ struct SlowDiskReceiver {
 }
 
 impl SlowDiskReceiver {
-    fn start(w: &World, b: &BrokerRef, delay: Duration) -> SlowDiskReceiver {
+    fn start(w: &World, b: &Target, delay: Duration) -> SlowDiskReceiver {
         let log = w.path("receiver.log");
         let out = fs::File::create(&log).unwrap();
         let mut cmd = Process::new("strace");
@@ -223,8 +223,8 @@ struct Peer {
 }
 
 impl Peer {
-    async fn connect(b: &BrokerRef, topic: &str) -> Peer {
-        let client = Client::connect(&b.client_config())
+    async fn connect(b: &Target, topic: &str) -> Peer {
+        let client = Client::connect(&b.config_with_heartbeats())
             .await
             .unwrap_or_else(|e| panic!("[{}] broker did not answer: {e}", b.name));
         let reply = format!("/temp-queue/ssm.store.{}", uuid::Uuid::new_v4().simple());
@@ -598,7 +598,7 @@ fn large_garbage_frames_do_not_grow_the_receiver_without_bound() {
     // keeps what the receiver does not read yet.
     let dir = tempfile::tempdir().unwrap();
     let embedded = BrokerProc::start(dir.path(), &["--max-queued-bytes", "4294967296"]);
-    let scenario = |b: &BrokerRef| {
+    let scenario = |b: &Target| {
         let w = World::new("store-buffer");
         let r = SlowDiskReceiver::start(&w, b, Duration::from_millis(100));
         let (server, sender) = keys(&w);
@@ -658,5 +658,5 @@ fn large_garbage_frames_do_not_grow_the_receiver_without_bound() {
         assert_eq!(stored_counts(&w).get(&md5), Some(&1));
         drop(r);
     };
-    scenario(&BrokerRef::embedded(&embedded));
+    scenario(&embedded.target());
 }

@@ -489,10 +489,8 @@ impl Receiver {
     /// Starts `ssm receive` with `capath` (CRLs checked) and `dn_file`; waits until subscribed.
     async fn start(t: &Target, topic: &str, store: &Path, capath: &Path, dn_file: &Path) -> Self {
         let pk = &pki().pki;
-        let mut args: Vec<String> = vec!["receive".into(), "--broker".into(), t.addr.to_string()];
-        if t.embedded.is_none() {
-            args.extend(["--login", "guest", "--passcode", "guest"].map(String::from));
-        }
+        let mut args: Vec<String> = vec!["receive".into()];
+        args.extend(t.flags());
         args.extend([
             "--destination".into(),
             topic.to_string(),

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use super::brokers::Target;
 use ssm::crypto::message_id;
 use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{MessageStore, Outgoing, PathType};
@@ -131,96 +132,16 @@ impl Drop for BrokerProc {
     }
 }
 
-/// Which broker a scenario runs on.
-#[derive(Clone, Debug)]
-pub struct BrokerRef {
-    /// `embedded`, or the name given in `SSM_TEST_BROKERS`.
-    pub name: String,
-    /// `host:port`.
-    pub addr: String,
-    /// Login and passcode for real brokers.
-    pub login: Option<(String, String)>,
-}
-
-impl BrokerRef {
-    /// The embedded broker process `b`.
-    pub fn embedded(b: &BrokerProc) -> BrokerRef {
-        BrokerRef {
-            name: "embedded".into(),
-            addr: b.addr.to_string(),
-            login: None,
-        }
-    }
-
-    /// The same broker reached at another address (a proxy in front of it).
-    pub fn via(&self, addr: SocketAddr) -> BrokerRef {
-        BrokerRef {
-            addr: addr.to_string(),
-            ..self.clone()
-        }
-    }
-
-    /// The `--broker`/`--login`/`--passcode` flags for `ssm send`/`ssm receive`.
-    pub fn flags(&self) -> Vec<String> {
-        let mut v = vec!["--broker".to_string(), self.addr.clone()];
-        if let Some((l, p)) = &self.login {
-            v.extend(["--login".into(), l.clone(), "--passcode".into(), p.clone()]);
-        }
-        v
-    }
-
-    /// The socket address (loopback brokers only).
-    pub fn socket_addr(&self) -> SocketAddr {
-        self.addr
-            .parse()
-            .unwrap_or_else(|e| panic!("[{}] {}: {e}", self.name, self.addr))
-    }
-
-    /// A STOMP client configuration for this broker.
-    pub fn client_config(&self) -> ssm::stomp::ClientConfig {
-        let addr: ssm::stomp::BrokerAddr = self.addr.parse().unwrap();
-        let mut c = ssm::stomp::ClientConfig::new(vec![addr]);
-        if let Some((l, p)) = &self.login {
-            c.login = Some(l.clone());
-            c.passcode = Some(p.clone());
-        }
-        c.max_rounds = Some(1);
-        c.connect_timeout = Duration::from_secs(10);
-        c.receipt_timeout = Duration::from_secs(20);
-        c
+impl BrokerProc {
+    /// This broker process as a target (named `embedded`, no login).
+    pub fn target(&self) -> Target {
+        Target::at("embedded", self.addr)
     }
 }
 
-/// The real brokers named in `SSM_TEST_BROKERS`; each must answer STOMP now (else the test
-/// fails, it is never skipped).
-pub fn real_brokers() -> Vec<BrokerRef> {
-    let Ok(list) = std::env::var("SSM_TEST_BROKERS") else {
-        return Vec::new();
-    };
-    let login = std::env::var("SSM_TEST_BROKER_LOGIN").unwrap_or_else(|_| "guest".into());
-    let pass = std::env::var("SSM_TEST_BROKER_PASSCODE").unwrap_or_else(|_| "guest".into());
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (name, addr) = item
-                .split_once('=')
-                .unwrap_or_else(|| panic!("SSM_TEST_BROKERS: {item:?} is not name=host:port"));
-            let b = BrokerRef {
-                name: name.trim().into(),
-                addr: addr.trim().into(),
-                login: Some((login.clone(), pass.clone())),
-            };
-            let a = b.socket_addr();
-            if TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_err() {
-                panic!(
-                    "[{}] broker named in SSM_TEST_BROKERS does not answer at {a}",
-                    b.name
-                );
-            }
-            b
-        })
-        .collect()
+/// The real brokers named in `SSM_TEST_BROKERS`; each must answer now.
+pub fn real_brokers() -> Vec<Target> {
+    super::brokers::real_answering()
 }
 
 /// One scenario's world: a directory, a PKI, a topic of its own.
@@ -298,12 +219,12 @@ impl World {
 
     /// Spawns `ssm receive` on `broker` with this world's store; `extra` are more flags.
     /// Returns once it is subscribed.
-    pub fn receiver(&self, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    pub fn receiver(&self, broker: &Target, extra: &[&str]) -> ReceiverProc {
         ReceiverProc::start(self, broker, extra)
     }
 
     /// Spawns one `ssm send` pass (what cron runs) for `s`; `extra` are more flags.
-    pub fn spawn_sender(&self, broker: &BrokerRef, s: &SenderSpec, extra: &[&str]) -> Child {
+    pub fn spawn_sender(&self, broker: &Target, s: &SenderSpec, extra: &[&str]) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -336,7 +257,7 @@ impl World {
     /// Runs `ssm send` passes for every sender (concurrently) until every outgoing queue is
     /// empty, as cron would; fails after `max_rounds` rounds. `before_round` runs before each
     /// round (e.g. to release the locks a killed sender left, once they are stale).
-    pub fn drain(&self, broker: &BrokerRef, senders: &[SenderSpec], max_rounds: usize) {
+    pub fn drain(&self, broker: &Target, senders: &[SenderSpec], max_rounds: usize) {
         for round in 0..max_rounds {
             let pending: Vec<&SenderSpec> = senders.iter().filter(|s| s.count() > 0).collect();
             if pending.is_empty() {
@@ -525,7 +446,7 @@ pub struct ReceiverProc {
 }
 
 impl ReceiverProc {
-    fn start(w: &World, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    fn start(w: &World, broker: &Target, extra: &[&str]) -> ReceiverProc {
         let mut args = vec!["receive".to_string()];
         args.extend(broker.flags());
         for (flag, val) in [
@@ -553,7 +474,7 @@ impl ReceiverProc {
     /// Like [`World::receiver`] with more environment (e.g. `RUST_LOG=debug`).
     pub fn start_with_env(
         w: &World,
-        broker: &BrokerRef,
+        broker: &Target,
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> ReceiverProc {
@@ -566,7 +487,7 @@ impl ReceiverProc {
         r
     }
 
-    fn start_stopped(w: &World, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    fn start_stopped(w: &World, broker: &Target, extra: &[&str]) -> ReceiverProc {
         let mut r = ReceiverProc::start(w, broker, extra);
         r.kill9();
         r
