@@ -14,104 +14,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
 use faults::*;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 use openssl::x509::X509;
 use ssm::crypto::{message_id, seal, Cipher, Identity};
 use ssm::pki::CertFiles;
-use ssm::protocol::{AckOutcome, SsmMessage};
-use ssm::stomp::{AckMode, BrokerKind, Client, Command, Event, Frame};
+use ssm::stomp::{AckMode, Client, Command, Event, Frame};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// What came back for one case.
-#[derive(Debug, PartialEq, Eq)]
-enum Answer {
-    Stored(String),
-    Rejected(String),
-    Nothing,
-}
-
-/// A connection that sends to the topic and gets the receiver's answers on its reply queue.
-struct Peer {
-    client: Client,
-    reply: String,
-    topic: String,
-    name: String,
-}
-
-impl Peer {
-    async fn connect(b: &Target, topic: &str) -> Peer {
-        let client = Client::connect(&b.config_with_heartbeats())
-            .await
-            .unwrap_or_else(|e| panic!("[{}] broker did not answer: {e}", b.name));
-        let reply = format!("/temp-queue/ssm.hostile.{}", uuid::Uuid::new_v4().simple());
-        if client.kind() != BrokerKind::RabbitMq {
-            client
-                .handle()
-                .subscribe(&reply, AckMode::Auto, &[])
-                .await
-                .unwrap();
-        }
-        Peer {
-            client,
-            reply,
-            topic: topic.to_string(),
-            name: b.name.clone(),
-        }
-    }
-
-    /// A SEND to the topic with our reply queue.
-    fn frame(&self) -> Frame {
-        Frame::new(Command::Send)
-            .with_header("destination", self.topic.as_str())
-            .with_header("reply-to", self.reply.as_str())
-    }
-
-    fn msg(&self, id: &str, body: Vec<u8>) -> Frame {
-        SsmMessage::Msg {
-            id: id.to_string(),
-            reply_to: Some(self.reply.clone()),
-            reack: None,
-            body: Bytes::from(body),
-        }
-        .to_frame(&self.topic)
-    }
-
-    async fn send(&self, f: Frame) {
-        self.client
-            .handle()
-            .send_with_receipt(f)
-            .await
-            .unwrap_or_else(|e| panic!("[{}] send: {e}", self.name));
-    }
-
-    /// The next ack (for `id` when the ack names what it answers), or `Nothing` after `wait`.
-    async fn answer(&mut self, id: Option<&str>, wait: Duration) -> Answer {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let ev = match tokio::time::timeout_at(deadline, self.client.recv()).await {
-                Err(_) => return Answer::Nothing,
-                Ok(Err(e)) => panic!("[{}] connection lost waiting for an ack: {e}", self.name),
-                Ok(Ok(ev)) => ev,
-            };
-            let Event::Message(f) = ev else { continue };
-            if let Ok(SsmMessage::Ack { outcome, ack_for }) = SsmMessage::from_frame(&f) {
-                if let (Some(want), Some(got)) = (id, ack_for.as_deref()) {
-                    if want != got {
-                        continue;
-                    }
-                }
-                return match outcome {
-                    AckOutcome::Stored(md5) => Answer::Stored(md5),
-                    AckOutcome::Rejected { reason } => Answer::Rejected(reason.unwrap_or_default()),
-                };
-            }
-        }
-    }
-}
+use crate::support::peer::{Answer, Peer};
 
 /// Everything a hostile case needs.
 struct Ctx {
@@ -248,7 +161,7 @@ struct Row {
 async fn still_works(ctx: &Ctx, peer: &mut Peer, after: &str) {
     let content = message(0, rand_between(0, 1 << 40) as usize);
     let id = format!("good-after-{}", uuid::Uuid::new_v4().simple());
-    peer.send(peer.msg(&id, ctx.good_msg(&content))).await;
+    peer.send(peer.msg(&id, None, ctx.good_msg(&content))).await;
     let got = peer.answer(Some(&id), WAIT).await;
     assert_eq!(
         got,
@@ -331,11 +244,15 @@ fn run_all(b: &Target) {
     let rt = rt();
     let mut rows = Vec::new();
     rt.block_on(async {
-        let mut peer = Peer::connect(b, &ctx.w.topic).await;
+        let mut peer = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
         still_works(&ctx, &mut peer, "start").await;
         let good_content = message(0, 1);
 
-        let f = peer.msg("garbage", b"\x00\x01hello, this is not S/MIME\xff".to_vec());
+        let f = peer.msg(
+            "garbage",
+            None,
+            b"\x00\x01hello, this is not S/MIME\xff".to_vec(),
+        );
         expect_rejected(
             &ctx,
             &mut peer,
@@ -348,7 +265,7 @@ fn run_all(b: &Target) {
 
         let mut t = ctx.good_msg(&good_content);
         t.truncate(t.len() / 2);
-        let f = peer.msg("truncated", t);
+        let f = peer.msg("truncated", None, t);
         expect_rejected(
             &ctx,
             &mut peer,
@@ -375,12 +292,13 @@ fn run_all(b: &Target) {
             ),
         ] {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            let f = peer.msg(&id, ctx.sealed_by(who, &good_content));
+            let f = peer.msg(&id, None, ctx.sealed_by(who, &good_content));
             expect_rejected(&ctx, &mut peer, &mut rows, case, f, Some(&id)).await;
         }
 
         let f = peer.msg(
             "unsigned",
+            None,
             encrypt_only(&ctx.server, &b64(b"x\x9c\x03\x00\x00\x00\x00\x01")),
         );
         expect_rejected(
@@ -393,7 +311,7 @@ fn run_all(b: &Target) {
         )
         .await;
 
-        let f = peer.msg("cleartext", sign_only(&ctx.good, &b64(&good_content)));
+        let f = peer.msg("cleartext", None, sign_only(&ctx.good, &b64(&good_content)));
         expect_rejected(
             &ctx,
             &mut peer,
@@ -407,7 +325,7 @@ fn run_all(b: &Target) {
         // 80 MiB of zeros in ~530 KB: over the 64 MiB cap on a message.
         let bomb = b64(&zlib_zeros(80 * 1024 * 1024 / 258));
         let bomb = seal_raw(&ctx, &bomb);
-        let f = peer.msg("bomb", bomb);
+        let f = peer.msg("bomb", None, bomb);
         expect_rejected(
             &ctx,
             &mut peer,
@@ -434,7 +352,11 @@ fn run_all(b: &Target) {
             .with_body(ctx.good_msg(&good_content));
         expect_unanswered(&ctx, &mut peer, &mut rows, "msg without ssm-msg-id", f).await;
 
-        let f = peer.msg("ctl\u{1b}[31mred\u{7}\u{1}", ctx.good_msg(&message(0, 2)));
+        let f = peer.msg(
+            "ctl\u{1b}[31mred\u{7}\u{1}",
+            None,
+            ctx.good_msg(&message(0, 2)),
+        );
         expect_unanswered(
             &ctx,
             &mut peer,
@@ -445,17 +367,17 @@ fn run_all(b: &Target) {
         .await;
 
         // Replays. The exact sealed bytes of a stored message again (another id, another
-        // connection's reply queue): a duplicate, acked again, not stored again.
+        // connection's reply queue): a duplicate, None, acked again, not stored again.
         let content = message(0, 3);
         let sealed = ctx.good_msg(&content);
-        peer.send(peer.msg("orig", sealed.clone())).await;
+        peer.send(peer.msg("orig", None, sealed.clone())).await;
         assert_eq!(
             peer.answer(Some("orig"), WAIT).await,
             Answer::Stored(message_id(&content))
         );
         let n = stored_records(&ctx.w.store).len();
-        let mut replayer = Peer::connect(b, &ctx.w.topic).await;
-        replayer.send(replayer.msg("replay", sealed)).await;
+        let mut replayer = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
+        replayer.send(replayer.msg("replay", None, sealed)).await;
         let got = replayer.answer(Some("replay"), WAIT).await;
         assert_eq!(
             got,
@@ -475,7 +397,7 @@ fn run_all(b: &Target) {
         });
         // The same content re-signed by another allowed site: a message of that site.
         replayer
-            .send(replayer.msg("resigned", ctx.sealed_by(&ctx.other_site, &content)))
+            .send(replayer.msg("resigned", None, ctx.sealed_by(&ctx.other_site, &content)))
             .await;
         let got = replayer.answer(Some("resigned"), WAIT).await;
         assert_eq!(got, Answer::Stored(message_id(&content)));
@@ -493,7 +415,7 @@ fn run_all(b: &Target) {
 
         // reply-to naming someone else's queue: the attacker learns a victim's (broker-
         // rewritten) reply queue by listening on the topic, then sends junk naming it.
-        let mut victim = Peer::connect(b, &ctx.w.topic).await;
+        let mut victim = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
         let mut spy = Client::connect(&b.config_with_heartbeats()).await.unwrap();
         spy.handle()
             .subscribe(&ctx.w.topic, AckMode::Auto, &[])
@@ -501,7 +423,7 @@ fn run_all(b: &Target) {
             .unwrap();
         let vcontent = message(0, 4);
         victim
-            .send(victim.msg("victim-1", ctx.good_msg(&vcontent)))
+            .send(victim.msg("victim-1", None, ctx.good_msg(&vcontent)))
             .await;
         assert_eq!(
             victim.answer(Some("victim-1"), WAIT).await,
@@ -662,7 +584,7 @@ fn flood(b: &Target) {
     let mut r = ctx.w.receiver(b, &[]);
     let rt = rt();
     rt.block_on(async {
-        let mut peer = Peer::connect(b, &ctx.w.topic).await;
+        let mut peer = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
         still_works(&ctx, &mut peer, "start").await;
         {
             // Its own connection: a broker may well drop a sender of 100 MiB frames.
@@ -681,7 +603,7 @@ fn flood(b: &Target) {
         loop {
             let content = message(9, rand_between(0, 1 << 40) as usize);
             let id = uuid::Uuid::new_v4().simple().to_string();
-            peer.send(peer.msg(&id, ctx.good_msg(&content))).await;
+            peer.send(peer.msg(&id, None, ctx.good_msg(&content))).await;
             match peer.answer(Some(&id), Duration::from_secs(3)).await {
                 Answer::Stored(m) if m == message_id(&content) => break,
                 other => assert!(
@@ -709,7 +631,7 @@ fn flood(b: &Target) {
         }
         let content = message(9, 1);
         let id = "after-flood";
-        peer.send(peer.msg(id, ctx.good_msg(&content))).await;
+        peer.send(peer.msg(id, None, ctx.good_msg(&content))).await;
         assert_eq!(
             peer.answer(Some(id), Duration::from_secs(90)).await,
             Answer::Stored(message_id(&content)),

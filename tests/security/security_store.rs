@@ -16,12 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use faults::*;
 use openssl::x509::X509;
 use ssm::crypto::{message_id, seal, Cipher, Identity};
-use ssm::protocol::{AckOutcome, SsmMessage};
-use ssm::stomp::{AckMode, BrokerKind, Client, Event, Frame};
+use ssm::protocol::AckOutcome;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -212,89 +210,7 @@ impl Drop for SlowDiskReceiver {
     }
 }
 
-/// A connection that sends to the topic and reads the receiver's answers on its reply queue.
-struct Peer {
-    client: Client,
-    reply: String,
-    topic: String,
-    name: String,
-    /// Acks read so far: (ack-for, outcome).
-    acks: Vec<(Option<String>, AckOutcome)>,
-}
-
-impl Peer {
-    async fn connect(b: &Target, topic: &str) -> Peer {
-        let client = Client::connect(&b.config_with_heartbeats())
-            .await
-            .unwrap_or_else(|e| panic!("[{}] broker did not answer: {e}", b.name));
-        let reply = format!("/temp-queue/ssm.store.{}", uuid::Uuid::new_v4().simple());
-        if client.kind() != BrokerKind::RabbitMq {
-            client
-                .handle()
-                .subscribe(&reply, AckMode::Auto, &[])
-                .await
-                .unwrap();
-        }
-        Peer {
-            client,
-            reply,
-            topic: topic.to_string(),
-            name: b.name.clone(),
-            acks: Vec::new(),
-        }
-    }
-
-    fn msg(&self, id: &str, reack: Option<&str>, body: Vec<u8>) -> Frame {
-        SsmMessage::Msg {
-            id: id.to_string(),
-            reply_to: Some(self.reply.clone()),
-            reack: reack.map(str::to_string),
-            body: Bytes::from(body),
-        }
-        .to_frame(&self.topic)
-    }
-
-    async fn send(&self, f: Frame) {
-        self.client
-            .handle()
-            .send_with_receipt(f)
-            .await
-            .unwrap_or_else(|e| panic!("[{}] send: {e}", self.name));
-    }
-
-    /// Reads acks until `until` says stop or `wait` passed; returns whether `until` did.
-    async fn read_acks(
-        &mut self,
-        wait: Duration,
-        until: impl Fn(&[(Option<String>, AckOutcome)]) -> bool,
-    ) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        while !until(&self.acks) {
-            let ev = match tokio::time::timeout_at(deadline, self.client.recv()).await {
-                Err(_) => return false,
-                Ok(Err(e)) => panic!("[{}] connection lost waiting for acks: {e}", self.name),
-                Ok(Ok(ev)) => ev,
-            };
-            let Event::Message(f) = ev else { continue };
-            if let Ok(SsmMessage::Ack { outcome, ack_for }) = SsmMessage::from_frame(&f) {
-                self.acks.push((ack_for, outcome));
-            }
-        }
-        true
-    }
-
-    /// The MD5s acked as stored for `id`.
-    fn stored_acks(&self, id: &str) -> Vec<String> {
-        self.acks
-            .iter()
-            .filter(|(f, _)| f.as_deref() == Some(id))
-            .filter_map(|(_, o)| match o {
-                AckOutcome::Stored(md5) => Some(md5.clone()),
-                AckOutcome::Rejected { .. } => None,
-            })
-            .collect()
-    }
-}
+use crate::support::peer::Peer;
 
 /// The receiver's certificate and a sender identity allowed by the world's DN file.
 fn keys(w: &World) -> (X509, Identity) {
@@ -329,7 +245,7 @@ fn a_copy_in_one_batch_with_a_copy_that_failed_is_not_acked() {
         let first = message(0, 0);
         let second = message(0, 1);
         runtime().block_on(async {
-            let mut peer = Peer::connect(b, &w.topic).await;
+            let mut peer = Peer::on_topic(b, &w.topic, "store").await;
             let sealed = seal(&second, &sender, &server, Cipher::Aes128).unwrap();
             peer.send(peer.msg(
                 "m0",
@@ -413,7 +329,7 @@ fn a_batch_that_fills_the_disk_acks_what_it_stored_and_nothing_is_stored_twice()
                 .collect()
         };
         runtime().block_on(async {
-            let mut peer = Peer::connect(b, &w.topic).await;
+            let mut peer = Peer::on_topic(b, &w.topic, "store").await;
             let all: Vec<usize> = (0..N).collect();
             for (i, body) in seal_all(&all) {
                 peer.send(peer.msg(&format!("m{i}"), None, body)).await;
@@ -494,8 +410,8 @@ fn a_replay_with_a_fresh_id_and_a_reack_is_a_duplicate() {
         let md5 = message_id(&content);
         let next = message(2, 1);
         runtime().block_on(async {
-            let mut genuine = Peer::connect(b, &w.topic).await;
-            let mut attacker = Peer::connect(b, &w.topic).await;
+            let mut genuine = Peer::on_topic(b, &w.topic, "store").await;
+            let mut attacker = Peer::on_topic(b, &w.topic, "store").await;
             let sealed = seal(&content, &sender, &server, Cipher::Aes128).unwrap();
             genuine
                 .send(genuine.msg("elt-1", None, sealed.clone()))
@@ -605,7 +521,7 @@ fn large_garbage_frames_do_not_grow_the_receiver_without_bound() {
         let content = message(3, 0);
         let md5 = message_id(&content);
         runtime().block_on(async {
-            let mut peer = Peer::connect(b, &w.topic).await;
+            let mut peer = Peer::on_topic(b, &w.topic, "store").await;
             for n in 0..FRAMES {
                 let garbage = vec![b'A' + (n % 26) as u8; SIZE];
                 peer.send(peer.msg(&format!("garbage-{n}"), None, garbage))

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use super::peer::Peer;
 pub use brokers::{targets, Target};
 
 /// How long any single expected reply may take.
@@ -270,113 +271,6 @@ pub fn sender_with(
 /// A small distinct message.
 pub fn message(tag: &str, i: usize) -> Vec<u8> {
     format!("APEL-individual-job-message: v0.3\nSite: {tag}\nLocalJobId: {i}\n%%\n").into_bytes()
-}
-
-/// A hand-driven SSM peer: a plain STOMP connection with its own reply queue, set up the way
-/// the broker needs (subscribed on ActiveMQ and embedded, named only in `reply-to` on
-/// RabbitMQ).
-pub struct Peer {
-    /// `[broker name]` for messages.
-    pub name: String,
-    /// The connection.
-    pub client: Client,
-    /// Our reply queue, as we name it.
-    pub reply_queue: String,
-}
-
-impl Peer {
-    /// Connects a peer that gets replies on its own temporary queue.
-    pub async fn connect(t: &Target) -> Peer {
-        let client = t.connect_with(&client_config(t)).await;
-        let reply_queue = SenderSettings::new_reply_queue();
-        if client.kind() != BrokerKind::RabbitMq {
-            client
-                .handle()
-                .subscribe(&reply_queue, AckMode::Auto, &[])
-                .await
-                .unwrap();
-        }
-        Peer {
-            name: t.name.clone(),
-            client,
-            reply_queue,
-        }
-    }
-
-    /// Connects a peer that listens on `topic` (a fake receiver).
-    pub async fn listening(t: &Target, topic: &str) -> Peer {
-        let client = t.connect_with(&client_config(t)).await;
-        client
-            .handle()
-            .subscribe(topic, AckMode::Auto, &[])
-            .await
-            .unwrap();
-        Peer {
-            name: t.name.clone(),
-            client,
-            reply_queue: String::new(),
-        }
-    }
-
-    /// Sends a frame and waits for the broker's receipt.
-    pub async fn send(&self, frame: Frame) {
-        self.client
-            .handle()
-            .send_with_receipt(frame)
-            .await
-            .unwrap_or_else(|e| panic!("[{}] send: {e}", self.name));
-    }
-
-    /// Sends a `msg` with this sealed body, our reply queue and an optional `ssm-reack`.
-    pub async fn send_msg(&self, topic: &str, id: &str, sealed: &Bytes, reack: Option<&str>) {
-        let frame = SsmMessage::Msg {
-            id: id.to_string(),
-            reply_to: Some(self.reply_queue.clone()),
-            reack: reack.map(str::to_string),
-            body: sealed.clone(),
-        }
-        .to_frame(topic);
-        self.send(frame).await;
-    }
-
-    /// The next MESSAGE within [`WAIT`].
-    pub async fn next(&mut self) -> Frame {
-        match tokio::time::timeout(WAIT, self.client.recv()).await {
-            Ok(Ok(Event::Message(m))) => m,
-            Ok(Ok(Event::Error(e))) => panic!("[{}] ERROR frame: {e:?}", self.name),
-            Ok(Ok(Event::Oversized(o))) => panic!("[{}] oversized frame: {o:?}", self.name),
-            Ok(Err(e)) => panic!("[{}] connection lost: {e}", self.name),
-            Err(_) => panic!("[{}] nothing within {WAIT:?}", self.name),
-        }
-    }
-
-    /// The next SSM `ack` (other messages are skipped).
-    pub async fn next_ack(&mut self) -> (AckOutcome, Frame) {
-        loop {
-            let frame = self.next().await;
-            if let Ok(SsmMessage::Ack { outcome, .. }) = SsmMessage::from_frame(&frame) {
-                return (outcome, frame);
-            }
-        }
-    }
-
-    /// Waits for an ack that stores a message with `md5`.
-    pub async fn expect_stored(&mut self, md5: &str) {
-        let (outcome, frame) = self.next_ack().await;
-        assert_eq!(
-            outcome,
-            AckOutcome::Stored(md5.to_string()),
-            "[{}] ack {frame:?}",
-            self.name
-        );
-    }
-
-    /// Asserts no message arrives for `quiet`.
-    pub async fn silent(&mut self, quiet: Duration) {
-        if let Ok(got) = tokio::time::timeout(quiet, self.client.recv()).await {
-            panic!("[{}] expected silence, got {got:?}", self.name);
-        }
-    }
 }
 
 /// Seals `msg` as the test client for the test server.

@@ -7,6 +7,7 @@
 //! - [`stomp_raw`]: a raw `Framed<TcpStream, StompCodec>` client for the embedded broker's own
 //!   protocol tests;
 //! - [`e2e`]: the in-process sender/receiver harness and its PKI;
+//! - [`peer`]: the hand-driven SSM peer (sends `msg` frames, reads the acks);
 //! - [`faults`]: the real-process harness (`ssm broker|send|receive` spawned, killed), the
 //!   message generator and the exactly-once check;
 //! - [`openssl_cli`], [`pyenv`], [`stomppy`]: the `openssl` command line, the Python `dirq`
@@ -18,6 +19,7 @@ pub mod brokers;
 pub mod e2e;
 pub mod faults;
 pub mod openssl_cli;
+pub mod peer;
 pub mod pyenv;
 pub mod stomp_raw;
 pub mod stomppy;
