@@ -12,6 +12,7 @@
 //! restarting a real broker cuts every connection on it.
 
 use crate::support::faults;
+use crate::support::tmpfs::Tmpfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -98,51 +99,6 @@ fn sender_killed_at_random_points() {
     });
 }
 
-/// A tmpfs mounted on the receiver's incoming queue and filled up.
-struct FullDisk {
-    mount: std::path::PathBuf,
-    filler: std::path::PathBuf,
-}
-
-impl FullDisk {
-    fn mount(dir: &std::path::Path) -> FullDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mount -t tmpfs on {} failed ({st}): this test needs root and mount rights",
-            dir.display()
-        );
-        let filler = dir.join("filler");
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        use std::io::Write;
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-        FullDisk {
-            mount: dir.to_path_buf(),
-            filler,
-        }
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(&self.filler).unwrap();
-    }
-}
-
-impl Drop for FullDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.mount)
-            .status();
-    }
-}
-
 /// The receiver's disk is full: nothing can be stored, so nothing is acked (the senders keep
 /// every message); once space returns, every message is stored exactly once.
 #[test]
@@ -150,7 +106,8 @@ fn receiver_disk_full_then_space_returns() {
     on_every_broker("diskfull", |tag, b| {
         let w = World::new(tag);
         let senders = w.senders(2, 50);
-        let disk = FullDisk::mount(&w.store.join("incoming"));
+        let disk = Tmpfs::mount(&w.store.join("incoming"), "2m");
+        disk.fill();
         let mut r = w.receiver(b, &[]);
         let mut children: Vec<_> = senders.iter().map(|s| w.spawn_sender(b, s, &[])).collect();
         for c in &mut children {

@@ -43,64 +43,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A small tmpfs mounted on a directory (the receiver's `incoming/`), unmounted on drop.
-struct Tmpfs {
-    mount: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (a `mount -o size=` value) on `dir`.
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
-        let st = Process::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mount -t tmpfs on {} failed ({st}): this test needs root and mount rights",
-            dir.display()
-        );
-        Tmpfs {
-            mount: dir.to_path_buf(),
-        }
-    }
-
-    /// Fills it up with 4 KiB files, then frees `pages` of them.
-    fn fill_leaving(&self, pages: usize) {
-        let dir = self.mount.join("filler");
-        fs::create_dir_all(&dir).unwrap();
-        let page = vec![0u8; 4096];
-        let mut n = 0;
-        while fs::write(dir.join(n.to_string()), &page).is_ok() {
-            n += 1;
-        }
-        // The write that failed may have left an empty file.
-        let _ = fs::remove_file(dir.join(n.to_string()));
-        assert!(n > pages, "the tmpfs holds only {n} pages");
-        for i in 0..pages {
-            fs::remove_file(dir.join(i.to_string())).unwrap();
-        }
-    }
-
-    /// Gives it more room.
-    fn grow(&self, size: &str) {
-        let st = Process::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.mount)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "remount of {} failed", self.mount.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Process::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
-
 /// `ssm receive` run under `strace`, every `fsync` and `fdatasync` delayed by `delay`.
 struct SlowDiskReceiver {
     child: Child,
@@ -211,6 +153,7 @@ impl Drop for SlowDiskReceiver {
 }
 
 use crate::support::peer::Peer;
+use crate::support::tmpfs::Tmpfs;
 
 /// The receiver's certificate and a sender identity allowed by the world's DN file.
 fn keys(w: &World) -> (X509, Identity) {

@@ -12,6 +12,7 @@
 //!   message generator and the exactly-once check;
 //! - [`openssl_cli`], [`pyenv`], [`stomppy`]: the `openssl` command line, the Python `dirq`
 //!   and `stomp.py` venvs;
+//! - [`tmpfs`]: a small tmpfs mounted on a directory to fill a disk (root);
 //! - [`serial`]: the lock of tests that must not overlap inside one binary.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
@@ -23,6 +24,7 @@ pub mod peer;
 pub mod pyenv;
 pub mod stomp_raw;
 pub mod stomppy;
+pub mod tmpfs;
 
 /// Held by every test that restarts a real broker: such a test must never overlap another one
 /// (before the binaries were folded, each ran alone in its own binary). A test that panicked
