@@ -2,21 +2,12 @@
 
 use crate::support::openssl_cli;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use openssl_cli::*;
 
 fn ssm(args: &[&str], input: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ssm");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    crate::support::process::ssm_output(args, Some(input))
 }
 
 #[test]

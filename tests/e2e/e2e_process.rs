@@ -16,18 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-const SSM: &str = env!("CARGO_BIN_EXE_ssm");
-
-/// `ssm <args>` with a predictable environment (no RUST_LOG, no colours).
-fn ssm(args: &[String]) -> Command {
-    let mut c = Command::new(SSM);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
+use crate::support::process::ssm_command as ssm;
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()

@@ -210,11 +210,7 @@ async fn a_broker_restart_mid_pass_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_broker_is_reported_as_such() {
     // A loopback port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::process::free_port();
     let t = e2e::Target::at("nobody", ([127, 0, 0, 1], port).into());
     for with_cert in [true, false] {
         let dir = tmp();

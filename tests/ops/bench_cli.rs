@@ -85,7 +85,7 @@ fn the_flat_json_parser_rejects_what_is_not_json() {
 
 #[test]
 fn bench_runs_and_prints_json() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ssm"))
+    let out = Command::new(crate::support::process::SSM)
         .args([
             "bench",
             "--senders",
@@ -133,7 +133,7 @@ fn bench_runs_and_prints_json() {
 
 #[test]
 fn bench_json_only_prints_one_line() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ssm"))
+    let out = Command::new(crate::support::process::SSM)
         .args(["bench", "--json", "--messages", "2", "--size", "300"])
         .output()
         .expect("run ssm bench");
@@ -154,7 +154,7 @@ fn bench_refuses_bad_arguments() {
         &["bench", "--senders", "0"],
         &["bench", "--cipher", "rc4"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ssm"))
+        let out = Command::new(crate::support::process::SSM)
             .args(args)
             .output()
             .expect("run ssm bench");

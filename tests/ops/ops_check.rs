@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use ssm::broker::{self, BrokerConfig, BrokerHandle};
 use ssm::pki::Pki;
 
-const SSM: &str = env!("CARGO_BIN_EXE_ssm");
+use crate::support::process::SSM;
 
 struct Setup {
     _dir: tempfile::TempDir,

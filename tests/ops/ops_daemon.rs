@@ -15,7 +15,7 @@ use ssm::broker::{self, BrokerConfig};
 use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{Outgoing, PathType};
 
-const SSM: &str = env!("CARGO_BIN_EXE_ssm");
+use crate::support::process::SSM;
 
 /// Kills the child if the test fails half-way, so that no receiver outlives it.
 struct Reaper(std::process::Child);
@@ -27,13 +27,7 @@ impl Drop for Reaper {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::process::free_port;
 
 fn scrape(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -64,7 +64,7 @@ fn kill_writers_in_a_loop(kind: &str) {
     fs::write(&file, &payload).unwrap();
     let qpath = d.path().join("q");
     for i in 0..30u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
+        let mut child = Command::new(crate::support::process::SSM)
             .args(["enqueue", "--path-type", kind, "--path"])
             .arg(&qpath)
             .arg(&file)

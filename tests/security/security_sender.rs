@@ -327,7 +327,7 @@ fn spawn_receiver_logging_to(
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssm"))
+    let mut child = std::process::Command::new(crate::support::process::SSM)
         .arg("receive")
         .arg("-c")
         .arg(&cfg)

@@ -21,10 +21,9 @@ use ssm::protocol::{AckOutcome, SsmMessage};
 use ssm::queue::MessageStore;
 use ssm::sender::SenderError;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 
-const SSM: &str = env!("CARGO_BIN_EXE_ssm");
 const DAY: i64 = 24 * 3600;
 
 fn p(path: &Path) -> String {
@@ -467,16 +466,7 @@ fn the_trust_store_follows_its_directory_and_keeps_the_old_one_on_failure() {
         .unwrap();
 }
 
-/// `ssm <args>` with a predictable environment.
-fn ssm(args: &[String]) -> Command {
-    let mut c = Command::new(SSM);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
+use crate::support::process::ssm_command as ssm;
 
 /// A background `ssm receive` whose stderr is collected line by line.
 struct Receiver {

@@ -5,7 +5,7 @@
 
 use crate::support::stomppy;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,17 +68,14 @@ req.disconnect()
 resp.disconnect()
 "#;
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use crate::support::process::free_port;
 
 #[test]
 fn ssm_broker_binary_serves_stomp_py_request_reply() {
     let python = stomppy::python();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_ssm"))
+    let mut broker = Command::new(crate::support::process::SSM)
         .args(["broker", "--listen", &addr.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

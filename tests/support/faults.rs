@@ -22,52 +22,7 @@ use ssm::crypto::message_id;
 use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{MessageStore, Outgoing, PathType};
 
-/// The `ssm` binary under test.
-pub fn ssm_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ssm")
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_listening(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {addr} after {within:?}");
-}
-
-/// Sends SIGKILL to a child and reaps it.
-pub fn kill9(child: &mut Child) {
-    let _ = child.kill(); // SIGKILL on Unix
-    let _ = child.wait();
-}
-
-/// Sends SIGTERM to a child and waits for it (SIGKILL after `grace`). Returns whether it exited
-/// by itself with success.
-pub fn terminate(child: &mut Child, grace: Duration) -> bool {
-    // SAFETY: plain kill(2) on the pid of a child we own and have not reaped yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    kill9(child);
-    false
-}
+pub use super::process::{free_port, kill9, ssm_bin, terminate, wait_child, wait_listening};
 
 /// `ssm broker` as a process on a fixed port, so that it can be killed and restarted there.
 pub struct BrokerProc {
@@ -418,21 +373,6 @@ impl SenderSpec {
             }
         }
         n
-    }
-}
-
-/// Waits for a child; kills it and fails the test after `within`.
-pub fn wait_child(c: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            kill9(c);
-            panic!("{what} still running after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

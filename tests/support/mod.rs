@@ -10,6 +10,7 @@
 //! - [`peer`]: the hand-driven SSM peer (sends `msg` frames, reads the acks);
 //! - [`faults`]: the real-process harness (`ssm broker|send|receive` spawned, killed), the
 //!   message generator and the exactly-once check;
+//! - [`process`]: the `ssm` binary as a process (output, tokio command), free ports, kills;
 //! - [`openssl_cli`], [`pyenv`], [`stomppy`]: the `openssl` command line, the Python `dirq`
 //!   and `stomp.py` venvs;
 //! - [`tmpfs`]: a small tmpfs mounted on a directory to fill a disk (root);
@@ -21,6 +22,7 @@ pub mod e2e;
 pub mod faults;
 pub mod openssl_cli;
 pub mod peer;
+pub mod process;
 pub mod pyenv;
 pub mod stomp_raw;
 pub mod stomppy;
