@@ -4,6 +4,7 @@
 //! `SSM_TEST_BROKERS`.
 
 use crate::support::e2e;
+use crate::support::messages::assert_exactly_once;
 
 use std::time::Duration;
 
@@ -48,10 +49,11 @@ async fn a_directory_queue_with_any_file_names_is_shipped() {
             t.name
         );
         assert_eq!(outgoing.count().unwrap(), 0, "[{}]", t.name);
-        let mut got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
-        got.sort();
-        bodies.sort();
-        assert_eq!(got, bodies, "[{}]", t.name);
+        assert_exactly_once(
+            &format!("[{}]", t.name),
+            &bodies,
+            rx.incoming().into_iter().map(|r| r.body),
+        );
         rx.stop().await;
     }
 }
@@ -140,11 +142,11 @@ async fn two_senders_on_one_queue_send_each_message_once() {
         }
         assert_eq!(acked, N as u64, "[{}] each message acked once", t.name);
         assert_eq!(feed.count().unwrap(), 0);
-        let mut got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
-        got.sort();
-        let mut want = bodies.clone();
-        want.sort();
-        assert_eq!(got, want, "[{}]", t.name);
+        assert_exactly_once(
+            &format!("[{}]", t.name),
+            &bodies,
+            rx.incoming().into_iter().map(|r| r.body),
+        );
         let stats = rx.stop().await;
         assert_eq!(
             Stats::get(&stats.duplicates),

@@ -6,6 +6,7 @@
 //! client's reconnects on real brokers).
 
 use crate::support::e2e;
+use crate::support::messages::assert_exactly_once;
 
 use std::time::Duration;
 
@@ -198,11 +199,11 @@ async fn a_broker_restart_mid_pass_loses_nothing() {
         .expect("sender failed");
     assert_eq!(summary.acked, N as u64, "{summary}");
     assert_eq!(outgoing.count().unwrap(), 0);
-    let mut bodies: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
-    bodies.sort();
-    let mut want = msgs.clone();
-    want.sort();
-    assert_eq!(bodies, want, "every message exactly once");
+    assert_exactly_once(
+        "every message exactly once:",
+        &msgs,
+        rx.incoming().into_iter().map(|r| r.body),
+    );
     let stats = rx.stop().await;
     assert!(Stats::get(&stats.reconnects) >= 1);
 }
@@ -297,12 +298,9 @@ async fn stopping_the_receiver_mid_stream_keeps_every_promise() {
             .await
             .unwrap_or_else(|e| panic!("[{}] second pass: {e}", t.name));
         assert_eq!(outgoing.count().unwrap(), 0);
-        let mut got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
-        got.sort();
-        let mut want = msgs.clone();
-        want.sort();
+        let got: Vec<Vec<u8>> = rx.incoming().into_iter().map(|r| r.body).collect();
         assert_eq!(got.len(), N, "[{}] exactly once", t.name);
-        assert_eq!(got, want, "[{}]", t.name);
+        assert_exactly_once(&format!("[{}]", t.name), &msgs, got);
         rx.stop().await;
     }
 }

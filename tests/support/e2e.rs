@@ -268,9 +268,9 @@ pub fn sender_with(
     (Sender::new(settings, out, reject), out2, reject2)
 }
 
-/// A small distinct message.
+/// A small distinct message, the same for the same arguments.
 pub fn message(tag: &str, i: usize) -> Vec<u8> {
-    format!("APEL-individual-job-message: v0.3\nSite: {tag}\nLocalJobId: {i}\n%%\n").into_bytes()
+    super::messages::job_record(tag, i, false)
 }
 
 /// Seals `msg` as the test client for the test server.

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use super::brokers::Target;
 use ssm::crypto::message_id;
+
+use super::messages::Tally;
 use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{MessageStore, Outgoing, PathType};
 
@@ -243,7 +245,7 @@ impl World {
     /// The exactly-once check (also reported, see [`report`]): every queued message is stored once, with its sender's DN;
     /// nothing else is stored; every outgoing queue is empty.
     pub fn check_exactly_once(&self, broker: &str, senders: &[SenderSpec]) -> usize {
-        let mut want: HashMap<(String, String), usize> = HashMap::new();
+        let mut want = Vec::new();
         for s in senders {
             assert_eq!(
                 s.count(),
@@ -251,37 +253,33 @@ impl World {
                 "[{broker}] outgoing queue {} not empty",
                 s.queue.display()
             );
-            for md5 in &s.expected {
-                want.insert((s.cert.dn.clone(), md5.clone()), 0);
-            }
+            want.extend(
+                s.expected
+                    .iter()
+                    .map(|md5| (s.cert.dn.clone(), md5.clone())),
+            );
         }
         let stored = stored_records(&self.store);
-        let mut extra = Vec::new();
-        for (signer, md5) in &stored {
-            match want.get_mut(&(signer.clone(), md5.clone())) {
-                Some(n) => *n += 1,
-                None => extra.push((signer.clone(), md5.clone())),
-            }
-        }
-        let lost: Vec<_> = want.iter().filter(|(_, &n)| n == 0).collect();
-        let twice: Vec<_> = want.iter().filter(|(_, &n)| n > 1).collect();
-        let copies: usize = twice.iter().map(|(_, &n)| n - 1).sum();
+        let t = Tally::of(want, stored.iter().cloned());
         report(&format!(
-            "fault={} broker={broker} sent={} stored={} duplicated={copies} lost={} unknown={}",
+            "fault={} broker={broker} sent={} stored={} duplicated={} lost={} unknown={}",
             self.tag,
-            want.len(),
-            want.len() - lost.len(),
-            lost.len(),
-            extra.len()
+            t.sent,
+            t.stored(),
+            t.duplicated(),
+            t.lost.len(),
+            t.unknown.len()
         ));
         assert!(
-            lost.is_empty() && twice.is_empty() && extra.is_empty(),
-            "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {lost:?}\ntwice: {twice:?}",
-            lost.len(),
-            twice.len(),
-            extra.len(),
-            want.len(),
-            self.dir.display()
+            t.is_exact(),
+            "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {:?}\ntwice: {:?}",
+            t.lost.len(),
+            t.twice.len(),
+            t.unknown.len(),
+            t.sent,
+            self.dir.display(),
+            t.lost,
+            t.twice
         );
         stored.len()
     }
@@ -324,14 +322,7 @@ pub fn rejected_records(store: &Path) -> Vec<(String, Option<String>)> {
 
 /// A unique message of about 600 bytes.
 pub fn message(sender: usize, seq: usize) -> Vec<u8> {
-    let mut s = format!(
-        "APEL-individual-job-message: v0.3\nSite: SITE{sender}\nLocalJobId: {seq}\nNonce: {}\n",
-        uuid::Uuid::new_v4()
-    );
-    while s.len() < 600 {
-        s.push_str("WallDuration: 3600\nCpuDuration: 3000\n");
-    }
-    s.into_bytes()
+    super::messages::job_record(&format!("SITE{sender}"), seq, true)
 }
 
 /// One sender: its certificate, queue and what it queued.

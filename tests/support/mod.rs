@@ -8,8 +8,8 @@
 //!   protocol tests;
 //! - [`e2e`]: the in-process sender/receiver harness and its PKI;
 //! - [`peer`]: the hand-driven SSM peer (sends `msg` frames, reads the acks);
-//! - [`faults`]: the real-process harness (`ssm broker|send|receive` spawned, killed), the
-//!   message generator and the exactly-once check;
+//! - [`faults`]: the real-process harness (`ssm broker|send|receive` spawned, killed, starved);
+//! - [`messages`]: the message generator and the exactly-once check;
 //! - [`process`]: the `ssm` binary as a process (output, tokio command), free ports, kills;
 //! - [`openssl_cli`], [`pyenv`], [`stomppy`]: the `openssl` command line, the Python `dirq`
 //!   and `stomp.py` venvs;
@@ -20,6 +20,7 @@
 pub mod brokers;
 pub mod e2e;
 pub mod faults;
+pub mod messages;
 pub mod openssl_cli;
 pub mod peer;
 pub mod process;
