@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ssm::broker::{self, BrokerConfig, BrokerHandle};
+use ssm::broker::BrokerHandle;
 use ssm::pki::Pki;
 
 use crate::support::process::SSM;
@@ -24,12 +24,7 @@ fn setup() -> Setup {
     let pki = Pki::generate(&d.join("pki")).unwrap();
     std::fs::write(d.join("dns"), format!("# senders\n{}\n", pki.client.dn)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt
-        .block_on(broker::start(BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..BrokerConfig::default()
-        }))
-        .unwrap();
+    let broker = crate::support::brokers::start_blocking(&rt);
     Setup {
         _dir: dir,
         dir: d,

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ssm::broker::{self, BrokerConfig};
 use ssm::pki::{CertFiles, Pki};
 use ssm::queue::{Outgoing, PathType};
 
@@ -128,12 +127,7 @@ fn receiver_daemon_notifies_holds_its_pidfile_and_counts_what_it_stores() {
     let pki = Pki::generate(&d.join("pki")).unwrap();
     std::fs::write(d.join("dns"), format!("{}\n", pki.client.dn)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt
-        .block_on(broker::start(BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..BrokerConfig::default()
-        }))
-        .unwrap();
+    let broker = crate::support::brokers::start_blocking(&rt);
     let broker_addr = broker.local_addr().to_string();
 
     let notify_path = d.join("notify.sock");
@@ -298,12 +292,7 @@ fn a_stale_pidfile_is_taken_over() {
     gone.wait().unwrap();
     std::fs::write(d.join("receiver.pid"), format!("{dead}\n")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt
-        .block_on(broker::start(BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..BrokerConfig::default()
-        }))
-        .unwrap();
+    let broker = crate::support::brokers::start_blocking(&rt);
     let out = Command::new(SSM)
         .args(receiver_args(&pki, d, &broker.local_addr().to_string()))
         .args(["--for", "1"])
@@ -337,12 +326,7 @@ fn sighup_reopens_the_log_file_after_rotation() {
     let pki = Pki::generate(&d.join("pki")).unwrap();
     std::fs::write(d.join("dns"), format!("{}\n", pki.client.dn)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt
-        .block_on(broker::start(BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..BrokerConfig::default()
-        }))
-        .unwrap();
+    let broker = crate::support::brokers::start_blocking(&rt);
     let log = d.join("receiver.log");
     let cfg = d.join("receiver.cfg");
     std::fs::write(
@@ -388,12 +372,7 @@ fn sender_daemon_serves_live_counters_and_queue_metrics_and_notifies() {
     let d = dir.path();
     let pki = Pki::generate(&d.join("pki")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broker = rt
-        .block_on(broker::start(BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..BrokerConfig::default()
-        }))
-        .unwrap();
+    let broker = crate::support::brokers::start_blocking(&rt);
     let port = free_port();
     let common: Vec<String> = vec![
         "send".into(),

@@ -124,12 +124,26 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// An embedded broker's configuration on a free loopback port, the rest the defaults.
+pub fn loopback_config() -> BrokerConfig {
+    BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..BrokerConfig::default()
+    }
+}
+
+/// An embedded broker with [`loopback_config`] started on `rt`, for the tests that drive the
+/// real binary from plain threads.
+pub fn start_blocking(rt: &tokio::runtime::Runtime) -> BrokerHandle {
+    rt.block_on(broker::start(loopback_config()))
+        .expect("embedded broker did not start")
+}
+
 /// The embedded broker's test configuration: a free loopback port, 1 s heart-beats offered.
 pub fn embedded_config() -> BrokerConfig {
     BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
         heartbeat: (Duration::from_secs(1), Duration::from_secs(1)),
-        ..BrokerConfig::default()
+        ..loopback_config()
     }
 }
 

@@ -17,10 +17,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A broker configuration on a free loopback port.
 pub fn config() -> BrokerConfig {
-    BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..BrokerConfig::default()
-    }
+    super::brokers::loopback_config()
 }
 
 /// Starts a broker with the default test configuration.
