@@ -22,13 +22,7 @@ use faults::*;
 
 /// Runs `scenario` on a fresh embedded broker process, then on every real broker.
 fn on_every_broker(tag: &str, scenario: impl Fn(&str, &Target)) {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = BrokerProc::start(dir.path(), &[]);
-    scenario(tag, &embedded.target());
-    drop(embedded);
-    for b in real_brokers() {
-        scenario(tag, &b);
-    }
+    faults::on_every_broker(&[], |b| scenario(tag, b));
 }
 
 fn sleep_ms(lo: u64, hi: u64) {

@@ -22,16 +22,11 @@ const RUNS: usize = 2;
 
 #[test]
 fn network_cut_and_stall_between_sender_and_broker() {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = BrokerProc::start(dir.path(), &[]);
-    for _ in 0..RUNS {
-        network_cut_scenario("netcut", &embedded.target());
-    }
-    for b in real_brokers() {
+    on_every_broker(&[], |b| {
         for _ in 0..RUNS {
-            network_cut_scenario("netcut", &b);
+            network_cut_scenario("netcut", b);
         }
-    }
+    });
 }
 
 pub fn network_cut_scenario(tag: &str, b: &Target) {

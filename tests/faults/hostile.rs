@@ -230,18 +230,10 @@ async fn expect_unanswered(
     });
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn run_all(b: &Target) {
     let ctx = Ctx::new(b);
     let mut r = ReceiverProc::start_with_env(&ctx.w, b, &["--crl-check"], &[("RUST_LOG", "debug")]);
-    let rt = rt();
+    let rt = runtime();
     let mut rows = Vec::new();
     rt.block_on(async {
         let mut peer = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
@@ -568,13 +560,7 @@ fn check_no_key_in(log: &str, key: &Path, name: &str) {
 
 #[test]
 fn hostile_input_is_rejected_and_the_receiver_keeps_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = BrokerProc::start(dir.path(), &[]);
-    run_all(&embedded.target());
-    drop(embedded);
-    for b in real_brokers() {
-        run_all(&b);
-    }
+    on_every_broker(&[], run_all);
 }
 
 /// A 100 MiB frame and then 100 000 tiny frames: the receiver may lose its connection (its
@@ -582,7 +568,7 @@ fn hostile_input_is_rejected_and_the_receiver_keeps_working() {
 fn flood(b: &Target) {
     let ctx = Ctx::new(b);
     let mut r = ctx.w.receiver(b, &[]);
-    let rt = rt();
+    let rt = runtime();
     rt.block_on(async {
         let mut peer = Peer::on_topic(b, &ctx.w.topic, "hostile").await;
         still_works(&ctx, &mut peer, "start").await;
@@ -655,21 +641,15 @@ fn flood(b: &Target) {
 
 #[test]
 fn huge_frame_and_frame_flood() {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = BrokerProc::start(
-        dir.path(),
+    on_every_broker(
         &[
             "--max-frame-size",
             "209715200",
             "--max-queued-bytes",
             "536870912",
         ],
+        flood,
     );
-    flood(&embedded.target());
-    drop(embedded);
-    for b in real_brokers() {
-        flood(&b);
-    }
 }
 
 /// Neither the receiver nor the sender logs its private key, even at debug level.

@@ -25,24 +25,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `scenario` on a fresh embedded broker process (with `broker_flags`), then on every
 /// real broker.
-fn on_every_broker(broker_flags: &[&str], scenario: impl Fn(&Target)) {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = BrokerProc::start(dir.path(), broker_flags);
-    scenario(&embedded.target());
-    drop(embedded);
-    for b in real_brokers() {
-        scenario(&b);
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// `ssm receive` run under `strace`, every `fsync` and `fdatasync` delayed by `delay`.
 struct SlowDiskReceiver {
     child: Child,

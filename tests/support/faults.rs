@@ -96,6 +96,27 @@ impl BrokerProc {
     }
 }
 
+/// Runs `scenario` on a fresh `ssm broker` process (with `broker_flags`), stopped before the
+/// real brokers' turn, then on every real broker named in `SSM_TEST_BROKERS` (each must answer).
+pub fn on_every_broker(broker_flags: &[&str], mut scenario: impl FnMut(&Target)) {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = BrokerProc::start(dir.path(), broker_flags);
+    scenario(&embedded.target());
+    drop(embedded);
+    for b in real_brokers() {
+        scenario(&b);
+    }
+}
+
+/// The runtime a scenario drives its hand-made clients on: two workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The real brokers named in `SSM_TEST_BROKERS`; each must answer now.
 pub fn real_brokers() -> Vec<Target> {
     super::brokers::real_answering()
