@@ -22,9 +22,7 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
+use crate::support::process::p;
 
 /// `ssm send` with the broker, topic, the test PKI's client identity, the server certificate
 /// and the outgoing queue; callers add what the scenario needs.

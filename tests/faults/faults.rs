@@ -25,10 +25,6 @@ fn on_every_broker(tag: &str, scenario: impl Fn(&str, &Target)) {
     faults::on_every_broker(&[], |b| scenario(tag, b));
 }
 
-fn sleep_ms(lo: u64, hi: u64) {
-    thread::sleep(Duration::from_millis(rand_between(lo, hi)));
-}
-
 /// SIGKILL of the receiver at random moments while three senders ship 100 messages each; the
 /// receiver is restarted on the same store each time.
 #[test]

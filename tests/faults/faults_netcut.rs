@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use faults::*;
 
-fn sleep_ms(lo: u64, hi: u64) {
-    thread::sleep(Duration::from_millis(rand_between(lo, hi)));
-}
-
 /// The senders reach the broker through a proxy that cuts every connection at random moments
 /// and stalls all traffic (longer than the ack timeout) once.
 ///

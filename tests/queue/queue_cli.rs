@@ -1,7 +1,6 @@
 //! `ssm enqueue` and `ssm queue ls|count|purge`, run as the operator runs them.
 
 use std::fs::{self, File};
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
@@ -21,9 +20,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::support::process::path_str as p;
 
 #[test]
 fn enqueue_adds_files_in_order_and_prints_their_names() {

@@ -4,7 +4,6 @@
 use crate::support::pyenv;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,9 +30,7 @@ fn py(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("python output is UTF-8")
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use crate::support::process::path_str as s;
 
 #[test]
 fn python_queue_simple_adds_and_ssm_reads_locks_removes() {

@@ -26,9 +26,7 @@ use tokio::sync::mpsc;
 
 const DAY: i64 = 24 * 3600;
 
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
+use crate::support::process::p;
 
 fn ident(files: &CertFiles) -> Identity {
     Identity::load(&files.cert, &files.key).unwrap()

@@ -535,6 +535,11 @@ pub fn rand_between(lo: u64, hi: u64) -> u64 {
     rand::thread_rng().gen_range(lo..hi)
 }
 
+/// Sleeps a random time between `lo` and `hi` milliseconds (where a fault strikes).
+pub fn sleep_ms(lo: u64, hi: u64) {
+    std::thread::sleep(Duration::from_millis(rand_between(lo, hi)));
+}
+
 /// How a [`Proxy`] treats the frames going to the sender (broker → client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckFault {

@@ -15,6 +15,16 @@ pub fn ssm_bin() -> &'static str {
     SSM
 }
 
+/// A path as a command-line argument.
+pub fn p(path: &std::path::Path) -> String {
+    path.display().to_string()
+}
+
+/// A path as a UTF-8 `&str` (test paths are); anything else fails the test.
+pub fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
 /// `ssm <args>` run to the end with `stdin` written to it (then closed); its output.
 pub fn ssm_output(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(SSM)
