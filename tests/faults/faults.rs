@@ -8,8 +8,8 @@
 //!
 //! Every scenario runs against a fresh embedded broker process and then against every real
 //! broker named in `SSM_TEST_BROKERS` (a named broker that does not answer fails the test).
-//! Broker restarts (embedded and real) are in their own test binary, `faults_restart.rs`:
-//! restarting a real broker cuts every connection on it.
+//! Broker restarts (embedded and real) are in their own test binary, `restart`
+//! (`tests/restart/faults_restart.rs`): restarting a real broker cuts every connection on it.
 
 use crate::support::faults;
 use crate::support::tmpfs::Tmpfs;

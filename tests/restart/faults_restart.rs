@@ -4,9 +4,9 @@
 //! when real brokers are named). Afterwards the senders are run again as cron would, and every
 //! queued message must be stored exactly once.
 //!
-//! A real-broker restart cuts every connection on that broker, so this is its own test binary
-//! (cargo runs test binaries one after another) with a single test that restarts one broker at a
-//! time.
+//! A real-broker restart cuts every connection on that broker, so this lives in the `restart`
+//! test binary (cargo runs test binaries one after another), holds `support::serial` against
+//! the other restart test, and restarts one broker at a time.
 
 use crate::support::faults;
 

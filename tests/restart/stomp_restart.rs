@@ -2,8 +2,9 @@
 //! in `SSM_TEST_BROKERS` (restarted with `$SSM_TEST_BROKER_CTL restart <name>`, which must be
 //! set when real brokers are named).
 //!
-//! This is its own test binary because restarting a real broker would break the conformance
-//! tests running in parallel against it; cargo runs test binaries one after another.
+//! This lives in the `restart` test binary, not with the conformance tests, because restarting a
+//! real broker would break those running in parallel against it; cargo runs test binaries one
+//! after another. It holds `support::serial` against the other restart test.
 
 use crate::support::brokers;
 

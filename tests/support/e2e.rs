@@ -3,7 +3,7 @@
 //! Every scenario runs against a fresh embedded broker and against every real broker named in
 //! `SSM_TEST_BROKERS` (see `support/brokers.rs`); a named broker that does not answer fails the
 //! test. Each scenario uses its own topic, so tests may share a real broker and run in parallel.
-//! The PKI is generated once per test binary.
+//! The PKI is generated once per test binary (and shared by its modules; none changes it).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub use super::brokers;
