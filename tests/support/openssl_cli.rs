@@ -151,6 +151,4 @@ pub fn cli_decrypt_verify(body: &[u8], recipient: &CertFiles, capath: &Path) -> 
     )
 }
 
-pub fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+pub use super::process::path_str as path;
