@@ -168,7 +168,7 @@ impl Setup {
     /// `i` gets sequence numbers `i * messages ..`, so every message is distinct.
     pub fn fill_queues(&self, messages: usize, size: usize) -> anyhow::Result<()> {
         for i in 0..self.clients.len() {
-            let outgoing = Outgoing::open(&self.outgoing_dir(i), PathType::Dirq)?;
+            let outgoing = Outgoing::open(&self.outgoing_dir(i), PathType::QueueSimple)?;
             for m in 0..messages {
                 outgoing.add(&apel_message(i * messages + m, size))?;
             }

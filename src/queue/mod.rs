@@ -59,12 +59,6 @@ pub enum PathType {
 }
 
 impl PathType {
-    /// Transitional alias for [`PathType::QueueSimple`], for code outside `queue/` and
-    /// `config/` not yet renamed (`demo.rs`, `ops/`, tests); to be removed at merge.
-    #[doc(hidden)]
-    #[allow(non_upper_case_globals)]
-    pub const Dirq: PathType = PathType::QueueSimple;
-
     /// The accepted names, in documentation order.
     pub const NAMES: [&'static str; 2] = ["dirq", "directory"];
 }

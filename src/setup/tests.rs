@@ -7,7 +7,7 @@ use super::*;
 use crate::config::{
     IdentityOverrides, Loadable, ReceiverConfig, ReceiverOverrides, SenderConfig, SenderOverrides,
 };
-use crate::pki::Pki;
+use crate::harness::pki::Pki;
 
 fn sender_cfg(pki: &Pki, dir: &Path, cert: &Path, key: &Path, server: &Path) -> SenderConfig {
     let o = SenderOverrides {

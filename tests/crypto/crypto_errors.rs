@@ -11,7 +11,7 @@ use ssm::crypto::{
     Opener, TrustStore,
 };
 
-fn sealed_by(files: &ssm::pki::CertFiles, msg: &[u8]) -> Vec<u8> {
+fn sealed_by(files: &ssm::harness::pki::CertFiles, msg: &[u8]) -> Vec<u8> {
     let pki = pki();
     seal(
         msg,

@@ -2,8 +2,8 @@
 //! refuses a `certresp` carrying the wrong DN. Runs against the embedded broker and every real
 //! broker in `SSM_TEST_BROKERS`.
 
-use crate::support::frames::SsmFrames;
 use crate::support::e2e;
+use crate::support::frames::SsmFrames;
 
 use e2e::{message, pki, sender_settings, sender_with, start_receiver, targets, tmp, topic, Peer};
 use ssm::protocol::SsmMessage;

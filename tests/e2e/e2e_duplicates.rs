@@ -4,8 +4,8 @@
 //! sender resends after its ack timeout. Runs against the embedded broker and every real broker
 //! in `SSM_TEST_BROKERS`.
 
-use crate::support::frames::SsmFrames;
 use crate::support::e2e;
+use crate::support::frames::SsmFrames;
 
 use std::time::Duration;
 

@@ -207,7 +207,7 @@ async fn enqueue_send_and_receive_as_processes() {
         assert!(stored
             .iter()
             .all(|r| r.signer.as_deref() == Some(pk.client.dn.as_str())));
-        let outgoing = Outgoing::open(&outq, PathType::Dirq).unwrap();
+        let outgoing = Outgoing::open(&outq, PathType::QueueSimple).unwrap();
         assert_eq!(outgoing.count().unwrap(), 0, "[{}] outgoing empty", t.name);
     }
 }
@@ -393,7 +393,7 @@ async fn a_send_daemon_ships_new_messages_and_stops_on_sigterm() {
         let mut daemon = Background::spawn(ssm(&args));
         daemon.wait_for("sender starting").await;
         // Messages appear after the daemon started.
-        let feed = Outgoing::open(&outq, PathType::Dirq).unwrap();
+        let feed = Outgoing::open(&outq, PathType::QueueSimple).unwrap();
         let bodies: Vec<Vec<u8>> = (0..N).map(|i| message("daemon-proc", i)).collect();
         for b in &bodies {
             feed.add(b).unwrap();

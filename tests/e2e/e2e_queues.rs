@@ -65,11 +65,11 @@ async fn a_daemon_ships_messages_as_they_appear() {
         let topic = topic();
         let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
         let qdir = dir.path().join("outgoing");
-        let feed = Outgoing::open(&qdir, PathType::Dirq).unwrap();
+        let feed = Outgoing::open(&qdir, PathType::QueueSimple).unwrap();
         let settings = sender_settings(&t, &topic, &pki().pki.client);
         let mut sender = Sender::new(
             settings,
-            Outgoing::open(&qdir, PathType::Dirq).unwrap(),
+            Outgoing::open(&qdir, PathType::QueueSimple).unwrap(),
             Dirq::open(&qdir.join("reject")).unwrap(),
         );
         let shutdown = CancellationToken::new();
@@ -116,7 +116,7 @@ async fn two_senders_on_one_queue_send_each_message_once() {
         let topic = topic();
         let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
         let qdir = dir.path().join("outgoing");
-        let feed = Outgoing::open(&qdir, PathType::Dirq).unwrap();
+        let feed = Outgoing::open(&qdir, PathType::QueueSimple).unwrap();
         let bodies: Vec<Vec<u8>> = (0..N).map(|i| message("shared-queue", i)).collect();
         for b in &bodies {
             feed.add(b).unwrap();
@@ -126,7 +126,7 @@ async fn two_senders_on_one_queue_send_each_message_once() {
                 let settings = sender_settings(&t, &topic, &pki().pki.client);
                 let mut sender = Sender::new(
                     settings,
-                    Outgoing::open(&qdir, PathType::Dirq).unwrap(),
+                    Outgoing::open(&qdir, PathType::QueueSimple).unwrap(),
                     Dirq::open(&qdir.join("reject")).unwrap(),
                 );
                 tokio::spawn(async move { sender.run_once().await })

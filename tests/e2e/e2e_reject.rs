@@ -7,7 +7,7 @@ use crate::support::e2e;
 use e2e::{
     message, pki, seal, sender_settings, sender_with, start_receiver, targets, tmp, topic, Peer,
 };
-use ssm::pki::CertFiles;
+use ssm::harness::pki::CertFiles;
 use ssm::protocol::AckOutcome;
 use ssm::receiver::Stats;
 

@@ -129,7 +129,7 @@ async fn a_large_message_arrives_intact() {
         let dir = tmp();
         let topic = topic();
         let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
-        let body = ssm::demo::apel_message(7, 2 * 1024 * 1024);
+        let body = ssm::harness::demo::apel_message(7, 2 * 1024 * 1024);
         let mut settings = sender_settings(&t, &topic, &pki().pki.client);
         settings.ack_timeout = Duration::from_secs(20);
         let (mut sender, outgoing, _) =
@@ -289,8 +289,11 @@ async fn stopping_the_receiver_mid_stream_keeps_every_promise() {
         let settings = sender_settings(&t, &topic, &pki().pki.client);
         let mut sender = ssm::sender::Sender::new(
             settings,
-            ssm::queue::Outgoing::open(&dir.path().join("outgoing"), ssm::queue::PathType::Dirq)
-                .unwrap(),
+            ssm::queue::Outgoing::open(
+                &dir.path().join("outgoing"),
+                ssm::queue::PathType::QueueSimple,
+            )
+            .unwrap(),
             ssm::queue::Dirq::open(&dir.path().join("outgoing").join("reject")).unwrap(),
         );
         sender

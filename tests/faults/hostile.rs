@@ -19,7 +19,7 @@ use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 use openssl::x509::X509;
 use ssm::crypto::{message_id, seal, Cipher, Identity};
-use ssm::pki::CertFiles;
+use ssm::harness::pki::CertFiles;
 use ssm::stomp::{AckMode, Client, Command, Event, Frame};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ssm::broker::BrokerHandle;
-use ssm::pki::Pki;
+use ssm::harness::pki::Pki;
 
 use crate::support::process::SSM;
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 use ssm::queue::{Outgoing, PathType};
 
 use crate::support::process::SSM;
@@ -179,7 +179,7 @@ fn receiver_daemon_notifies_holds_its_pidfile_and_counts_what_it_stores() {
     let before = scrape(metrics_port);
     assert!(before.contains("\nssm_received_total 0\n"), "{before}");
 
-    let out = Outgoing::open(&d.join("outgoing"), PathType::Dirq).unwrap();
+    let out = Outgoing::open(&d.join("outgoing"), PathType::QueueSimple).unwrap();
     for i in 0..N {
         out.add(format!("record {i}").as_bytes()).unwrap();
     }
@@ -207,7 +207,7 @@ fn receiver_daemon_notifies_holds_its_pidfile_and_counts_what_it_stores() {
         (&pki.untrusted_client, "untrusted"),
     ] {
         let q = d.join(queue);
-        Outgoing::open(&q, PathType::Dirq)
+        Outgoing::open(&q, PathType::QueueSimple)
             .unwrap()
             .add(b"not welcome")
             .unwrap();
@@ -420,7 +420,7 @@ fn sender_daemon_serves_live_counters_and_queue_metrics_and_notifies() {
     );
     assert!(recv_datagram(&receiver_notify).starts_with("READY=1\n"));
     const N: usize = 3;
-    let out = Outgoing::open(&d.join("outgoing"), PathType::Dirq).unwrap();
+    let out = Outgoing::open(&d.join("outgoing"), PathType::QueueSimple).unwrap();
     for i in 0..N {
         out.add(format!("record {i}").as_bytes()).unwrap();
     }

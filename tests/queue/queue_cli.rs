@@ -59,7 +59,7 @@ fn enqueue_reads_stdin_when_no_file_is_given() {
         Some(b"from stdin\0\xff"),
     ));
     let name = out.trim();
-    let q = Outgoing::open(d.path(), PathType::Dirq).unwrap();
+    let q = Outgoing::open(d.path(), PathType::QueueSimple).unwrap();
     assert_eq!(q.names().unwrap(), vec![name.to_string()]);
     assert_eq!(q.get(name).unwrap(), b"from stdin\0\xff");
 }
@@ -83,7 +83,7 @@ fn enqueue_fails_clearly_on_a_missing_file_or_bad_path_type() {
 #[test]
 fn queue_ls_and_count_show_elements_sizes_ages_and_locks() {
     let d = tempfile::tempdir().unwrap();
-    let q = Outgoing::open(d.path(), PathType::Dirq).unwrap();
+    let q = Outgoing::open(d.path(), PathType::QueueSimple).unwrap();
     let a = q.add(b"12345").unwrap();
     std::thread::sleep(Duration::from_millis(2));
     let b = q.add(b"xy").unwrap();
@@ -106,7 +106,7 @@ fn queue_ls_and_count_show_elements_sizes_ages_and_locks() {
 #[test]
 fn queue_purge_removes_stale_leftovers() {
     let d = tempfile::tempdir().unwrap();
-    let q = Outgoing::open(d.path(), PathType::Dirq).unwrap();
+    let q = Outgoing::open(d.path(), PathType::QueueSimple).unwrap();
     let a = q.add(b"data").unwrap();
     let tmp = d.path().join(&a[..8]).join("00000001000001.tmp");
     fs::write(&tmp, b"half").unwrap();

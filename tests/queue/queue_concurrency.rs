@@ -37,7 +37,7 @@ fn check(all: Vec<Vec<u8>>) {
 
 #[test]
 fn concurrent_consumers_of_outgoing_queues_take_each_element_once() {
-    for kind in [PathType::Dirq, PathType::Directory] {
+    for kind in [PathType::QueueSimple, PathType::Directory] {
         let d = tempfile::tempdir().unwrap();
         let q = Outgoing::open(d.path(), kind).unwrap();
         for i in 0..N {

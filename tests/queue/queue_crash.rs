@@ -18,7 +18,7 @@ fn backdate(path: &Path, secs: u64) {
 #[test]
 fn a_leftover_tmp_file_is_invisible_and_purged() {
     let d = tempfile::tempdir().unwrap();
-    let q = Outgoing::open(d.path(), PathType::Dirq).unwrap();
+    let q = Outgoing::open(d.path(), PathType::QueueSimple).unwrap();
     let kept = q.add(b"complete").unwrap();
     // What a writer killed between its write and its link leaves behind.
     let tmp = d.path().join(&kept[..8]).join("00000001000001.tmp");

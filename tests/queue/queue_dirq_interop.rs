@@ -48,7 +48,7 @@ for i in range(20):
     );
     let py_names: Vec<String> = names.lines().map(str::to_string).collect();
     assert_eq!(py_names.len(), 20);
-    let q = Outgoing::open(&path, PathType::Dirq).unwrap();
+    let q = Outgoing::open(&path, PathType::QueueSimple).unwrap();
     let ours = q.names().unwrap();
     assert_eq!(q.count().unwrap(), 20);
     // Python's names are in insertion order; ours sort by name, which is time order.
@@ -77,7 +77,7 @@ for i in range(20):
 fn ssm_adds_and_python_queue_simple_reads_locks_removes() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("out");
-    let q = Outgoing::open(&path, PathType::Dirq).unwrap();
+    let q = Outgoing::open(&path, PathType::QueueSimple).unwrap();
     let mut added = Vec::new();
     for i in 0..20 {
         added.push(q.add(format!("msg {i}\u{e9}").as_bytes()).unwrap());
@@ -266,7 +266,7 @@ if len(sys.argv) > 3:
 fn python_writer_and_ssm_reader_at_the_same_time_lose_nothing() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("out");
-    let q = Outgoing::open(&path, PathType::Dirq).unwrap();
+    let q = Outgoing::open(&path, PathType::QueueSimple).unwrap();
     let mut writer = Command::new(pyenv::python())
         .arg("-c")
         .arg(

@@ -6,8 +6,8 @@
 //! `SSM_TEST_BROKERS`; the log scenario runs `ssm receive` as a process on an embedded broker
 //! process and reads its log file.
 
-use crate::support::frames::SsmFrames;
 use crate::support::e2e;
+use crate::support::frames::SsmFrames;
 
 use e2e::{
     md5, message, pki, seal, sender_settings, sender_with, start_receiver, targets, tmp, topic,

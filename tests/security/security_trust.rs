@@ -6,8 +6,8 @@
 //! The receiver-process scenarios run `ssm receive` (the real binary, to get SIGHUP handling)
 //! against the embedded broker and every real broker in `SSM_TEST_BROKERS`.
 
-use crate::support::frames::SsmFrames;
 use crate::support::e2e;
+use crate::support::frames::SsmFrames;
 use crate::support::openssl_cli;
 
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use e2e::{message, pki, targets, tmp, topic, Peer, Target, WAIT};
 use ssm::crypto::{self, CryptoError, Dn, DnFile, DnList, Identity, Opener, TrustStore};
-use ssm::pki::CertFiles;
+use ssm::harness::pki::CertFiles;
 use ssm::protocol::{AckOutcome, SsmMessage};
 use ssm::queue::MessageStore;
 use ssm::sender::SenderError;

@@ -116,7 +116,7 @@ impl Target {
     /// Whether the client must SUBSCRIBE to its own `/temp-queue/…` to get replies (ActiveMQ
     /// and the embedded broker), or must not (RabbitMQ, where it is an error).
     pub fn subscribe_temp_queue(&self, kind: BrokerKind) -> bool {
-        kind != BrokerKind::RabbitMq
+        ssm::transport::stomp::subscribes_to_reply_queue(kind)
     }
 }
 

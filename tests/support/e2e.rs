@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ssm::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 use ssm::protocol::{AckOutcome, SsmMessage};
 use ssm::queue::{Dirq, MessageStore, Outgoing, PathType, Record};
 use ssm::receiver::{self, Control, ReceiverError, ReceiverSettings, Stats};
@@ -240,13 +240,13 @@ pub fn sender_settings(t: &Target, topic: &str, cert: &CertFiles) -> SenderSetti
         cipher: Cipher::Des3,
         ack_timeout: Duration::from_secs(3),
         max_attempts: 3,
-        reply_queue: SenderSettings::new_reply_queue(),
+        reply_queue: ssm::transport::stomp::new_reply_queue(),
     }
 }
 
 /// An outgoing queue (dirq) under `dir` holding `messages`, and its reject queue.
 pub fn queue_with(dir: &Path, messages: &[Vec<u8>]) -> (Outgoing, Dirq) {
-    let out = Outgoing::open(&dir.join("outgoing"), PathType::Dirq).unwrap();
+    let out = Outgoing::open(&dir.join("outgoing"), PathType::QueueSimple).unwrap();
     for m in messages {
         out.add(m).unwrap();
     }
@@ -262,7 +262,7 @@ pub fn sender_with(
     messages: &[Vec<u8>],
 ) -> (Sender, Outgoing, Dirq) {
     let (out, reject) = queue_with(dir, messages);
-    let out2 = Outgoing::open(&dir.join("outgoing"), PathType::Dirq).unwrap();
+    let out2 = Outgoing::open(&dir.join("outgoing"), PathType::QueueSimple).unwrap();
     let reject2 = Dirq::open(&dir.join("outgoing").join("reject")).unwrap();
     (Sender::new(settings, out, reject), out2, reject2)
 }

@@ -21,7 +21,7 @@ pub use super::brokers::Target;
 use ssm::crypto::message_id;
 
 use super::messages::Tally;
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 use ssm::queue::{MessageStore, Outgoing, PathType};
 
 pub use super::process::{free_port, kill9, ssm_bin, terminate, wait_child, wait_listening};
@@ -177,7 +177,7 @@ impl World {
                 .unwrap();
             dns.push_str(&format!("{}\n", cert.dn));
             let queue = self.path(&format!("outgoing-{i}"));
-            let q = Outgoing::open(&queue, PathType::Dirq).unwrap();
+            let q = Outgoing::open(&queue, PathType::QueueSimple).unwrap();
             let mut expected = Vec::new();
             for m in 0..per_sender {
                 let body = message(i, m);
@@ -361,7 +361,7 @@ pub struct SenderSpec {
 impl SenderSpec {
     /// Messages still in its outgoing queue.
     pub fn count(&self) -> usize {
-        Outgoing::open(&self.queue, PathType::Dirq)
+        Outgoing::open(&self.queue, PathType::QueueSimple)
             .unwrap()
             .count()
             .unwrap()

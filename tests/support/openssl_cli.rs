@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use ssm::crypto::{Identity, Opener, TrustStore};
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 
 /// The PKI shared by all tests of one binary (RSA key generation is the slow part).
 pub fn pki() -> &'static Pki {

@@ -50,7 +50,7 @@ impl Peer {
         topic: &str,
     ) -> Peer {
         let client = t.connect_with(cfg).await;
-        if client.kind() != BrokerKind::RabbitMq {
+        if ssm::transport::stomp::subscribes_to_reply_queue(client.kind()) {
             client
                 .handle()
                 .subscribe(&reply_queue, AckMode::Auto, &[])
@@ -69,7 +69,13 @@ impl Peer {
     /// Connects a peer of the in-process suites (`e2e::client_config`) that gets replies on a
     /// reply queue named the way the sender names its own.
     pub async fn connect(t: &Target) -> Peer {
-        Peer::connect_with(t, &client_config(t), SenderSettings::new_reply_queue(), "").await
+        Peer::connect_with(
+            t,
+            &client_config(t),
+            ssm::transport::stomp::new_reply_queue(),
+            "",
+        )
+        .await
     }
 
     /// Connects a peer of the real-process suites ([`Target::config_with_heartbeats`]) that
