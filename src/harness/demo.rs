@@ -12,20 +12,21 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::sync::oneshot;
 
 use crate::broker::{self, BrokerConfig, BrokerHandle};
-use crate::config::{Loadable, SenderConfig};
-use crate::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
+use crate::config::{Loadable, ReceiverConfig, SenderConfig};
+use crate::crypto::{self, Cipher};
 use crate::harness::pki::{CertFiles, Pki};
 use crate::queue::{MessageStore, Outgoing, PathType};
-use crate::receiver::{self, Control, ReceiverSettings, Stats};
+use crate::receiver::{self, Control, Stats};
 use crate::sender::{Sender, Summary};
-use crate::stomp::{BrokerAddr, ClientConfig};
+use crate::setup::ReceiverRun;
+use crate::stomp::BrokerAddr;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -248,6 +249,60 @@ impl Setup {
         }
         Ok(paths)
     }
+
+    /// Writes the receiver's `receiver.cfg` (the server certificate, the run's CA directory,
+    /// its DN file and store), in the format `ssm receive -c` reads.
+    pub fn write_receiver_config(
+        &self,
+        broker: &BrokerAddr,
+        login: Option<&(String, String)>,
+        destination: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let path_of = |p: &Path| p.display().to_string();
+        let mut text = String::from("# Written by ssm demo for its receiver.\n");
+        let mut section = |name: &str, options: &[(&str, String)]| -> anyhow::Result<()> {
+            let _ = writeln!(text, "\n[{name}]");
+            for (key, value) in options {
+                let _ = writeln!(text, "{key} = {}", ini_value(key, value)?);
+            }
+            Ok(())
+        };
+        section(
+            "receiver",
+            &[
+                ("protocol", "STOMP".into()),
+                ("dn_file", path_of(&self.dns_path)),
+            ],
+        )?;
+        let mut broker_opts = vec![("brokers", broker.to_string()), ("use_ssl", "false".into())];
+        if let Some((login, passcode)) = login {
+            broker_opts.push(("login", login.clone()));
+            broker_opts.push(("passcode", passcode.clone()));
+        }
+        section("broker", &broker_opts)?;
+        section(
+            "certificates",
+            &[
+                ("certificate", path_of(&self.pki.server.cert)),
+                ("key", path_of(&self.pki.server.key)),
+                ("capath", path_of(&self.pki.capath)),
+            ],
+        )?;
+        section(
+            "messaging",
+            &[
+                ("destination", destination.to_string()),
+                ("path", path_of(&self.store_path)),
+            ],
+        )?;
+        section(
+            "logging",
+            &[("level", "WARN".into()), ("console", "true".into())],
+        )?;
+        let path = self.dir.join("receiver.cfg");
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
 }
 
 /// What every sender of a run is told in its `sender.cfg`, besides its own certificate and queue.
@@ -290,17 +345,6 @@ pub async fn start_embedded_broker() -> anyhow::Result<(BrokerHandle, BrokerAddr
     Ok((handle, addr))
 }
 
-/// Client settings for one broker, with an optional login, giving up after three rounds.
-pub fn client_config(addr: &BrokerAddr, login: Option<&(String, String)>) -> ClientConfig {
-    let mut client = ClientConfig::new(vec![addr.clone()]);
-    if let Some((login, passcode)) = login {
-        client.login = Some(login.clone());
-        client.passcode = Some(passcode.clone());
-    }
-    client.max_rounds = Some(3);
-    client
-}
-
 /// Builds the live sender a loaded `sender.cfg` describes; the command line passes the one
 /// `ssm send` uses, so that the demo's senders are made exactly as production's are.
 pub type BuildSender<'a> = &'a (dyn Fn(&SenderConfig) -> anyhow::Result<Sender> + Sync);
@@ -310,8 +354,6 @@ pub type BuildSender<'a> = &'a (dyn Fn(&SenderConfig) -> anyhow::Result<Sender> 
 /// loader and built by `build`; the receiver runs in this process.
 pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<DemoReport> {
     let setup = Setup::prepare(&opts.dir, opts.senders)?;
-    let pki = &setup.pki;
-    let trust = TrustStore::new(Some(&pki.capath), None, false)?;
 
     let mut embedded = None;
     let addr = match &opts.broker {
@@ -322,12 +364,11 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
             addr
         }
     };
-    let client = client_config(&addr, opts.login.as_ref());
-    let dns = DnList::load(&setup.dns_path)?;
-
+    // The receiver is configured and built as `ssm receive -c` builds it.
+    let rcfg_path = setup.write_receiver_config(&addr, opts.login.as_ref(), &opts.destination)?;
+    let (rcfg, _warnings) = ReceiverConfig::load(&rcfg_path)?;
+    let rsettings = crate::setup::start_receiver(&rcfg, ReceiverRun::default())?.settings;
     let store_path = setup.store_path.clone();
-    let server = Identity::load(&pki.server.cert, &pki.server.key)?;
-    let cert_pem = String::from_utf8(server.cert.to_pem()?)?;
     let stats = Arc::new(Stats::default());
     let (ready_tx, ready_rx) = oneshot::channel();
     let control = Control {
@@ -336,18 +377,6 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
         stats: stats.clone(),
     };
     let shutdown = control.shutdown.clone();
-    let rsettings = ReceiverSettings {
-        transport: crate::transport::TransportConfig::stomp(client.clone(), None),
-        destination: opts.destination.clone(),
-        opener: Opener::new(server.clone(), trust.clone()),
-        cert_pem,
-        dns: Arc::new(RwLock::new(dns)),
-        store_path: store_path.clone(),
-        reack_max_age: Duration::from_secs(7 * 86400),
-        max_messages: None,
-        run_for: None,
-        lanes: 0,
-    };
     let receiver = tokio::spawn(receiver::run(rsettings, control));
     tokio::select! {
         r = ready_rx => r.context("the receiver stopped before it was ready")?,

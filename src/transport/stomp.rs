@@ -129,7 +129,7 @@ impl StompConnection {
                 Event::ServiceError(frame.header("message").unwrap_or("").to_string())
             }
             StompEvent::Oversized(o) => Event::Skipped(Skipped {
-                headers: o.frame.headers,
+                envelope: envelope_of(o.frame).unwrap_or_default(),
                 size: o.size,
                 max: o.max,
             }),
