@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ssm::crypto::{seal, Cipher, Identity, Opener, TrustStore};
-use ssm::pki::Pki;
+use ssm::harness::pki::Pki;
 
 /// APEL individual job records, repeated up to `size` bytes.
 fn apel_text(size: usize) -> Vec<u8> {

@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ssm::demo::apel_message;
+use ssm::harness::demo::apel_message;
 use ssm::queue::{Dirq, Record};
 
 fn record(seq: usize) -> Record {

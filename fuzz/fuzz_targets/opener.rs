@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use ssm::crypto::{Identity, Opener, TrustStore};
-use ssm::pki::Pki;
+use ssm::harness::pki::Pki;
 
 fn opener() -> &'static Opener {
     static OPENER: OnceLock<Opener> = OnceLock::new();

@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let out_path = dir.path().join("outgoing");
     let _ = std::fs::create_dir_all(&out_path);
     plant(&out_path, first);
-    if let Ok(q) = Outgoing::open(&out_path, PathType::Dirq) {
+    if let Ok(q) = Outgoing::open(&out_path, PathType::QueueSimple) {
         let _ = q.count();
         if let Ok(names) = q.names() {
             for name in names.iter().take(16) {

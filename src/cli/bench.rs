@@ -1,11 +1,12 @@
-//! `ssm bench`: end-to-end throughput, ack latency and memory (see [`crate::bench`]).
+//! `ssm bench`: end-to-end throughput, ack latency and memory (see [`crate::harness::bench`]).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::bench::{self, BenchOptions};
+use crate::config::{Loadable, SenderConfig};
 use crate::crypto::Cipher;
+use crate::harness::bench::{self, BenchOptions};
 use crate::stomp::BrokerAddr;
 
 /// Which part of a benchmark this process plays.
@@ -13,7 +14,7 @@ use crate::stomp::BrokerAddr;
 pub enum Role {
     /// Runs the benchmark: broker, receiver and senders as child processes, then the report.
     Bench,
-    /// Internal: the senders' child process (needs `--plan`).
+    /// Internal: the senders' child process (needs `--sender-config`).
     Senders,
 }
 
@@ -54,16 +55,20 @@ pub struct Args {
     /// Internal: which part this process plays.
     #[arg(long, value_enum, default_value = "bench", hide = true)]
     pub role: Role,
-    /// Internal: the senders' plan file (with `--role senders`).
-    #[arg(long, hide = true, required_if_eq("role", "senders"))]
-    pub plan: Option<PathBuf>,
+    /// Internal: one `sender.cfg` per sender (with `--role senders`; repeat the flag).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "FILE",
+        required_if_eq("role", "senders")
+    )]
+    pub sender_config: Vec<PathBuf>,
 }
 
 /// Runs `ssm bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.role == Role::Senders {
-        let plan = args.plan.context("--role senders needs --plan")?;
-        return bench::senders_main(&plan);
+        return senders(&args.sender_config);
     }
     crate::logging::init("warn", None, true)?;
     if args.size == 0 {
@@ -74,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // The temporary directory lives until the end of the run; a given one is kept.
     let (dir, _temp) = match args.dir {
-        Some(d) if !crate::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
+        Some(d) if !crate::harness::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
         Some(d) => (d, None),
         None => {
             let t = tempfile::Builder::new().prefix("ssm-bench-").tempdir()?;
@@ -113,4 +118,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("{}", report.to_json());
     Ok(())
+}
+
+/// The `--role senders` child: every file through the loader `ssm send -c` uses, every sender
+/// built as `ssm send` builds it (a single pass), then all of them run at once.
+fn senders(configs: &[PathBuf]) -> anyhow::Result<()> {
+    if configs.is_empty() {
+        bail!("--role senders needs --sender-config");
+    }
+    let mut senders = Vec::with_capacity(configs.len());
+    for (i, path) in configs.iter().enumerate() {
+        let (cfg, warnings) = SenderConfig::load(path)?;
+        if i == 0 {
+            // The bench writes the same [logging] into every file.
+            crate::setup::init_logging(&cfg.common.logging)?;
+        }
+        for w in warnings {
+            tracing::warn!("{}: {w}", path.display());
+        }
+        let sender = crate::setup::start_sender(&cfg, false)
+            .with_context(|| format!("sender of {}", path.display()))?
+            .into_sender();
+        senders.push(sender);
+    }
+    bench::senders_main(senders)
 }

@@ -1,11 +1,12 @@
-//! `ssm demo`: the README's first command (see [`crate::demo`]).
+//! `ssm demo`: the README's first command (see [`crate::harness::demo`]).
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 
+use crate::config::SenderConfig;
 use crate::crypto::Cipher;
-use crate::demo::{self, DemoOptions};
+use crate::harness::demo::{self, DemoOptions};
 use crate::stomp::BrokerAddr;
 
 /// Arguments of `ssm demo`.
@@ -77,7 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dir.display()
     );
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(demo::run(opts))?;
+    // The senders are built as `ssm send` builds them (a single pass).
+    let build = |cfg: &SenderConfig| Ok(crate::setup::start_sender(cfg, false)?.into_sender());
+    let report = rt.block_on(demo::run(opts, &build))?;
     println!("{report}");
     println!("every message was stored exactly once and acked");
     Ok(())

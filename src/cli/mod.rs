@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod broker;
 pub mod check;
-mod common;
 pub mod demo;
 pub mod enqueue;
 pub mod generate;

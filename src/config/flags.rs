@@ -124,22 +124,6 @@ pub struct IdentityOverrides {
     pub cafile: Option<PathBuf>,
 }
 
-impl IdentityOverrides {
-    /// Applies the flags given over a configuration's certificate settings.
-    pub(crate) fn apply(
-        &self,
-        certificate: &mut PathBuf,
-        key: &mut PathBuf,
-        capath: &mut Option<PathBuf>,
-        cafile: &mut Option<PathBuf>,
-    ) {
-        super::set_required(certificate, &self.cert);
-        super::set_required(key, &self.key);
-        super::set(capath, &self.capath);
-        super::set(cafile, &self.cafile);
-    }
-}
-
 /// Broker flags `ssm send` and `ssm receive` share, flattened last into both (clap lists flags
 /// in declaration order, so they stay at the end of `--help`). `--broker` itself is not here:
 /// it comes second in both commands' help.

@@ -10,7 +10,7 @@
 //! - A configuration that loads is complete and valid as far as can be told without touching
 //!   the network or reading certificates: required options present, ports in range, names from
 //!   their lists, durations and counts positive. (Whether the key matches the certificate, or
-//!   the certificate is about to expire, is checked with `crate::crypto` by the commands.)
+//!   the certificate is about to expire, is a start-up rule of `crate::setup`.)
 //! - Every error is one line that names the file, the `[section]` and the option (and the flag
 //!   that can supply it when it is missing), e.g.
 //!   `sender.cfg: [broker] port: 'abc' is not a port number (1-65535)`.
@@ -18,6 +18,7 @@
 //!   versions, come back as warnings for the caller to log.
 //! - Loading does no I/O besides reading the one file; paths are not checked for existence.
 
+mod common;
 mod flags;
 mod ini;
 mod load;
@@ -27,8 +28,10 @@ pub mod values;
 
 use std::path::PathBuf;
 
-use crate::stomp::BrokerKind;
-
+pub use common::{
+    BrokerSettings, CommonSettings, DaemonSettings, IdentitySettings, LoggingSettings,
+    DEFAULT_LEVEL,
+};
 pub use flags::{BrokerOverrides, IdentityOverrides, ReceiverOverrides, SenderOverrides};
 pub use load::Loadable;
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
@@ -41,49 +44,6 @@ pub const DEFAULT_SENDER_CFG: &str = "/etc/apel/sender.cfg";
 pub const DEFAULT_RECEIVER_CFG: &str = "/etc/apel/receiver.cfg";
 /// The allowed-DN file of the receiver when neither `-d` nor `[receiver] dn_file` is given.
 pub const DEFAULT_DN_FILE: &str = "/etc/apel/dns";
-/// Log level when `[logging] level` is not given.
-pub const DEFAULT_LEVEL: &str = "INFO";
-
-/// How to reach the broker(s).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerSettings {
-    /// Brokers as `(host, port)`, in failover order; never empty in a loaded configuration.
-    pub brokers: Vec<(String, u16)>,
-    /// Connect with TLS. Default: on when a file is read (as the Python SSM), off with flags
-    /// only; `--tls` turns it on.
-    pub use_ssl: bool,
-    /// STOMP login, if the broker wants one.
-    pub login: Option<String>,
-    /// STOMP passcode, if the broker wants one.
-    pub passcode: Option<String>,
-    /// The broker kind to assume for its quirks; `None` = find out from the broker (`auto`, or
-    /// not said).
-    pub kind: Option<BrokerKind>,
-    /// CA directory for the broker's TLS certificate; `None` = the caller's choice (normally
-    /// the `[certificates]` trust store).
-    pub broker_capath: Option<PathBuf>,
-}
-
-/// Where and how much to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggingSettings {
-    /// Log file; `None` = no log file.
-    pub logfile: Option<PathBuf>,
-    /// Level name in upper case (one of [`values::LEVELS`]); default `INFO`.
-    pub level: String,
-    /// Also log to the console (stderr); default on.
-    pub console: bool,
-}
-
-impl Default for LoggingSettings {
-    fn default() -> Self {
-        LoggingSettings {
-            logfile: None,
-            level: DEFAULT_LEVEL.to_string(),
-            console: true,
-        }
-    }
-}
 
 /// Why a configuration could not be loaded. Every message is one line.
 #[derive(Debug, thiserror::Error)]
@@ -170,44 +130,6 @@ fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
         path: path.to_path_buf(),
         error,
     })
-}
-
-impl BrokerSettings {
-    /// Settings before any file or flag: no broker, TLS off.
-    fn empty() -> BrokerSettings {
-        BrokerSettings {
-            brokers: Vec::new(),
-            use_ssl: false,
-            login: None,
-            passcode: None,
-            kind: None,
-            broker_capath: None,
-        }
-    }
-
-    /// Applies the broker flags: a `--broker` list replaces the brokers, `--tls` turns TLS on.
-    fn apply(&mut self, broker: &[(String, u16)], f: &BrokerOverrides) {
-        if !broker.is_empty() {
-            self.brokers = broker.to_vec();
-        }
-        if f.tls {
-            self.use_ssl = true;
-        }
-        set(&mut self.login, &f.login);
-        set(&mut self.passcode, &f.passcode);
-        set(&mut self.broker_capath, &f.broker_capath);
-        if let Some(KindChoice(kind)) = f.broker_kind {
-            self.kind = kind;
-        }
-    }
-
-    /// Checks that there is a broker.
-    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
-        if self.brokers.is_empty() {
-            return Err(missing(origin, "broker", "host", "--broker HOST:PORT"));
-        }
-        Ok(())
-    }
 }
 
 /// Replaces `slot` when the flag was given.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::ini::IniReader;
 use super::load::Loadable;
 use super::{
-    missing, set, set_required, BrokerSettings, ConfigError, LoggingSettings, ReceiverOverrides,
+    common::CommonFlags, missing, set_required, CommonSettings, ConfigError, ReceiverOverrides,
     DEFAULT_DN_FILE, DEFAULT_RECEIVER_CFG,
 };
 
@@ -17,16 +17,9 @@ pub const DEFAULT_REACK_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Everything `ssm receive` needs to know, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiverConfig {
-    /// The broker(s).
-    pub broker: BrokerSettings,
-    /// This host's certificate (senders encrypt to it; sent in `certresp`).
-    pub certificate: PathBuf,
-    /// This host's private key (decrypts messages).
-    pub key: PathBuf,
-    /// Directory of trusted CA certificates (verifies signers).
-    pub capath: Option<PathBuf>,
-    /// File of trusted CA certificates.
-    pub cafile: Option<PathBuf>,
+    /// Broker, identity (senders encrypt to this host's certificate, which is sent in
+    /// `certresp`; the CAs verify signers), logging, daemon options.
+    pub common: CommonSettings,
     /// Check signers' certificates against CRLs; default off.
     pub check_crls: bool,
     /// Topic (or queue) to receive from.
@@ -40,12 +33,6 @@ pub struct ReceiverConfig {
     pub allow_weak_digests: bool,
     /// How long the record of acked MD5s is kept; default 7 days.
     pub reack_max_age: Duration,
-    /// Logging.
-    pub logging: LoggingSettings,
-    /// PID file; the receiver refuses to start while it names a live process.
-    pub pidfile: Option<PathBuf>,
-    /// Address of the Prometheus metrics endpoint (`[daemon] metrics`); `None` = off.
-    pub metrics: Option<String>,
 }
 
 impl ReceiverConfig {
@@ -53,15 +40,13 @@ impl ReceiverConfig {
     /// `--broker` list replaces the whole broker list, `--crl-check` turns CRL checks on. Run
     /// options (`-c`, `--max-messages`, `--for`) are not settings and are left to the caller.
     pub fn apply(&mut self, o: &ReceiverOverrides) {
-        self.broker.apply(&o.broker, &o.broker_opts);
-        o.identity.apply(
-            &mut self.certificate,
-            &mut self.key,
-            &mut self.capath,
-            &mut self.cafile,
-        );
-        set(&mut self.pidfile, &o.pidfile);
-        set(&mut self.metrics, &o.metrics);
+        self.common.apply(CommonFlags {
+            broker: &o.broker,
+            broker_opts: &o.broker_opts,
+            identity: &o.identity,
+            pidfile: &o.pidfile,
+            metrics: &o.metrics,
+        });
         if o.crl_check {
             self.check_crls = true;
         }
@@ -71,42 +56,22 @@ impl ReceiverConfig {
     }
 
     /// A configuration with defaults and the required settings empty, to be filled.
-    fn unset(broker: BrokerSettings, logging: LoggingSettings) -> ReceiverConfig {
+    fn unset(common: CommonSettings) -> ReceiverConfig {
         ReceiverConfig {
-            broker,
-            certificate: PathBuf::new(),
-            key: PathBuf::new(),
-            capath: None,
-            cafile: None,
+            common,
             check_crls: false,
             destination: String::new(),
             path: PathBuf::new(),
             dn_file: PathBuf::from(DEFAULT_DN_FILE),
             allow_weak_digests: false,
             reack_max_age: DEFAULT_REACK_MAX_AGE,
-            logging,
-            pidfile: None,
-            metrics: None,
         }
     }
 
     /// Checks that every required setting is there.
     fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
-        self.broker.check(origin)?;
-        if self.certificate.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "certificate", "--cert C"));
-        }
-        if self.key.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "key", "--key K"));
-        }
-        if self.capath.is_none() && self.cafile.is_none() {
-            return Err(missing(
-                origin,
-                "certificates",
-                "capath",
-                "--capath DIR or --cafile F",
-            ));
-        }
+        // Every signer is checked against the CAs.
+        self.common.check(origin, true)?;
         if self.destination.is_empty() {
             return Err(missing(
                 origin,
@@ -141,7 +106,7 @@ impl Loadable for ReceiverConfig {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
         r.protocol("receiver", &mut warnings)?;
-        let mut c = ReceiverConfig::unset(r.broker()?, r.logging()?);
+        let mut c = ReceiverConfig::unset(CommonSettings::read(&mut r)?);
         if let Some(dn_file) = r.path("receiver", "dn_file")? {
             c.dn_file = dn_file;
         }
@@ -149,12 +114,7 @@ impl Loadable for ReceiverConfig {
             c.allow_weak_digests = v;
         }
 
-        const CERTS: &str = "certificates";
-        c.certificate = r.path(CERTS, "certificate")?.unwrap_or_default();
-        c.key = r.path(CERTS, "key")?.unwrap_or_default();
-        c.capath = r.path(CERTS, "capath")?;
-        c.cafile = r.path(CERTS, "cafile")?;
-        if let Some(v) = r.bool(CERTS, "check_crls")? {
+        if let Some(v) = r.bool("certificates", "check_crls")? {
             c.check_crls = v;
         }
 
@@ -164,8 +124,6 @@ impl Loadable for ReceiverConfig {
         if let Some(d) = r.duration(MSG, "reack_max_age")? {
             c.reack_max_age = d;
         }
-        c.pidfile = r.path("daemon", "pidfile")?;
-        c.metrics = r.plain("daemon", "metrics")?;
         warnings.extend(r.leftovers());
 
         c.apply(o);
@@ -174,7 +132,7 @@ impl Loadable for ReceiverConfig {
     }
 
     fn from_overrides(o: &ReceiverOverrides) -> Result<ReceiverConfig, ConfigError> {
-        let mut c = ReceiverConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
+        let mut c = ReceiverConfig::unset(CommonSettings::empty());
         c.apply(o);
         c.check(None)?;
         Ok(c)

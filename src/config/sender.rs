@@ -10,7 +10,7 @@ use super::ini::IniReader;
 use super::load::Loadable;
 use super::values;
 use super::{
-    missing, set, set_required, BrokerSettings, ConfigError, LoggingSettings, SenderOverrides,
+    common::CommonFlags, missing, set_required, CommonSettings, ConfigError, SenderOverrides,
     DEFAULT_SENDER_CFG,
 };
 
@@ -22,16 +22,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// Everything `ssm send` needs to know, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SenderConfig {
-    /// The broker(s).
-    pub broker: BrokerSettings,
-    /// This host's certificate (signs messages).
-    pub certificate: PathBuf,
-    /// This host's private key.
-    pub key: PathBuf,
-    /// Directory of trusted CA certificates (hashed, as `openssl rehash` makes it).
-    pub capath: Option<PathBuf>,
-    /// File of trusted CA certificates.
-    pub cafile: Option<PathBuf>,
+    /// Broker, identity (this host's certificate signs messages), logging, daemon options.
+    pub common: CommonSettings,
     /// The receiver's certificate; `None` = ask for it with a `certreq`.
     pub server_cert: Option<PathBuf>,
     /// The subject DN the receiver's certificate must have (when it is asked for).
@@ -52,12 +44,6 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// Reply queue to name in `reply-to`; `None` = a fresh `/temp-queue/ssm.<uuid>`.
     pub reply_queue: Option<String>,
-    /// Logging.
-    pub logging: LoggingSettings,
-    /// PID file of a daemon sender.
-    pub pidfile: Option<PathBuf>,
-    /// Address of the Prometheus metrics endpoint (`[daemon] metrics`); `None` = off.
-    pub metrics: Option<String>,
 }
 
 impl SenderConfig {
@@ -66,15 +52,13 @@ impl SenderConfig {
     /// replace both `server_cert` and `server_dn`. Run options (`-c`, `--daemon`) are not
     /// settings and are left to the caller.
     pub fn apply(&mut self, o: &SenderOverrides) {
-        self.broker.apply(&o.broker, &o.broker_opts);
-        o.identity.apply(
-            &mut self.certificate,
-            &mut self.key,
-            &mut self.capath,
-            &mut self.cafile,
-        );
-        set(&mut self.pidfile, &o.pidfile);
-        set(&mut self.metrics, &o.metrics);
+        self.common.apply(CommonFlags {
+            broker: &o.broker,
+            broker_opts: &o.broker_opts,
+            identity: &o.identity,
+            pidfile: &o.pidfile,
+            metrics: &o.metrics,
+        });
         if o.server_cert.is_some() || o.server_dn.is_some() {
             self.server_cert.clone_from(&o.server_cert);
             self.server_dn.clone_from(&o.server_dn);
@@ -92,46 +76,26 @@ impl SenderConfig {
     }
 
     /// A configuration with defaults and the required settings empty, to be filled.
-    fn unset(broker: BrokerSettings, logging: LoggingSettings) -> SenderConfig {
+    fn unset(common: CommonSettings) -> SenderConfig {
         SenderConfig {
-            broker,
-            certificate: PathBuf::new(),
-            key: PathBuf::new(),
-            capath: None,
-            cafile: None,
+            common,
             server_cert: None,
             server_dn: None,
             verify_server_cert: true,
             destination: String::new(),
             path: PathBuf::new(),
-            path_type: PathType::Dirq,
+            path_type: PathType::QueueSimple,
             cipher: Cipher::Des3,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             reply_queue: None,
-            logging,
-            pidfile: None,
-            metrics: None,
         }
     }
 
     /// Checks that every required setting is there.
     fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
-        self.broker.check(origin)?;
-        if self.certificate.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "certificate", "--cert C"));
-        }
-        if self.key.as_os_str().is_empty() {
-            return Err(missing(origin, "certificates", "key", "--key K"));
-        }
-        if self.verify_server_cert && self.capath.is_none() && self.cafile.is_none() {
-            return Err(missing(
-                origin,
-                "certificates",
-                "capath",
-                "--capath DIR or --cafile F",
-            ));
-        }
+        // The receiver's certificate is the only thing the sender checks against its CAs.
+        self.common.check(origin, self.verify_server_cert)?;
         if self.destination.is_empty() {
             return Err(missing(
                 origin,
@@ -163,13 +127,9 @@ impl Loadable for SenderConfig {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
         r.protocol("sender", &mut warnings)?;
-        let mut c = SenderConfig::unset(r.broker()?, r.logging()?);
+        let mut c = SenderConfig::unset(CommonSettings::read(&mut r)?);
 
         const CERTS: &str = "certificates";
-        c.certificate = r.path(CERTS, "certificate")?.unwrap_or_default();
-        c.key = r.path(CERTS, "key")?.unwrap_or_default();
-        c.capath = r.path(CERTS, "capath")?;
-        c.cafile = r.path(CERTS, "cafile")?;
         c.server_cert = r.path(CERTS, "server_cert")?;
         c.server_dn = r.plain(CERTS, "server_dn")?;
         if c.server_cert.is_some() && c.server_dn.is_some() {
@@ -199,8 +159,6 @@ impl Loadable for SenderConfig {
             c.max_attempts = n;
         }
         c.reply_queue = r.plain(MSG, "reply_queue")?;
-        c.pidfile = r.path("daemon", "pidfile")?;
-        c.metrics = r.plain("daemon", "metrics")?;
         warnings.extend(r.leftovers());
 
         c.apply(o);
@@ -209,7 +167,7 @@ impl Loadable for SenderConfig {
     }
 
     fn from_overrides(o: &SenderOverrides) -> Result<SenderConfig, ConfigError> {
-        let mut c = SenderConfig::unset(BrokerSettings::empty(), LoggingSettings::default());
+        let mut c = SenderConfig::unset(CommonSettings::empty());
         c.apply(o);
         c.check(None)?;
         Ok(c)

@@ -102,35 +102,41 @@ fn example_sender_cfg_gives_the_defaults() {
     assert_eq!(
         c,
         SenderConfig {
-            broker: BrokerSettings {
-                brokers: vec![("localhost".into(), 61613)],
-                use_ssl: true,
-                login: None,
-                passcode: None,
-                kind: None,
-                broker_capath: None,
+            common: CommonSettings {
+                broker: BrokerSettings {
+                    brokers: vec![("localhost".into(), 61613)],
+                    use_ssl: true,
+                    login: None,
+                    passcode: None,
+                    kind: None,
+                    broker_capath: None,
+                },
+                identity: IdentitySettings {
+                    certificate: "/etc/grid-security/hostcert.pem".into(),
+                    key: "/etc/grid-security/hostkey.pem".into(),
+                    capath: Some("/etc/grid-security/certificates".into()),
+                    cafile: None,
+                },
+                logging: LoggingSettings {
+                    logfile: None,
+                    level: "INFO".into(),
+                    console: true,
+                },
+                daemon: DaemonSettings {
+                    pidfile: None,
+                    metrics: None,
+                },
             },
-            certificate: "/etc/grid-security/hostcert.pem".into(),
-            key: "/etc/grid-security/hostkey.pem".into(),
-            capath: Some("/etc/grid-security/certificates".into()),
-            cafile: None,
             server_cert: None,
             server_dn: None,
             verify_server_cert: true,
             destination: "/topic/global.accounting.test".into(),
             path: "/var/spool/apel/outgoing".into(),
-            path_type: PathType::Dirq,
+            path_type: PathType::QueueSimple,
             cipher: Cipher::Des3,
             ack_timeout: Duration::from_secs(60),
             max_attempts: 5,
             reply_queue: None,
-            logging: LoggingSettings {
-                logfile: None,
-                level: "INFO".into(),
-                console: true,
-            },
-            pidfile: None,
-            metrics: None,
         }
     );
     // The values the example writes out are the defaults: a minimal file gives the same.
@@ -140,8 +146,8 @@ fn example_sender_cfg_gives_the_defaults() {
     assert_eq!(minimal.ack_timeout, c.ack_timeout);
     assert_eq!(minimal.max_attempts, c.max_attempts);
     assert_eq!(minimal.verify_server_cert, c.verify_server_cert);
-    assert_eq!(minimal.broker.use_ssl, c.broker.use_ssl);
-    assert_eq!(minimal.logging, c.logging);
+    assert_eq!(minimal.common.broker.use_ssl, c.common.broker.use_ssl);
+    assert_eq!(minimal.common.logging, c.common.logging);
 }
 
 #[test]
@@ -151,27 +157,33 @@ fn example_receiver_cfg_gives_the_defaults() {
     assert_eq!(
         c,
         ReceiverConfig {
-            broker: BrokerSettings {
-                brokers: vec![("localhost".into(), 61613)],
-                use_ssl: true,
-                login: None,
-                passcode: None,
-                kind: None,
-                broker_capath: None,
+            common: CommonSettings {
+                broker: BrokerSettings {
+                    brokers: vec![("localhost".into(), 61613)],
+                    use_ssl: true,
+                    login: None,
+                    passcode: None,
+                    kind: None,
+                    broker_capath: None,
+                },
+                identity: IdentitySettings {
+                    certificate: "/etc/grid-security/hostcert.pem".into(),
+                    key: "/etc/grid-security/hostkey.pem".into(),
+                    capath: Some("/etc/grid-security/certificates".into()),
+                    cafile: None,
+                },
+                logging: LoggingSettings::default(),
+                daemon: DaemonSettings {
+                    pidfile: None,
+                    metrics: None,
+                },
             },
-            certificate: "/etc/grid-security/hostcert.pem".into(),
-            key: "/etc/grid-security/hostkey.pem".into(),
-            capath: Some("/etc/grid-security/certificates".into()),
-            cafile: None,
             check_crls: false,
             destination: "/topic/global.accounting.test".into(),
             path: "/var/spool/apel".into(),
             dn_file: DEFAULT_DN_FILE.into(),
             allow_weak_digests: false,
             reack_max_age: Duration::from_secs(7 * 24 * 3600),
-            logging: LoggingSettings::default(),
-            pidfile: None,
-            metrics: None,
         }
     );
 }
@@ -198,25 +210,25 @@ fn commented_out_example_options_parse_when_enabled() {
         }
         let warnings = if is_sender {
             let (c, w) = sender(&uncommented).unwrap();
-            assert_eq!(c.broker.login.as_deref(), Some("ssm"));
+            assert_eq!(c.common.broker.login.as_deref(), Some("ssm"));
             // `kind = auto` means: find out from the broker.
-            assert_eq!(c.broker.kind, None);
+            assert_eq!(c.common.broker.kind, None);
             assert_eq!(
-                c.broker.broker_capath.as_deref(),
+                c.common.broker.broker_capath.as_deref(),
                 Some(Path::new("/etc/grid-security/certificates"))
             );
             assert!(c.server_dn.is_some());
-            assert!(c.cafile.is_some());
+            assert!(c.common.identity.cafile.is_some());
             assert_eq!(c.reply_queue.as_deref(), Some("/temp-queue/ssm.site-a"));
-            assert!(c.logging.logfile.is_some());
-            assert!(c.pidfile.is_some());
+            assert!(c.common.logging.logfile.is_some());
+            assert!(c.common.daemon.pidfile.is_some());
             w
         } else {
             let (c, w) = receiver(&uncommented).unwrap();
-            assert_eq!(c.broker.passcode.as_deref(), Some("secret"));
-            assert!(c.cafile.is_some());
-            assert!(c.logging.logfile.is_some());
-            assert!(c.pidfile.is_some());
+            assert_eq!(c.common.broker.passcode.as_deref(), Some("secret"));
+            assert!(c.common.identity.cafile.is_some());
+            assert!(c.common.logging.logfile.is_some());
+            assert!(c.common.daemon.pidfile.is_some());
             w
         };
         assert_eq!(warnings, Vec::<String>::new());
@@ -271,22 +283,31 @@ fn flags_win_over_the_file() {
     );
     let (c, _) = SenderConfig::from_ini_str_with(&text, "sender.cfg", &o).unwrap();
     assert_eq!(
-        c.broker.brokers,
+        c.common.broker.brokers,
         vec![
             ("b1.example.org".to_string(), 6162),
             ("::1".to_string(), 6163)
         ]
     );
-    assert!(c.broker.use_ssl);
-    assert_eq!(c.broker.login.as_deref(), Some("u"));
-    assert_eq!(c.broker.passcode.as_deref(), Some("p#;"));
-    assert_eq!(c.broker.kind, Some(BrokerKind::RabbitMq));
-    assert_eq!(c.broker.broker_capath, Some(PathBuf::from("/flag/bca")));
+    assert!(c.common.broker.use_ssl);
+    assert_eq!(c.common.broker.login.as_deref(), Some("u"));
+    assert_eq!(c.common.broker.passcode.as_deref(), Some("p#;"));
+    assert_eq!(c.common.broker.kind, Some(BrokerKind::RabbitMq));
+    assert_eq!(
+        c.common.broker.broker_capath,
+        Some(PathBuf::from("/flag/bca"))
+    );
     assert_eq!(c.destination, "/topic/other");
-    assert_eq!(c.certificate, PathBuf::from("/flag/cert.pem"));
-    assert_eq!(c.key, PathBuf::from("/flag/key.pem"));
-    assert_eq!(c.capath, Some(PathBuf::from("/flag/ca")));
-    assert_eq!(c.cafile, Some(PathBuf::from("/flag/ca.pem")));
+    assert_eq!(
+        c.common.identity.certificate,
+        PathBuf::from("/flag/cert.pem")
+    );
+    assert_eq!(c.common.identity.key, PathBuf::from("/flag/key.pem"));
+    assert_eq!(c.common.identity.capath, Some(PathBuf::from("/flag/ca")));
+    assert_eq!(
+        c.common.identity.cafile,
+        Some(PathBuf::from("/flag/ca.pem"))
+    );
     // --server-dn replaces the file's server_cert rather than adding to it.
     assert_eq!(c.server_cert, None);
     assert_eq!(c.server_dn.as_deref(), Some("/CN=receiver"));
@@ -299,7 +320,7 @@ fn flags_win_over_the_file() {
     // And the same through apply() on a loaded configuration.
     let (mut c2, _) = sender(SENDER_CFG).unwrap();
     c2.apply(&o);
-    assert_eq!(c2.broker, c.broker);
+    assert_eq!(c2.common.broker, c.common.broker);
     assert_eq!(c2.cipher, Cipher::Aes256);
     assert_eq!(c2.server_dn.as_deref(), Some("/CN=receiver"));
 }
@@ -328,15 +349,15 @@ fn names_are_case_insensitive_and_auto_means_detect() {
         "cipher = AES192",
     );
     let (c, _) = sender(&text).unwrap();
-    assert_eq!(c.broker.kind, Some(BrokerKind::RabbitMq));
+    assert_eq!(c.common.broker.kind, Some(BrokerKind::RabbitMq));
     assert_eq!(c.path_type, PathType::Directory);
     assert_eq!(c.cipher, Cipher::Aes192);
     // `--broker-kind auto` undoes the file's kind: detect again.
     let o = send_flags(&["--broker-kind", "AUTO", "--path-type", "DIRQ"]);
     assert_eq!(o.broker_opts.broker_kind, Some(KindChoice(None)));
     let (c, _) = SenderConfig::from_ini_str_with(&text, "sender.cfg", &o).unwrap();
-    assert_eq!(c.broker.kind, None);
-    assert_eq!(c.path_type, PathType::Dirq);
+    assert_eq!(c.common.broker.kind, None);
+    assert_eq!(c.path_type, PathType::QueueSimple);
     assert_eq!(c.cipher, Cipher::Aes192);
     let o = receive_flags(&["--broker-kind", "Embedded"]);
     assert_eq!(
@@ -383,15 +404,18 @@ fn receiver_flags_win_over_the_file() {
     assert_eq!(o.for_secs, NonZeroU64::new(30));
     let (c, _) = ReceiverConfig::from_ini_str_with(RECEIVER_CFG, "receiver.cfg", &o).unwrap();
     assert_eq!(c.dn_file, PathBuf::from("/flag/dns"));
-    assert_eq!(c.broker.brokers, vec![("r.example.org".to_string(), 61614)]);
-    assert_eq!(c.broker.kind, Some(BrokerKind::ActiveMq));
-    assert_eq!(c.broker.login.as_deref(), Some("l"));
-    assert_eq!(c.broker.broker_capath, Some(PathBuf::from("/bca")));
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("r.example.org".to_string(), 61614)]
+    );
+    assert_eq!(c.common.broker.kind, Some(BrokerKind::ActiveMq));
+    assert_eq!(c.common.broker.login.as_deref(), Some("l"));
+    assert_eq!(c.common.broker.broker_capath, Some(PathBuf::from("/bca")));
     assert_eq!(c.destination, "/topic/r");
-    assert_eq!(c.certificate, PathBuf::from("/c"));
-    assert_eq!(c.key, PathBuf::from("/k"));
-    assert_eq!(c.capath, Some(PathBuf::from("/ca")));
-    assert_eq!(c.cafile, Some(PathBuf::from("/ca.pem")));
+    assert_eq!(c.common.identity.certificate, PathBuf::from("/c"));
+    assert_eq!(c.common.identity.key, PathBuf::from("/k"));
+    assert_eq!(c.common.identity.capath, Some(PathBuf::from("/ca")));
+    assert_eq!(c.common.identity.cafile, Some(PathBuf::from("/ca.pem")));
     assert!(c.check_crls);
     assert_eq!(c.path, PathBuf::from("/store"));
     let long = receive_flags(&["--dn-file", "/x", "--config", "/r.cfg"]);
@@ -416,19 +440,26 @@ fn flags_alone_make_a_configuration() {
         "/q",
     ]);
     let c = SenderConfig::from_overrides(&o).unwrap();
-    assert_eq!(c.broker.brokers, vec![("127.0.0.1".to_string(), 61613)]);
-    assert!(!c.broker.use_ssl, "TLS is off with flags only unless --tls");
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("127.0.0.1".to_string(), 61613)]
+    );
+    assert!(
+        !c.common.broker.use_ssl,
+        "TLS is off with flags only unless --tls"
+    );
     assert_eq!(c.cipher, Cipher::Des3);
-    assert_eq!(c.path_type, PathType::Dirq);
+    assert_eq!(c.path_type, PathType::QueueSimple);
     assert_eq!(c.ack_timeout, DEFAULT_ACK_TIMEOUT);
     assert_eq!(c.max_attempts, 5);
     assert!(c.verify_server_cert);
-    assert_eq!(c.logging, LoggingSettings::default());
+    assert_eq!(c.common.logging, LoggingSettings::default());
     let mut with_tls = o.clone();
     with_tls.broker_opts.tls = true;
     assert!(
         SenderConfig::from_overrides(&with_tls)
             .unwrap()
+            .common
             .broker
             .use_ssl
     );
@@ -645,7 +676,11 @@ fn bool_spellings_in_files() {
             "use_ssl = true",
             &format!("use_ssl = {spelling}"),
         );
-        assert_eq!(sender(&text).unwrap().0.broker.use_ssl, value, "{spelling}");
+        assert_eq!(
+            sender(&text).unwrap().0.common.broker.use_ssl,
+            value,
+            "{spelling}"
+        );
         let text = edit(
             RECEIVER_CFG,
             "check_crls = false",
@@ -664,7 +699,7 @@ fn broker_lists() {
     );
     let (c, _) = sender(&text).unwrap();
     assert_eq!(
-        c.broker.brokers,
+        c.common.broker.brokers,
         vec![
             ("mq1.example.org".to_string(), 61613),
             ("mq2.example.org".to_string(), 61614),
@@ -688,7 +723,7 @@ fn broker_lists() {
     )
     .unwrap();
     assert_eq!(
-        c.broker.brokers,
+        c.common.broker.brokers,
         vec![("z".to_string(), 9), ("y".to_string(), 8)]
     );
 }
@@ -721,14 +756,14 @@ ack_timeout = 2m
     assert_eq!(warnings, Vec::<String>::new());
     assert_eq!(with_bom, c);
     assert_eq!(
-        c.broker.brokers,
+        c.common.broker.brokers,
         vec![("mq.example.org".to_string(), 61613)]
     );
-    assert_eq!(c.broker.passcode.as_deref(), Some("se#cr;et"));
-    assert_eq!(c.broker.broker_capath, Some(PathBuf::from("/bca")));
-    assert!(!c.broker.use_ssl);
+    assert_eq!(c.common.broker.passcode.as_deref(), Some("se#cr;et"));
+    assert_eq!(c.common.broker.broker_capath, Some(PathBuf::from("/bca")));
+    assert!(!c.common.broker.use_ssl);
     assert_eq!(c.destination, "/topic/t # not a comment");
-    assert_eq!(c.certificate, PathBuf::from("/c"));
+    assert_eq!(c.common.identity.certificate, PathBuf::from("/c"));
     assert_eq!(c.ack_timeout, Duration::from_secs(120));
 }
 
@@ -855,7 +890,7 @@ fn resolve_picks_the_file() {
     ];
     // No -c and no default file: flags alone.
     let (c, w) = SenderConfig::resolve_with_default(&send_flags(&flags_only), &default).unwrap();
-    assert_eq!(c.broker.brokers, vec![("h".to_string(), 1)]);
+    assert_eq!(c.common.broker.brokers, vec![("h".to_string(), 1)]);
     assert!(w.is_empty());
     // The default file exists: it is read, flags still win.
     std::fs::write(&default, SENDER_CFG).unwrap();
@@ -922,17 +957,17 @@ fn daemon_section_and_flags_give_pidfile_and_metrics() {
     let text = "[broker]\nhost = b\nport = 61613\n[certificates]\ncertificate = c\nkey = k\ncapath = /ca\n[messaging]\ndestination = /topic/t\npath = /q\n[daemon]\npidfile = /run/ssm.pid\nmetrics = 127.0.0.1:9464\n";
     let (c, _) = ReceiverConfig::from_ini_str(text, "r.cfg").unwrap();
     assert_eq!(
-        c.pidfile.as_deref(),
+        c.common.daemon.pidfile.as_deref(),
         Some(std::path::Path::new("/run/ssm.pid"))
     );
-    assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9464"));
+    assert_eq!(c.common.daemon.metrics.as_deref(), Some("127.0.0.1:9464"));
     let o = send_flags(&["--pidfile", "/tmp/s.pid", "--metrics", "127.0.0.1:1"]);
     let (s, _) = SenderConfig::from_ini_str_with(text, "s.cfg", &o).unwrap();
     assert_eq!(
-        s.pidfile.as_deref(),
+        s.common.daemon.pidfile.as_deref(),
         Some(std::path::Path::new("/tmp/s.pid"))
     );
-    assert_eq!(s.metrics.as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(s.common.daemon.metrics.as_deref(), Some("127.0.0.1:1"));
 }
 
 #[test]

@@ -309,7 +309,7 @@ mod tests {
             "'rc4' is not a cipher (one of des3, aes128, aes192, aes256)"
         );
         assert_eq!(parse_path_type("Directory"), Ok(PathType::Directory));
-        assert_eq!(parse_path_type("dirQ"), Ok(PathType::Dirq));
+        assert_eq!(parse_path_type("dirQ"), Ok(PathType::QueueSimple));
         assert_eq!(
             parse_path_type("queue").unwrap_err(),
             "'queue' is not a queue type (one of dirq, directory)"

@@ -528,7 +528,7 @@ mod tests {
         let m = SenderMetrics {
             stats,
             outgoing: dir.path().join("outgoing"),
-            path_type: PathType::Dirq,
+            path_type: PathType::QueueSimple,
             reject: dir.path().join("reject"),
             cert_not_after: None,
             scrape_errors: AtomicU64::new(0),

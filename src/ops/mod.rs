@@ -6,8 +6,10 @@
 //! - [`notify`]: `READY=1`, `STOPPING=1` and watchdog pings over `NOTIFY_SOCKET`.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format.
 //! - [`filesystem`]: the file system under a queue (ext4 without a journal is slow to store).
+//! - [`histogram`]: latency histograms (receiver open and store, sender ack) with quantiles.
 
 pub mod filesystem;
+pub mod histogram;
 pub mod metrics;
 pub mod notify;
 pub mod pidfile;

@@ -127,7 +127,7 @@ pub fn directory(name: &'static str, path: &Path) -> Result<Depth, DepthError> {
 /// Depth of an outgoing queue of either layout.
 pub fn outgoing(path: &Path, kind: PathType) -> Result<Depth, DepthError> {
     match kind {
-        PathType::Dirq => dirq("outgoing", path),
+        PathType::QueueSimple => dirq("outgoing", path),
         PathType::Directory => directory("outgoing", path),
     }
 }
@@ -150,7 +150,7 @@ mod tests {
     fn counts_and_dates_real_queues() {
         let d = tempfile::tempdir().unwrap();
         let before = SystemTime::now() - Duration::from_secs(1);
-        for kind in [PathType::Dirq, PathType::Directory] {
+        for kind in [PathType::QueueSimple, PathType::Directory] {
             let path = d.path().join(kind.to_string());
             assert_eq!(outgoing(&path, kind).unwrap().count, 0);
             let q = Outgoing::open(&path, kind).unwrap();

@@ -45,11 +45,15 @@ pub const DEFAULT_MAXTEMP: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAXLOCK: Duration = Duration::from_secs(600);
 
 /// The layout of an outgoing queue (`[messaging] path_type`).
+///
+/// The variant is named after the format, not the INI spelling: `path_type = dirq` is Python's
+/// `dirq.QueueSimple` layout ([`QueueSimple`]), which is *not* the layout of [`Dirq`] (Python's
+/// `dirq.queue.Queue`, the receiver's store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathType {
-    /// `dirq`: a `dirq.QueueSimple` directory.
+    /// `dirq` (the INI and flag spelling): a `dirq.QueueSimple` directory.
     #[default]
-    Dirq,
+    QueueSimple,
     /// `directory`: every regular file in one directory is a message.
     Directory,
 }
@@ -66,7 +70,7 @@ impl FromStr for PathType {
     fn from_str(s: &str) -> Result<PathType, QueueError> {
         let name = s.trim();
         if name.eq_ignore_ascii_case("dirq") {
-            Ok(PathType::Dirq)
+            Ok(PathType::QueueSimple)
         } else if name.eq_ignore_ascii_case("directory") {
             Ok(PathType::Directory)
         } else {
@@ -78,7 +82,7 @@ impl FromStr for PathType {
 impl fmt::Display for PathType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            PathType::Dirq => "dirq",
+            PathType::QueueSimple => "dirq",
             PathType::Directory => "directory",
         })
     }
@@ -128,8 +132,8 @@ impl ElementInfo {
 /// The sender's outgoing queue, of either layout.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// `path_type = dirq`.
-    Dirq(QueueSimple),
+    /// `path_type = dirq`: Python's `dirq.QueueSimple` layout.
+    QueueSimple(QueueSimple),
     /// `path_type = directory`.
     Directory(PlainDirectory),
 }
@@ -137,7 +141,7 @@ pub enum Outgoing {
 macro_rules! delegate {
     ($self:ident, $q:ident => $e:expr) => {
         match $self {
-            Outgoing::Dirq($q) => $e,
+            Outgoing::QueueSimple($q) => $e,
             Outgoing::Directory($q) => $e,
         }
     };
@@ -152,7 +156,7 @@ impl Outgoing {
     /// Opens an outgoing queue with explicit permission bits for what it creates.
     pub fn open_with(path: &Path, kind: PathType, modes: Modes) -> Result<Outgoing, QueueError> {
         Ok(match kind {
-            PathType::Dirq => Outgoing::Dirq(QueueSimple::open_with(path, modes)?),
+            PathType::QueueSimple => Outgoing::QueueSimple(QueueSimple::open_with(path, modes)?),
             PathType::Directory => Outgoing::Directory(PlainDirectory::open_with(path, modes)?),
         })
     }
@@ -228,13 +232,13 @@ mod tests {
 
     #[test]
     fn path_type_parses_and_defaults_to_dirq() {
-        assert_eq!("dirq".parse::<PathType>().unwrap(), PathType::Dirq);
+        assert_eq!("dirq".parse::<PathType>().unwrap(), PathType::QueueSimple);
         assert_eq!(
             "directory".parse::<PathType>().unwrap(),
             PathType::Directory
         );
-        assert_eq!(PathType::default(), PathType::Dirq);
-        assert_eq!("DirQ".parse::<PathType>().unwrap(), PathType::Dirq);
+        assert_eq!(PathType::default(), PathType::QueueSimple);
+        assert_eq!("DirQ".parse::<PathType>().unwrap(), PathType::QueueSimple);
         assert_eq!(
             " Directory ".parse::<PathType>().unwrap(),
             PathType::Directory
@@ -249,7 +253,7 @@ mod tests {
 
     #[test]
     fn outgoing_delegates_to_both_layouts() {
-        for kind in [PathType::Dirq, PathType::Directory] {
+        for kind in [PathType::QueueSimple, PathType::Directory] {
             let d = tempfile::tempdir().unwrap();
             let q = Outgoing::open(&d.path().join("out"), kind).unwrap();
             let a = q.add(b"first").unwrap();

@@ -611,7 +611,7 @@ mod tests {
     fn seal_ids_survive_re_encoding_and_differ_between_sealings() {
         use crate::crypto::{seal, Cipher, Identity};
         let dir = tempfile::tempdir().unwrap();
-        let pki = crate::pki::Pki::generate(&dir.path().join("pki")).unwrap();
+        let pki = crate::harness::pki::Pki::generate(&dir.path().join("pki")).unwrap();
         let signer = Identity::load(&pki.client.cert, &pki.client.key).unwrap();
         let server = crate::crypto::load_cert(&pki.server.cert).unwrap();
         let msg = b"APEL-summary-job-message: v0.2\n";

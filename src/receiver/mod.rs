@@ -227,7 +227,7 @@ pub async fn run(
                 Ok(Event::Skipped(o)) => {
                     // Auto-ack subscription: nothing to acknowledge; the sender will resend.
                     Stats::bump(&stats.oversized);
-                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.header(crate::protocol::headers::MSG_ID), reply_to = ?o.header(crate::protocol::headers::REPLY_TO), "message larger than the frame limit skipped; connection kept");
+                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.envelope.header(crate::protocol::headers::MSG_ID), reply_to = ?o.envelope.header(crate::protocol::headers::REPLY_TO), "message larger than the frame limit skipped; connection kept");
                 }
                 Ok(Event::ServiceError(message)) => warn!(
                     %message,

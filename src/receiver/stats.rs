@@ -7,13 +7,13 @@
 //! - Every rejection goes through [`Stats::reject`], which bumps the total and exactly one
 //!   reason, so the per-reason counters always add up to [`Stats::rejected`] (as of any moment
 //!   between two rejections).
-//! - A [`Histogram`] has fixed buckets ([`Histogram::BOUNDS_MS`]); its snapshot is cumulative,
-//!   as Prometheus wants, and its count equals the observations made.
+//! - The latency histograms are [`Histogram`]s (`ops::histogram`, shared with the sender): fixed
+//!   buckets, cumulative snapshots whose count equals the observations made.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crate::crypto::CryptoError;
+pub use crate::ops::histogram::{Histogram, HistogramSnapshot};
 
 /// Why a message was rejected: a small fixed set, so that it can be a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,66 +83,6 @@ impl RejectReason {
 
     fn index(self) -> usize {
         self as usize
-    }
-}
-
-/// Number of finite histogram buckets.
-const BOUNDS: usize = 11;
-
-/// A latency histogram with fixed buckets, updated with atomics.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative); the last one is `+Inf`.
-    buckets: [AtomicU64; BOUNDS + 1],
-    sum_micros: AtomicU64,
-}
-
-/// A histogram as read at one moment, in Prometheus' terms.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
-    /// Upper bound in seconds (`f64::INFINITY` last) and cumulative count.
-    pub buckets: Vec<(f64, u64)>,
-    /// Sum of all observations, seconds.
-    pub sum_seconds: f64,
-    /// Number of observations.
-    pub count: u64,
-}
-
-impl Histogram {
-    /// Upper bounds of the buckets, milliseconds (a last `+Inf` bucket catches the rest).
-    pub const BOUNDS_MS: [f64; BOUNDS] = [
-        0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
-    ];
-
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let ms = d.as_secs_f64() * 1000.0;
-        let i = Self::BOUNDS_MS
-            .iter()
-            .position(|b| ms <= *b)
-            .unwrap_or(Self::BOUNDS_MS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    /// Reads the histogram. Cumulative counts come from the buckets, and the count is the
-    /// last of them, so a scrape racing an observation is still self-consistent.
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut total = 0;
-        let mut buckets = Vec::with_capacity(Self::BOUNDS_MS.len() + 1);
-        for (i, b) in self.buckets.iter().enumerate() {
-            total += b.load(Ordering::Relaxed);
-            let le = Self::BOUNDS_MS
-                .get(i)
-                .map_or(f64::INFINITY, |ms| ms / 1000.0);
-            buckets.push((le, total));
-        }
-        HistogramSnapshot {
-            buckets,
-            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            count: total,
-        }
     }
 }
 
@@ -280,24 +220,5 @@ mod tests {
             .map(|r| stats.rejected_for(*r))
             .sum();
         assert_eq!(sum, 3);
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative_with_bounds_inclusive() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(300)); // <= 0.5 ms
-        h.observe(Duration::from_millis(1)); // exactly on the 1 ms bound
-        h.observe(Duration::from_millis(7)); // 10 ms bucket
-        h.observe(Duration::from_secs(3)); // +Inf
-        let s = h.snapshot();
-        assert_eq!(s.count, 4);
-        assert_eq!(s.buckets.len(), 12);
-        assert_eq!(s.buckets[0], (0.0005, 1));
-        assert_eq!(s.buckets[1], (0.001, 2));
-        assert_eq!(s.buckets[3], (0.005, 2));
-        assert_eq!(s.buckets[4], (0.01, 3));
-        assert_eq!(s.buckets[10], (1.0, 3));
-        assert_eq!(s.buckets[11], (f64::INFINITY, 4));
-        assert!((s.sum_seconds - 3.0083).abs() < 1e-9, "{}", s.sum_seconds);
     }
 }

@@ -49,7 +49,7 @@ use tracing::{debug, info, warn};
 use crate::crypto::{Cipher, CryptoError, Identity, TrustStore};
 use crate::protocol::SsmMessage;
 use crate::queue::{Dirq, Outgoing, QueueError};
-use crate::transport::{self, Connection, TransportConfig, TransportError};
+use crate::transport::{Connection, TransportConfig, TransportError};
 
 /// Everything the sender needs, already loaded and checked.
 pub struct SenderSettings {
@@ -75,13 +75,6 @@ pub struct SenderSettings {
     pub max_attempts: u32,
     /// Our reply queue, e.g. `/temp-queue/ssm.<uuid>`.
     pub reply_queue: String,
-}
-
-impl SenderSettings {
-    /// A fresh reply-queue name, unique to this sender.
-    pub fn new_reply_queue() -> String {
-        transport::stomp::new_reply_queue()
-    }
 }
 
 /// Why a pass failed.

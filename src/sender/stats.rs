@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::receiver::Histogram;
+use crate::ops::histogram::Histogram;
 
 /// What a pass (or a daemon run) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

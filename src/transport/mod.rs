@@ -112,22 +112,12 @@ pub struct Delivery {
 /// A delivery too large to take, skipped with the connection kept: its headers, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// The headers it came with.
-    pub headers: Vec<(String, String)>,
+    /// What it came with: its destination and headers (the body is empty).
+    pub envelope: Envelope,
     /// Its body's size.
     pub size: usize,
     /// The limit it exceeded.
     pub max: usize,
-}
-
-impl Skipped {
-    /// The value of the first header with this name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// What a connection yields.

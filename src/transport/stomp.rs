@@ -41,6 +41,13 @@ pub struct StompSettings {
     pub kind: Option<BrokerKind>,
 }
 
+/// Whether a client must `SUBSCRIBE` to its own reply queue to get what is sent there: not on
+/// RabbitMQ (which creates it from the `reply-to` naming it, and refuses the subscription),
+/// on every other broker.
+pub fn subscribes_to_reply_queue(kind: BrokerKind) -> bool {
+    kind != BrokerKind::RabbitMq
+}
+
 /// A fresh reply-queue name, unique to one sender: `/temp-queue/ssm.<uuid>`.
 pub fn new_reply_queue() -> String {
     format!("/temp-queue/ssm.{}", uuid::Uuid::new_v4())
@@ -101,7 +108,7 @@ impl StompConnection {
 
     /// Subscribes to our own reply queue where the broker needs it (see the module guarantees).
     pub async fn open_reply_channel(&self, reply_to: &str) -> Result<(), TransportError> {
-        if self.kind != BrokerKind::RabbitMq {
+        if subscribes_to_reply_queue(self.kind) {
             self.client
                 .handle()
                 .subscribe(reply_to, AckMode::Auto, &[])
@@ -184,7 +191,7 @@ impl StompConnection {
                 Event::ServiceError(frame.header("message").unwrap_or("").to_string())
             }
             StompEvent::Oversized(o) => Event::Skipped(Skipped {
-                headers: o.frame.headers,
+                envelope: envelope_of(o.frame).unwrap_or_default(),
                 size: o.size,
                 max: o.max,
             }),

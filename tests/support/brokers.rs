@@ -9,6 +9,7 @@
 //! `$SSM_TEST_BROKER_CTL restart <name>` to restart a real broker.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ssm::broker::{self, BrokerConfig, BrokerHandle};
@@ -17,7 +18,9 @@ use ssm::stomp::{BrokerAddr, BrokerKind, Client, ClientConfig, Event, Frame, Sto
 /// How long any single expected message may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// One broker under test.
+/// One broker under test: the one broker-target type of every suite. An in-process embedded
+/// broker ([`embedded`]), an `ssm broker` process (see `support::faults::BrokerProc`), or a
+/// real broker named in `SSM_TEST_BROKERS` ([`real`], [`real_answering`]).
 pub struct Target {
     /// `embedded`, or the name given in `SSM_TEST_BROKERS`.
     pub name: String,
@@ -25,23 +28,73 @@ pub struct Target {
     pub addr: BrokerAddr,
     /// The software that must answer, when the name says.
     pub expect: Option<BrokerKind>,
-    /// The running embedded broker (kept alive while the target lives).
+    /// Login and passcode (real brokers: `SSM_TEST_BROKER_LOGIN` / `SSM_TEST_BROKER_PASSCODE`,
+    /// default `guest` / `guest`); `None` for the embedded broker, which needs none.
+    pub login: Option<(String, String)>,
+    /// The running in-process embedded broker (kept alive while the target lives).
     pub embedded: Option<BrokerHandle>,
 }
 
 impl Target {
+    /// A target at `addr` that needs no login and is kept alive by someone else (an `ssm broker`
+    /// process, or nobody at all).
+    pub fn at(name: &str, addr: SocketAddr) -> Target {
+        Target {
+            name: name.to_string(),
+            addr: BrokerAddr::new(addr.ip().to_string(), addr.port()),
+            expect: None,
+            login: None,
+            embedded: None,
+        }
+    }
+
+    /// The same broker reached at another address (a proxy in front of it).
+    pub fn via(&self, addr: SocketAddr) -> Target {
+        Target {
+            name: self.name.clone(),
+            addr: BrokerAddr::new(addr.ip().to_string(), addr.port()),
+            expect: self.expect,
+            login: self.login.clone(),
+            embedded: None,
+        }
+    }
+
     /// A client configuration for this broker: one attempt, short timeouts, no heart-beats.
     pub fn config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new(vec![self.addr.clone()]);
-        if self.embedded.is_none() {
-            c.login = Some(env_or("SSM_TEST_BROKER_LOGIN", "guest"));
-            c.passcode = Some(env_or("SSM_TEST_BROKER_PASSCODE", "guest"));
-        }
+        let mut c = self.config_with_heartbeats();
         c.heartbeat = (Duration::ZERO, Duration::ZERO);
+        c
+    }
+
+    /// [`Target::config`] with the client's default heart-beats (what the real-process
+    /// suites' hand-driven clients use).
+    pub fn config_with_heartbeats(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(vec![self.addr.clone()]);
+        if let Some((l, p)) = &self.login {
+            c.login = Some(l.clone());
+            c.passcode = Some(p.clone());
+        }
         c.connect_timeout = Duration::from_secs(10);
         c.receipt_timeout = Duration::from_secs(20);
         c.max_rounds = Some(1);
         c
+    }
+
+    /// The `--broker` (and `--login`/`--passcode`) flags of `ssm send`/`receive`/`check`.
+    pub fn flags(&self) -> Vec<String> {
+        let mut v = vec!["--broker".to_string(), self.addr.to_string()];
+        if let Some((l, p)) = &self.login {
+            v.extend(["--login".into(), l.clone(), "--passcode".into(), p.clone()]);
+        }
+        v
+    }
+
+    /// The socket address (loopback brokers only; anything else fails the test).
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr
+            .to_string()
+            .parse()
+            .unwrap_or_else(|e| panic!("[{}] {}: {e}", self.name, self.addr))
     }
 
     /// Connects with [`Target::config`]; failing to connect fails the test.
@@ -63,7 +116,7 @@ impl Target {
     /// Whether the client must SUBSCRIBE to its own `/temp-queue/…` to get replies (ActiveMQ
     /// and the embedded broker), or must not (RabbitMQ, where it is an error).
     pub fn subscribe_temp_queue(&self, kind: BrokerKind) -> bool {
-        kind != BrokerKind::RabbitMq
+        ssm::transport::stomp::subscribes_to_reply_queue(kind)
     }
 }
 
@@ -71,12 +124,26 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// An embedded broker's configuration on a free loopback port, the rest the defaults.
+pub fn loopback_config() -> BrokerConfig {
+    BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..BrokerConfig::default()
+    }
+}
+
+/// An embedded broker with [`loopback_config`] started on `rt`, for the tests that drive the
+/// real binary from plain threads.
+pub fn start_blocking(rt: &tokio::runtime::Runtime) -> BrokerHandle {
+    rt.block_on(broker::start(loopback_config()))
+        .expect("embedded broker did not start")
+}
+
 /// The embedded broker's test configuration: a free loopback port, 1 s heart-beats offered.
 pub fn embedded_config() -> BrokerConfig {
     BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
         heartbeat: (Duration::from_secs(1), Duration::from_secs(1)),
-        ..BrokerConfig::default()
+        ..loopback_config()
     }
 }
 
@@ -90,6 +157,7 @@ pub async fn embedded() -> Target {
         name: "embedded".into(),
         addr: BrokerAddr::new(a.ip().to_string(), a.port()),
         expect: Some(BrokerKind::Embedded),
+        login: None,
         embedded: Some(handle),
     }
 }
@@ -133,15 +201,36 @@ pub fn expected_kind(name: &str) -> Option<BrokerKind> {
 
 /// The real brokers named in `SSM_TEST_BROKERS`.
 pub fn real() -> Vec<Target> {
+    let login = (
+        env_or("SSM_TEST_BROKER_LOGIN", "guest"),
+        env_or("SSM_TEST_BROKER_PASSCODE", "guest"),
+    );
     named_brokers("SSM_TEST_BROKERS")
         .into_iter()
         .map(|(name, addr)| Target {
             expect: expected_kind(&name),
             name,
             addr,
+            login: Some(login.clone()),
             embedded: None,
         })
         .collect()
+}
+
+/// [`real`], each of which must accept TCP connections now (on a loopback address): a named
+/// broker that does not answer fails the test, it is never skipped.
+pub fn real_answering() -> Vec<Target> {
+    let all = real();
+    for b in &all {
+        let a = b.socket_addr();
+        if TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_err() {
+            panic!(
+                "[{}] broker named in SSM_TEST_BROKERS does not answer at {a}",
+                b.name
+            );
+        }
+    }
+    all
 }
 
 /// A fresh embedded broker followed by every real broker named in `SSM_TEST_BROKERS`.

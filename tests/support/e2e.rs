@@ -3,14 +3,10 @@
 //! Every scenario runs against a fresh embedded broker and against every real broker named in
 //! `SSM_TEST_BROKERS` (see `support/brokers.rs`); a named broker that does not answer fails the
 //! test. Each scenario uses its own topic, so tests may share a real broker and run in parallel.
-//! The PKI is generated once per test binary.
+//! The PKI is generated once per test binary (and shared by its modules; none changes it).
 #![allow(dead_code)] // each test binary uses a different subset
 
-#[path = "brokers.rs"]
-pub mod brokers;
-#[path = "frames.rs"]
-pub mod frames;
-use frames::SsmFrames;
+pub use super::brokers;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -18,17 +14,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ssm::crypto::{self, Cipher, DnList, Identity, Opener, TrustStore};
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 use ssm::protocol::{AckOutcome, SsmMessage};
 use ssm::queue::{Dirq, MessageStore, Outgoing, PathType, Record};
 use ssm::receiver::{self, Control, ReceiverError, ReceiverSettings, Stats};
 use ssm::sender::{Sender, SenderSettings};
 use ssm::stomp::{AckMode, BrokerKind, Client, ClientConfig, Event, Frame};
-use ssm::transport::TransportConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use super::peer::Peer;
 pub use brokers::{targets, Target};
 
 /// How long any single expected reply may take.
@@ -192,7 +188,7 @@ pub async fn start_receiver_with(
     let cert_pem = String::from_utf8(p.server.cert.to_pem().unwrap()).unwrap();
     let dns = DnList::load(dn_file).unwrap();
     let settings = ReceiverSettings {
-        transport: TransportConfig::stomp(client, None),
+        transport: ssm::transport::TransportConfig::stomp(client, None),
         destination: topic.to_string(),
         opener: Opener::new(p.server.clone(), p.trust.clone()),
         cert_pem,
@@ -234,7 +230,7 @@ pub async fn start_receiver_with(
 pub fn sender_settings(t: &Target, topic: &str, cert: &CertFiles) -> SenderSettings {
     let p = pki();
     SenderSettings {
-        transport: TransportConfig::stomp(client_config(t), None),
+        transport: ssm::transport::TransportConfig::stomp(client_config(t), None),
         destination: topic.to_string(),
         identity: Identity::load(&cert.cert, &cert.key).unwrap(),
         trust: p.trust.clone(),
@@ -244,13 +240,13 @@ pub fn sender_settings(t: &Target, topic: &str, cert: &CertFiles) -> SenderSetti
         cipher: Cipher::Des3,
         ack_timeout: Duration::from_secs(3),
         max_attempts: 3,
-        reply_queue: SenderSettings::new_reply_queue(),
+        reply_queue: ssm::transport::stomp::new_reply_queue(),
     }
 }
 
 /// An outgoing queue (dirq) under `dir` holding `messages`, and its reject queue.
 pub fn queue_with(dir: &Path, messages: &[Vec<u8>]) -> (Outgoing, Dirq) {
-    let out = Outgoing::open(&dir.join("outgoing"), PathType::Dirq).unwrap();
+    let out = Outgoing::open(&dir.join("outgoing"), PathType::QueueSimple).unwrap();
     for m in messages {
         out.add(m).unwrap();
     }
@@ -266,121 +262,14 @@ pub fn sender_with(
     messages: &[Vec<u8>],
 ) -> (Sender, Outgoing, Dirq) {
     let (out, reject) = queue_with(dir, messages);
-    let out2 = Outgoing::open(&dir.join("outgoing"), PathType::Dirq).unwrap();
+    let out2 = Outgoing::open(&dir.join("outgoing"), PathType::QueueSimple).unwrap();
     let reject2 = Dirq::open(&dir.join("outgoing").join("reject")).unwrap();
     (Sender::new(settings, out, reject), out2, reject2)
 }
 
-/// A small distinct message.
+/// A small distinct message, the same for the same arguments.
 pub fn message(tag: &str, i: usize) -> Vec<u8> {
-    format!("APEL-individual-job-message: v0.3\nSite: {tag}\nLocalJobId: {i}\n%%\n").into_bytes()
-}
-
-/// A hand-driven SSM peer: a plain STOMP connection with its own reply queue, set up the way
-/// the broker needs (subscribed on ActiveMQ and embedded, named only in `reply-to` on
-/// RabbitMQ).
-pub struct Peer {
-    /// `[broker name]` for messages.
-    pub name: String,
-    /// The connection.
-    pub client: Client,
-    /// Our reply queue, as we name it.
-    pub reply_queue: String,
-}
-
-impl Peer {
-    /// Connects a peer that gets replies on its own temporary queue.
-    pub async fn connect(t: &Target) -> Peer {
-        let client = t.connect_with(&client_config(t)).await;
-        let reply_queue = SenderSettings::new_reply_queue();
-        if client.kind() != BrokerKind::RabbitMq {
-            client
-                .handle()
-                .subscribe(&reply_queue, AckMode::Auto, &[])
-                .await
-                .unwrap();
-        }
-        Peer {
-            name: t.name.clone(),
-            client,
-            reply_queue,
-        }
-    }
-
-    /// Connects a peer that listens on `topic` (a fake receiver).
-    pub async fn listening(t: &Target, topic: &str) -> Peer {
-        let client = t.connect_with(&client_config(t)).await;
-        client
-            .handle()
-            .subscribe(topic, AckMode::Auto, &[])
-            .await
-            .unwrap();
-        Peer {
-            name: t.name.clone(),
-            client,
-            reply_queue: String::new(),
-        }
-    }
-
-    /// Sends a frame and waits for the broker's receipt.
-    pub async fn send(&self, frame: Frame) {
-        self.client
-            .handle()
-            .send_with_receipt(frame)
-            .await
-            .unwrap_or_else(|e| panic!("[{}] send: {e}", self.name));
-    }
-
-    /// Sends a `msg` with this sealed body, our reply queue and an optional `ssm-reack`.
-    pub async fn send_msg(&self, topic: &str, id: &str, sealed: &Bytes, reack: Option<&str>) {
-        let frame = SsmMessage::Msg {
-            id: id.to_string(),
-            reply_to: Some(self.reply_queue.clone()),
-            reack: reack.map(str::to_string),
-            body: sealed.clone(),
-        }
-        .to_frame(topic);
-        self.send(frame).await;
-    }
-
-    /// The next MESSAGE within [`WAIT`].
-    pub async fn next(&mut self) -> Frame {
-        match tokio::time::timeout(WAIT, self.client.recv()).await {
-            Ok(Ok(Event::Message(m))) => m,
-            Ok(Ok(Event::Error(e))) => panic!("[{}] ERROR frame: {e:?}", self.name),
-            Ok(Ok(Event::Oversized(o))) => panic!("[{}] oversized frame: {o:?}", self.name),
-            Ok(Err(e)) => panic!("[{}] connection lost: {e}", self.name),
-            Err(_) => panic!("[{}] nothing within {WAIT:?}", self.name),
-        }
-    }
-
-    /// The next SSM `ack` (other messages are skipped).
-    pub async fn next_ack(&mut self) -> (AckOutcome, Frame) {
-        loop {
-            let frame = self.next().await;
-            if let Ok(SsmMessage::Ack { outcome, .. }) = SsmMessage::from_frame(&frame) {
-                return (outcome, frame);
-            }
-        }
-    }
-
-    /// Waits for an ack that stores a message with `md5`.
-    pub async fn expect_stored(&mut self, md5: &str) {
-        let (outcome, frame) = self.next_ack().await;
-        assert_eq!(
-            outcome,
-            AckOutcome::Stored(md5.to_string()),
-            "[{}] ack {frame:?}",
-            self.name
-        );
-    }
-
-    /// Asserts no message arrives for `quiet`.
-    pub async fn silent(&mut self, quiet: Duration) {
-        if let Ok(got) = tokio::time::timeout(quiet, self.client.recv()).await {
-            panic!("[{}] expected silence, got {got:?}", self.name);
-        }
-    }
+    super::messages::job_record(tag, i, false)
 }
 
 /// Seals `msg` as the test client for the test server.

@@ -17,56 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use super::brokers::Target;
 use ssm::crypto::message_id;
-use ssm::pki::{CertFiles, Pki};
+
+use super::messages::Tally;
+use ssm::harness::pki::{CertFiles, Pki};
 use ssm::queue::{MessageStore, Outgoing, PathType};
 
-/// The `ssm` binary under test.
-pub fn ssm_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ssm")
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_listening(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {addr} after {within:?}");
-}
-
-/// Sends SIGKILL to a child and reaps it.
-pub fn kill9(child: &mut Child) {
-    let _ = child.kill(); // SIGKILL on Unix
-    let _ = child.wait();
-}
-
-/// Sends SIGTERM to a child and waits for it (SIGKILL after `grace`). Returns whether it exited
-/// by itself with success.
-pub fn terminate(child: &mut Child, grace: Duration) -> bool {
-    // SAFETY: plain kill(2) on the pid of a child we own and have not reaped yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    kill9(child);
-    false
-}
+pub use super::process::{free_port, kill9, ssm_bin, terminate, wait_child, wait_listening};
 
 /// `ssm broker` as a process on a fixed port, so that it can be killed and restarted there.
 pub struct BrokerProc {
@@ -131,96 +89,37 @@ impl Drop for BrokerProc {
     }
 }
 
-/// Which broker a scenario runs on.
-#[derive(Clone, Debug)]
-pub struct BrokerRef {
-    /// `embedded`, or the name given in `SSM_TEST_BROKERS`.
-    pub name: String,
-    /// `host:port`.
-    pub addr: String,
-    /// Login and passcode for real brokers.
-    pub login: Option<(String, String)>,
-}
-
-impl BrokerRef {
-    /// The embedded broker process `b`.
-    pub fn embedded(b: &BrokerProc) -> BrokerRef {
-        BrokerRef {
-            name: "embedded".into(),
-            addr: b.addr.to_string(),
-            login: None,
-        }
-    }
-
-    /// The same broker reached at another address (a proxy in front of it).
-    pub fn via(&self, addr: SocketAddr) -> BrokerRef {
-        BrokerRef {
-            addr: addr.to_string(),
-            ..self.clone()
-        }
-    }
-
-    /// The `--broker`/`--login`/`--passcode` flags for `ssm send`/`ssm receive`.
-    pub fn flags(&self) -> Vec<String> {
-        let mut v = vec!["--broker".to_string(), self.addr.clone()];
-        if let Some((l, p)) = &self.login {
-            v.extend(["--login".into(), l.clone(), "--passcode".into(), p.clone()]);
-        }
-        v
-    }
-
-    /// The socket address (loopback brokers only).
-    pub fn socket_addr(&self) -> SocketAddr {
-        self.addr
-            .parse()
-            .unwrap_or_else(|e| panic!("[{}] {}: {e}", self.name, self.addr))
-    }
-
-    /// A STOMP client configuration for this broker.
-    pub fn client_config(&self) -> ssm::stomp::ClientConfig {
-        let addr: ssm::stomp::BrokerAddr = self.addr.parse().unwrap();
-        let mut c = ssm::stomp::ClientConfig::new(vec![addr]);
-        if let Some((l, p)) = &self.login {
-            c.login = Some(l.clone());
-            c.passcode = Some(p.clone());
-        }
-        c.max_rounds = Some(1);
-        c.connect_timeout = Duration::from_secs(10);
-        c.receipt_timeout = Duration::from_secs(20);
-        c
+impl BrokerProc {
+    /// This broker process as a target (named `embedded`, no login).
+    pub fn target(&self) -> Target {
+        Target::at("embedded", self.addr)
     }
 }
 
-/// The real brokers named in `SSM_TEST_BROKERS`; each must answer STOMP now (else the test
-/// fails, it is never skipped).
-pub fn real_brokers() -> Vec<BrokerRef> {
-    let Ok(list) = std::env::var("SSM_TEST_BROKERS") else {
-        return Vec::new();
-    };
-    let login = std::env::var("SSM_TEST_BROKER_LOGIN").unwrap_or_else(|_| "guest".into());
-    let pass = std::env::var("SSM_TEST_BROKER_PASSCODE").unwrap_or_else(|_| "guest".into());
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (name, addr) = item
-                .split_once('=')
-                .unwrap_or_else(|| panic!("SSM_TEST_BROKERS: {item:?} is not name=host:port"));
-            let b = BrokerRef {
-                name: name.trim().into(),
-                addr: addr.trim().into(),
-                login: Some((login.clone(), pass.clone())),
-            };
-            let a = b.socket_addr();
-            if TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_err() {
-                panic!(
-                    "[{}] broker named in SSM_TEST_BROKERS does not answer at {a}",
-                    b.name
-                );
-            }
-            b
-        })
-        .collect()
+/// Runs `scenario` on a fresh `ssm broker` process (with `broker_flags`), stopped before the
+/// real brokers' turn, then on every real broker named in `SSM_TEST_BROKERS` (each must answer).
+pub fn on_every_broker(broker_flags: &[&str], mut scenario: impl FnMut(&Target)) {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = BrokerProc::start(dir.path(), broker_flags);
+    scenario(&embedded.target());
+    drop(embedded);
+    for b in real_brokers() {
+        scenario(&b);
+    }
+}
+
+/// The runtime a scenario drives its hand-made clients on: two workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The real brokers named in `SSM_TEST_BROKERS`; each must answer now.
+pub fn real_brokers() -> Vec<Target> {
+    super::brokers::real_answering()
 }
 
 /// One scenario's world: a directory, a PKI, a topic of its own.
@@ -278,7 +177,7 @@ impl World {
                 .unwrap();
             dns.push_str(&format!("{}\n", cert.dn));
             let queue = self.path(&format!("outgoing-{i}"));
-            let q = Outgoing::open(&queue, PathType::Dirq).unwrap();
+            let q = Outgoing::open(&queue, PathType::QueueSimple).unwrap();
             let mut expected = Vec::new();
             for m in 0..per_sender {
                 let body = message(i, m);
@@ -298,12 +197,12 @@ impl World {
 
     /// Spawns `ssm receive` on `broker` with this world's store; `extra` are more flags.
     /// Returns once it is subscribed.
-    pub fn receiver(&self, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    pub fn receiver(&self, broker: &Target, extra: &[&str]) -> ReceiverProc {
         ReceiverProc::start(self, broker, extra)
     }
 
     /// Spawns one `ssm send` pass (what cron runs) for `s`; `extra` are more flags.
-    pub fn spawn_sender(&self, broker: &BrokerRef, s: &SenderSpec, extra: &[&str]) -> Child {
+    pub fn spawn_sender(&self, broker: &Target, s: &SenderSpec, extra: &[&str]) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -336,7 +235,7 @@ impl World {
     /// Runs `ssm send` passes for every sender (concurrently) until every outgoing queue is
     /// empty, as cron would; fails after `max_rounds` rounds. `before_round` runs before each
     /// round (e.g. to release the locks a killed sender left, once they are stale).
-    pub fn drain(&self, broker: &BrokerRef, senders: &[SenderSpec], max_rounds: usize) {
+    pub fn drain(&self, broker: &Target, senders: &[SenderSpec], max_rounds: usize) {
         for round in 0..max_rounds {
             let pending: Vec<&SenderSpec> = senders.iter().filter(|s| s.count() > 0).collect();
             if pending.is_empty() {
@@ -367,7 +266,7 @@ impl World {
     /// The exactly-once check (also reported, see [`report`]): every queued message is stored once, with its sender's DN;
     /// nothing else is stored; every outgoing queue is empty.
     pub fn check_exactly_once(&self, broker: &str, senders: &[SenderSpec]) -> usize {
-        let mut want: HashMap<(String, String), usize> = HashMap::new();
+        let mut want = Vec::new();
         for s in senders {
             assert_eq!(
                 s.count(),
@@ -375,37 +274,33 @@ impl World {
                 "[{broker}] outgoing queue {} not empty",
                 s.queue.display()
             );
-            for md5 in &s.expected {
-                want.insert((s.cert.dn.clone(), md5.clone()), 0);
-            }
+            want.extend(
+                s.expected
+                    .iter()
+                    .map(|md5| (s.cert.dn.clone(), md5.clone())),
+            );
         }
         let stored = stored_records(&self.store);
-        let mut extra = Vec::new();
-        for (signer, md5) in &stored {
-            match want.get_mut(&(signer.clone(), md5.clone())) {
-                Some(n) => *n += 1,
-                None => extra.push((signer.clone(), md5.clone())),
-            }
-        }
-        let lost: Vec<_> = want.iter().filter(|(_, &n)| n == 0).collect();
-        let twice: Vec<_> = want.iter().filter(|(_, &n)| n > 1).collect();
-        let copies: usize = twice.iter().map(|(_, &n)| n - 1).sum();
+        let t = Tally::of(want, stored.iter().cloned());
         report(&format!(
-            "fault={} broker={broker} sent={} stored={} duplicated={copies} lost={} unknown={}",
+            "fault={} broker={broker} sent={} stored={} duplicated={} lost={} unknown={}",
             self.tag,
-            want.len(),
-            want.len() - lost.len(),
-            lost.len(),
-            extra.len()
+            t.sent,
+            t.stored(),
+            t.duplicated(),
+            t.lost.len(),
+            t.unknown.len()
         ));
         assert!(
-            lost.is_empty() && twice.is_empty() && extra.is_empty(),
-            "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {lost:?}\ntwice: {twice:?}",
-            lost.len(),
-            twice.len(),
-            extra.len(),
-            want.len(),
-            self.dir.display()
+            t.is_exact(),
+            "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {:?}\ntwice: {:?}",
+            t.lost.len(),
+            t.twice.len(),
+            t.unknown.len(),
+            t.sent,
+            self.dir.display(),
+            t.lost,
+            t.twice
         );
         stored.len()
     }
@@ -448,14 +343,7 @@ pub fn rejected_records(store: &Path) -> Vec<(String, Option<String>)> {
 
 /// A unique message of about 600 bytes.
 pub fn message(sender: usize, seq: usize) -> Vec<u8> {
-    let mut s = format!(
-        "APEL-individual-job-message: v0.3\nSite: SITE{sender}\nLocalJobId: {seq}\nNonce: {}\n",
-        uuid::Uuid::new_v4()
-    );
-    while s.len() < 600 {
-        s.push_str("WallDuration: 3600\nCpuDuration: 3000\n");
-    }
-    s.into_bytes()
+    super::messages::job_record(&format!("SITE{sender}"), seq, true)
 }
 
 /// One sender: its certificate, queue and what it queued.
@@ -473,7 +361,7 @@ pub struct SenderSpec {
 impl SenderSpec {
     /// Messages still in its outgoing queue.
     pub fn count(&self) -> usize {
-        Outgoing::open(&self.queue, PathType::Dirq)
+        Outgoing::open(&self.queue, PathType::QueueSimple)
             .unwrap()
             .count()
             .unwrap()
@@ -500,21 +388,6 @@ impl SenderSpec {
     }
 }
 
-/// Waits for a child; kills it and fails the test after `within`.
-pub fn wait_child(c: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            kill9(c);
-            panic!("{what} still running after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `ssm receive` as a process.
 pub struct ReceiverProc {
     child: Option<Child>,
@@ -525,7 +398,7 @@ pub struct ReceiverProc {
 }
 
 impl ReceiverProc {
-    fn start(w: &World, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    fn start(w: &World, broker: &Target, extra: &[&str]) -> ReceiverProc {
         let mut args = vec!["receive".to_string()];
         args.extend(broker.flags());
         for (flag, val) in [
@@ -553,7 +426,7 @@ impl ReceiverProc {
     /// Like [`World::receiver`] with more environment (e.g. `RUST_LOG=debug`).
     pub fn start_with_env(
         w: &World,
-        broker: &BrokerRef,
+        broker: &Target,
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> ReceiverProc {
@@ -566,7 +439,7 @@ impl ReceiverProc {
         r
     }
 
-    fn start_stopped(w: &World, broker: &BrokerRef, extra: &[&str]) -> ReceiverProc {
+    fn start_stopped(w: &World, broker: &Target, extra: &[&str]) -> ReceiverProc {
         let mut r = ReceiverProc::start(w, broker, extra);
         r.kill9();
         r
@@ -660,6 +533,11 @@ impl Drop for ReceiverProc {
 pub fn rand_between(lo: u64, hi: u64) -> u64 {
     use rand::Rng;
     rand::thread_rng().gen_range(lo..hi)
+}
+
+/// Sleeps a random time between `lo` and `hi` milliseconds (where a fault strikes).
+pub fn sleep_ms(lo: u64, hi: u64) {
+    std::thread::sleep(Duration::from_millis(rand_between(lo, hi)));
 }
 
 /// How a [`Proxy`] treats the frames going to the sender (broker → client).

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use ssm::crypto::{Identity, Opener, TrustStore};
-use ssm::pki::{CertFiles, Pki};
+use ssm::harness::pki::{CertFiles, Pki};
 
 /// The PKI shared by all tests of one binary (RSA key generation is the slow part).
 pub fn pki() -> &'static Pki {
@@ -151,6 +151,4 @@ pub fn cli_decrypt_verify(body: &[u8], recipient: &CertFiles, capath: &Path) -> 
     )
 }
 
-pub fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+pub use super::process::path_str as path;

@@ -1,0 +1,216 @@
+//! The settings `sender.cfg` and `receiver.cfg` share, in one place: the broker(s), this host's
+//! identity and trusted CAs, logging and the daemon options. [`super::SenderConfig`] and
+//! [`super::ReceiverConfig`] embed a [`CommonSettings`] and add what is theirs.
+//!
+//! Guarantees:
+//! - The shared options are read, overridden by flags and checked by the same code for both
+//!   roles, so their INI keys, defaults, flags and error messages cannot drift apart.
+//! - Only what really differs is a parameter: whether trusted CAs are required (always for the
+//!   receiver, while `verify_server_cert` is on for the sender) and the role's flag names.
+
+use std::path::PathBuf;
+
+use super::ini::IniReader;
+use super::values::KindChoice;
+use super::{missing, set, set_required, BrokerOverrides, ConfigError, IdentityOverrides};
+use crate::stomp::BrokerKind;
+
+/// Log level when `[logging] level` is not given.
+pub const DEFAULT_LEVEL: &str = "INFO";
+
+/// How to reach the broker(s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// Brokers as `(host, port)`, in failover order; never empty in a loaded configuration.
+    pub brokers: Vec<(String, u16)>,
+    /// Connect with TLS. Default: on when a file is read (as the Python SSM), off with flags
+    /// only; `--tls` turns it on.
+    pub use_ssl: bool,
+    /// STOMP login, if the broker wants one.
+    pub login: Option<String>,
+    /// STOMP passcode, if the broker wants one.
+    pub passcode: Option<String>,
+    /// The broker kind to assume for its quirks; `None` = find out from the broker (`auto`, or
+    /// not said).
+    pub kind: Option<BrokerKind>,
+    /// CA directory for the broker's TLS certificate; `None` = the caller's choice (normally
+    /// the `[certificates]` trust store).
+    pub broker_capath: Option<PathBuf>,
+}
+
+/// Where and how much to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// Log file; `None` = no log file.
+    pub logfile: Option<PathBuf>,
+    /// Level name in upper case (one of [`super::values::LEVELS`]); default `INFO`.
+    pub level: String,
+    /// Also log to the console (stderr); default on.
+    pub console: bool,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        LoggingSettings {
+            logfile: None,
+            level: DEFAULT_LEVEL.to_string(),
+            console: true,
+        }
+    }
+}
+
+/// This host's certificate and key, and the CAs it trusts (`[certificates]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdentitySettings {
+    /// This host's certificate (signs messages; senders encrypt to a receiver's).
+    pub certificate: PathBuf,
+    /// This host's private key.
+    pub key: PathBuf,
+    /// Directory of trusted CA certificates (hashed, as `openssl rehash` makes it).
+    pub capath: Option<PathBuf>,
+    /// File of trusted CA certificates.
+    pub cafile: Option<PathBuf>,
+}
+
+/// Options of a long-running process (`[daemon]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DaemonSettings {
+    /// PID file; the process refuses to start while it names a live process.
+    pub pidfile: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`[daemon] metrics`); `None` = off.
+    pub metrics: Option<String>,
+}
+
+/// What both configurations hold: broker, identity, logging, daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonSettings {
+    /// The broker(s).
+    pub broker: BrokerSettings,
+    /// This host's certificate, key and trusted CAs.
+    pub identity: IdentitySettings,
+    /// Logging.
+    pub logging: LoggingSettings,
+    /// PID file and metrics endpoint.
+    pub daemon: DaemonSettings,
+}
+
+/// The flags both commands share, borrowed from either command's overrides.
+pub(crate) struct CommonFlags<'a> {
+    pub broker: &'a [(String, u16)],
+    pub broker_opts: &'a BrokerOverrides,
+    pub identity: &'a IdentityOverrides,
+    pub pidfile: &'a Option<PathBuf>,
+    pub metrics: &'a Option<String>,
+}
+
+impl CommonSettings {
+    /// Settings before any file or flag: no broker (TLS off), default logging, no identity.
+    pub(crate) fn empty() -> CommonSettings {
+        CommonSettings {
+            broker: BrokerSettings::empty(),
+            identity: IdentitySettings::default(),
+            logging: LoggingSettings::default(),
+            daemon: DaemonSettings::default(),
+        }
+    }
+
+    /// Reads `[broker]`, `[logging]`, the identity options of `[certificates]` and `[daemon]`.
+    pub(crate) fn read(r: &mut IniReader) -> Result<CommonSettings, ConfigError> {
+        let broker = r.broker()?;
+        let logging = r.logging()?;
+        const CERTS: &str = "certificates";
+        let identity = IdentitySettings {
+            certificate: r.path(CERTS, "certificate")?.unwrap_or_default(),
+            key: r.path(CERTS, "key")?.unwrap_or_default(),
+            capath: r.path(CERTS, "capath")?,
+            cafile: r.path(CERTS, "cafile")?,
+        };
+        let daemon = DaemonSettings {
+            pidfile: r.path("daemon", "pidfile")?,
+            metrics: r.plain("daemon", "metrics")?,
+        };
+        Ok(CommonSettings {
+            broker,
+            identity,
+            logging,
+            daemon,
+        })
+    }
+
+    /// Applies the shared flags: every flag given replaces the setting, a `--broker` list
+    /// replaces the whole broker list.
+    pub(crate) fn apply(&mut self, f: CommonFlags<'_>) {
+        self.broker.apply(f.broker, f.broker_opts);
+        let id = &mut self.identity;
+        set_required(&mut id.certificate, &f.identity.cert);
+        set_required(&mut id.key, &f.identity.key);
+        set(&mut id.capath, &f.identity.capath);
+        set(&mut id.cafile, &f.identity.cafile);
+        set(&mut self.daemon.pidfile, f.pidfile);
+        set(&mut self.daemon.metrics, f.metrics);
+    }
+
+    /// Checks the shared required settings, in the order their errors are reported: broker,
+    /// certificate, key, then (when `cas_required`) `capath` or `cafile`.
+    pub(crate) fn check(
+        &self,
+        origin: Option<&str>,
+        cas_required: bool,
+    ) -> Result<(), ConfigError> {
+        self.broker.check(origin)?;
+        let id = &self.identity;
+        if id.certificate.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "certificate", "--cert C"));
+        }
+        if id.key.as_os_str().is_empty() {
+            return Err(missing(origin, "certificates", "key", "--key K"));
+        }
+        if cas_required && id.capath.is_none() && id.cafile.is_none() {
+            return Err(missing(
+                origin,
+                "certificates",
+                "capath",
+                "--capath DIR or --cafile F",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BrokerSettings {
+    /// Settings before any file or flag: no broker, TLS off.
+    pub(crate) fn empty() -> BrokerSettings {
+        BrokerSettings {
+            brokers: Vec::new(),
+            use_ssl: false,
+            login: None,
+            passcode: None,
+            kind: None,
+            broker_capath: None,
+        }
+    }
+
+    /// Applies the broker flags: a `--broker` list replaces the brokers, `--tls` turns TLS on.
+    fn apply(&mut self, broker: &[(String, u16)], f: &BrokerOverrides) {
+        if !broker.is_empty() {
+            self.brokers = broker.to_vec();
+        }
+        if f.tls {
+            self.use_ssl = true;
+        }
+        set(&mut self.login, &f.login);
+        set(&mut self.passcode, &f.passcode);
+        set(&mut self.broker_capath, &f.broker_capath);
+        if let Some(KindChoice(kind)) = f.broker_kind {
+            self.kind = kind;
+        }
+    }
+
+    /// Checks that there is a broker.
+    fn check(&self, origin: Option<&str>) -> Result<(), ConfigError> {
+        if self.brokers.is_empty() {
+            return Err(missing(origin, "broker", "host", "--broker HOST:PORT"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,797 @@
+//! `ssm bench`: end-to-end throughput, ack latency and memory of the whole protocol.
+//!
+//! The run is laid out like production, so that each side's memory can be measured alone:
+//! - the broker is the embedded one, in this process (or a real one given by address);
+//! - the receiver is a child process, the real `ssm receive` of this executable;
+//! - the senders are a second child process (`ssm bench --role senders`), running every sender
+//!   concurrently, each with its own certificate, outgoing queue and broker connection.
+//!
+//! Both children are configured as in production: the receiver with `ssm receive`'s flags, each
+//! sender with a `sender.cfg` of its own in the run directory, read by the same loader and built
+//! by the same code as `ssm send -c`. The receiver says it is subscribed with a systemd-style
+//! `READY=1` on the `NOTIFY_SOCKET` the bench gives it (`ops::notify`); only then do the senders
+//! start, as a topic drops what is sent before the subscription.
+//!
+//! The queues are filled before anything is timed. Throughput is measured by the senders' child
+//! from its first send to its last ack; ack latency is, per message, the time from handing the
+//! sealed message to the broker to its ack, as each sender records it in its own statistics
+//! ([`crate::sender::SenderStats::ack_latency`]; quantiles by nearest rank, to within 1/32).
+//! Peak resident memory is each child's `VmHWM`: the senders report their own, the receiver's
+//! is read from `/proc` before it is told to stop. The receiver's resident memory is also sampled while the
+//! run goes on, so that growth (a leak) shows as a difference between the two halves of the run.
+//! Every stored message is checked afterwards: each one exactly once, with its signer.
+//!
+//! Guarantees:
+//! - A report is returned only if every queued message was acked and stored exactly once with
+//!   its signer, and both children succeeded; otherwise the run is an error.
+//! - The senders start only after the receiver's `READY=1`; a receiver that exits first, or is
+//!   not ready within 60 s, fails the run with that reason (no silent wait).
+//! - The receiver is always stopped (SIGTERM, then SIGKILL after 20 s), whatever happened.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+use crate::crypto::Cipher;
+use crate::harness::demo::{self, SenderOptions, Setup};
+use crate::ops::filesystem;
+use crate::ops::histogram::Histogram;
+use crate::sender::Sender;
+use crate::stomp::BrokerAddr;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where the PKI, queues and store go.
+    pub dir: PathBuf,
+    /// Concurrent senders.
+    pub senders: usize,
+    /// Messages per sender.
+    pub messages: usize,
+    /// Size of each message, in bytes.
+    pub size: usize,
+    /// Envelope cipher.
+    pub cipher: Cipher,
+    /// A real broker; `None` starts the embedded one in this process.
+    pub broker: Option<BrokerAddr>,
+    /// Broker login, for real brokers.
+    pub login: Option<(String, String)>,
+    /// The topic.
+    pub destination: String,
+    /// The `ssm` executable to run the receiver and the senders with.
+    pub exe: PathBuf,
+}
+
+/// What a benchmark measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchReport {
+    /// Concurrent senders.
+    pub senders: usize,
+    /// Messages per sender.
+    pub messages: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Envelope cipher.
+    pub cipher: Cipher,
+    /// Which broker carried the messages.
+    pub broker: String,
+    /// The file system of the queues and the store (e.g. `ext4 (journal)`, `tmpfs`): it bounds
+    /// the receiver as much as the crypto does (`ops::filesystem`).
+    pub store_fs: String,
+    /// Messages acked (all of them, or the run fails).
+    pub acked: u64,
+    /// Resends (should be 0 on a healthy run).
+    pub retried: u64,
+    /// From the first send to the last ack.
+    pub elapsed: Duration,
+    /// Median ack latency, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile ack latency, milliseconds.
+    pub p99_ms: f64,
+    /// Largest ack latency, milliseconds.
+    pub max_ms: f64,
+    /// Peak resident memory of the senders' process, KiB.
+    pub sender_peak_rss_kb: u64,
+    /// Peak resident memory of the receiver process, KiB.
+    pub receiver_peak_rss_kb: u64,
+    /// Largest resident memory of the receiver sampled in the first half of the run, KiB.
+    pub receiver_rss_first_half_kb: u64,
+    /// Largest resident memory of the receiver sampled in the second half of the run, KiB.
+    pub receiver_rss_second_half_kb: u64,
+    /// CPU time (user + system) of the senders' process while sending, milliseconds.
+    pub sender_cpu_ms: u64,
+    /// CPU time of the receiver process from its subscription to the last ack, milliseconds.
+    pub receiver_cpu_ms: u64,
+    /// CPU time of this process (the embedded broker) while the senders ran, milliseconds.
+    pub broker_cpu_ms: u64,
+}
+
+impl BenchReport {
+    /// Acked messages per second.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Acked payload megabytes (10^6 bytes) per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.msgs_per_s() * self.size as f64 / 1e6
+    }
+
+    /// The report as one line of JSON (flat object; numbers and strings only).
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"senders\":{},\"messages\":{},\"size\":{},\"cipher\":\"{}\",\"broker\":\"{}\",\
+             \"store_fs\":\"{}\",\"acked\":{},\"retried\":{},\"elapsed_s\":{:.3},\"msgs_per_s\":{:.1},\
+             \"mb_per_s\":{:.3},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\
+             \"sender_peak_rss_kb\":{},\"receiver_peak_rss_kb\":{},\
+             \"receiver_rss_first_half_kb\":{},\"receiver_rss_second_half_kb\":{},\
+             \"sender_cpu_ms\":{},\"receiver_cpu_ms\":{},\"broker_cpu_ms\":{}}}",
+            self.senders,
+            self.messages,
+            self.size,
+            self.cipher,
+            json_escape(&self.broker),
+            json_escape(&self.store_fs),
+            self.acked,
+            self.retried,
+            self.elapsed.as_secs_f64(),
+            self.msgs_per_s(),
+            self.mb_per_s(),
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.sender_peak_rss_kb,
+            self.receiver_peak_rss_kb,
+            self.receiver_rss_first_half_kb,
+            self.receiver_rss_second_half_kb,
+            self.sender_cpu_ms,
+            self.receiver_cpu_ms,
+            self.broker_cpu_ms,
+        )
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "broker:        {}", self.broker)?;
+        writeln!(f, "store on:      {}", self.store_fs)?;
+        writeln!(
+            f,
+            "acked:         {} ({} sender(s) x {} x {} bytes, {}; retried {})",
+            self.acked, self.senders, self.messages, self.size, self.cipher, self.retried
+        )?;
+        writeln!(
+            f,
+            "throughput:    {:.1} messages/s, {:.2} MB/s in {:.2} s",
+            self.msgs_per_s(),
+            self.mb_per_s(),
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "ack latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.p50_ms, self.p99_ms, self.max_ms
+        )?;
+        write!(
+            f,
+            "peak RSS:      senders {:.1} MB, receiver {:.1} MB (receiver first/second half {:.1}/{:.1} MB)",
+            self.sender_peak_rss_kb as f64 / 1024.0,
+            self.receiver_peak_rss_kb as f64 / 1024.0,
+            self.receiver_rss_first_half_kb as f64 / 1024.0,
+            self.receiver_rss_second_half_kb as f64 / 1024.0,
+        )?;
+        let per = |ms: u64| ms as f64 / self.acked.max(1) as f64;
+        write!(
+            f,
+            "\nCPU/message:   senders {:.2} ms, receiver {:.2} ms, broker {:.2} ms",
+            per(self.sender_cpu_ms),
+            per(self.receiver_cpu_ms),
+            per(self.broker_cpu_ms),
+        )
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Parses a size such as `10240`, `10k`, `10KB`, `1M` or `1MB` (k = 1024).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1024),
+        Some('m') => (&t[..t.len() - 1], 1024 * 1024),
+        _ => (t, 1),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 10240, 10k, 1M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Peak (`VmHWM`) and current (`VmRSS`) resident memory of a live process, KiB.
+pub fn proc_memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// CPU time (user + system) of a live process, milliseconds.
+pub fn proc_cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(ticks * 1000 / hz)
+}
+
+/// CPU time (user + system) of this process so far, milliseconds.
+fn self_cpu_ms() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// Runs a benchmark and returns its report. Fails if any message was lost, stored twice or
+/// not acked, or if a child process failed.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    if opts.senders == 0 || opts.messages == 0 {
+        bail!("senders and messages must be at least 1");
+    }
+    let setup = Setup::prepare(&opts.dir, opts.senders)?;
+    setup.fill_queues(opts.messages, opts.size)?;
+
+    let mut embedded = None;
+    let addr = match &opts.broker {
+        Some(addr) => addr.clone(),
+        None => {
+            let (handle, addr) = demo::start_embedded_broker().await?;
+            embedded = Some(handle);
+            addr
+        }
+    };
+    let broker_label = match &opts.broker {
+        None => "embedded (in-process)".to_string(),
+        Some(a) => a.to_string(),
+    };
+
+    // Bound before the receiver starts, and kept until it has exited: it notifies
+    // `STOPPING=1` on its way out, and would warn if nobody listened.
+    let notify = ReadySocket::bind(&setup.dir)?;
+    let mut receiver = spawn_receiver(&opts, &setup, &addr, &notify)?;
+    let result = drive(&opts, &setup, &addr, &mut receiver, &notify).await;
+    // Whatever happened, the receiver goes: stopped politely, killed if it lingers.
+    let receiver_peak = receiver.id().and_then(proc_memory).map(|(hwm, _)| hwm);
+    let receiver_cpu_end = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
+    stop_child(&mut receiver).await;
+    drop(notify);
+    if let Some(h) = embedded {
+        h.shutdown().await;
+    }
+    let (senders, samples, cpu) = result?;
+    let receiver_peak_rss_kb = receiver_peak
+        .or_else(children_max_rss_kb)
+        .unwrap_or_default();
+
+    let stored = setup.check_stored(opts.messages, opts.size)?;
+    let queued = (opts.messages * opts.senders) as u64;
+    if senders.acked != queued || stored as u64 != queued {
+        bail!(
+            "{queued} messages queued but {} acked and {stored} stored",
+            senders.acked
+        );
+    }
+
+    let (first, second) = halves(&samples, senders.elapsed);
+    Ok(BenchReport {
+        senders: opts.senders,
+        messages: opts.messages,
+        size: opts.size,
+        cipher: opts.cipher,
+        broker: broker_label,
+        store_fs: filesystem::describe(&opts.dir).to_string(),
+        acked: senders.acked,
+        retried: senders.retried,
+        elapsed: senders.elapsed,
+        p50_ms: senders.p50_ms,
+        p99_ms: senders.p99_ms,
+        max_ms: senders.max_ms,
+        sender_peak_rss_kb: senders.peak_rss_kb,
+        receiver_peak_rss_kb,
+        receiver_rss_first_half_kb: first,
+        receiver_rss_second_half_kb: second,
+        sender_cpu_ms: senders.cpu_ms,
+        receiver_cpu_ms: receiver_cpu_end.saturating_sub(cpu.receiver_start_ms),
+        broker_cpu_ms: cpu.parent_ms,
+    })
+}
+
+/// Largest resident set among the waited-for children, KiB (Linux reports KiB).
+fn children_max_rss_kb() -> Option<u64> {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    (rc == 0).then_some(usage.ru_maxrss as u64)
+}
+
+/// The receiver's resident memory over time: (time since the senders started, VmRSS KiB).
+type Samples = Arc<Mutex<Vec<(Duration, u64)>>>;
+
+/// Largest sample in the first and in the second half of `elapsed`.
+fn halves(samples: &Samples, elapsed: Duration) -> (u64, u64) {
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let mid = elapsed / 2;
+    let max = |keep: &dyn Fn(Duration) -> bool| {
+        samples
+            .iter()
+            .filter(|(t, _)| keep(*t))
+            .map(|(_, kb)| *kb)
+            .max()
+            .unwrap_or_default()
+    };
+    (max(&|t| t <= mid), max(&|t| t > mid))
+}
+
+/// Waits for the receiver, runs the senders' child and returns what it measured.
+async fn drive(
+    opts: &BenchOptions,
+    setup: &Setup,
+    addr: &BrokerAddr,
+    receiver: &mut Child,
+    notify: &ReadySocket,
+) -> anyhow::Result<(SendersResult, Samples, CpuMarks)> {
+    notify.wait_until_ready(receiver, READY_TIMEOUT).await?;
+    let receiver_start_ms = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
+    let parent_start_ms = self_cpu_ms();
+
+    let mut senders = Command::new(&opts.exe);
+    senders.arg("bench").arg("--role").arg("senders");
+    let configs = setup.write_sender_configs(&SenderOptions {
+        broker: addr,
+        login: opts.login.as_ref(),
+        destination: &opts.destination,
+        cipher: opts.cipher,
+        certreq_first: false,
+    })?;
+    for config in configs {
+        senders.arg("--sender-config").arg(config);
+    }
+    let mut senders = senders
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} bench --role senders", opts.exe.display()))?;
+
+    let samples: Samples = Arc::default();
+    let sampler = {
+        let samples = samples.clone();
+        let pid = receiver.id();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let Some(pid) = pid else { return };
+            loop {
+                if let Some((_, rss)) = proc_memory(pid) {
+                    if let Ok(mut s) = samples.lock() {
+                        s.push((start.elapsed(), rss));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let mut out = String::new();
+    if let Some(mut stdout) = senders.stdout.take() {
+        stdout
+            .read_to_string(&mut out)
+            .await
+            .context("reading the senders' report")?;
+    }
+    let status = senders.wait().await?;
+    sampler.abort();
+    if !status.success() {
+        bail!("the senders failed ({status})");
+    }
+    let cpu = CpuMarks {
+        receiver_start_ms,
+        parent_ms: self_cpu_ms().saturating_sub(parent_start_ms),
+    };
+    Ok((SendersResult::parse(&out)?, samples, cpu))
+}
+
+/// CPU readings taken around the timed part.
+struct CpuMarks {
+    /// The receiver's CPU time when it was subscribed.
+    receiver_start_ms: u64,
+    /// This process's CPU time while the senders ran (the embedded broker, mostly).
+    parent_ms: u64,
+}
+
+fn spawn_receiver(
+    opts: &BenchOptions,
+    setup: &Setup,
+    addr: &BrokerAddr,
+    notify: &ReadySocket,
+) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("receive")
+        .arg("--broker")
+        .arg(addr.to_string())
+        .arg("--destination")
+        .arg(&opts.destination)
+        .arg("--cert")
+        .arg(&setup.pki.server.cert)
+        .arg("--key")
+        .arg(&setup.pki.server.key)
+        .arg("--capath")
+        .arg(&setup.pki.capath)
+        .arg("--dn-file")
+        .arg(&setup.dns_path)
+        .arg("--path")
+        .arg(&setup.store_path);
+    if let Some((login, passcode)) = &opts.login {
+        cmd.arg("--login")
+            .arg(login)
+            .arg("--passcode")
+            .arg(passcode);
+    }
+    // The receiver logs a line per message at INFO; that is not what is being measured.
+    // Our socket, and no watchdog: a bench run under systemd must not hand its own down.
+    cmd.env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &notify.name)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd.spawn()
+        .with_context(|| format!("cannot start {} receive", opts.exe.display()))
+}
+
+/// Stops a child with SIGTERM (it finishes what is in flight), then SIGKILL after 20 s.
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// How long the receiver may take to connect and subscribe.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The socket a receiver child announces its readiness on (`NOTIFY_SOCKET`, systemd's
+/// protocol); the file, if any, is removed when dropped.
+struct ReadySocket {
+    socket: UnixDatagram,
+    /// What `NOTIFY_SOCKET` says: a path, or `@name` for an abstract socket.
+    name: String,
+    path: Option<PathBuf>,
+}
+
+impl ReadySocket {
+    /// Binds `dir/notify`; an abstract socket when that path is too long for a socket address
+    /// (a deep `--dir`) or not valid UTF-8.
+    fn bind(dir: &Path) -> anyhow::Result<ReadySocket> {
+        let path = dir.join("notify");
+        // sun_path holds 108 bytes, the final NUL included.
+        if let Some(name) = path.to_str().filter(|p| p.len() < 108) {
+            let socket = UnixDatagram::bind(&path)
+                .with_context(|| format!("cannot bind the notify socket {}", path.display()))?;
+            return Ok(ReadySocket {
+                socket,
+                name: name.to_string(),
+                path: Some(path),
+            });
+        }
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("ssm-bench-{}", uuid::Uuid::new_v4());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)
+            .context("cannot bind an abstract notify socket")?;
+        socket.set_nonblocking(true)?;
+        Ok(ReadySocket {
+            socket: UnixDatagram::from_std(socket)?,
+            name: format!("@{name}"),
+            path: None,
+        })
+    }
+
+    /// Waits for a `READY=1` datagram; fails if `child` exits first or `timeout` passes.
+    async fn wait_until_ready(&self, child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                () = &mut deadline => {
+                    bail!("the receiver did not report READY=1 within {} s", timeout.as_secs())
+                }
+                status = child.wait() => {
+                    let status = status.context("waiting for the receiver")?;
+                    bail!("the receiver exited before it was ready ({status})");
+                }
+                got = self.socket.recv(&mut buf) => {
+                    let len = got.context("reading the notify socket")?;
+                    if is_ready(&buf[..len]) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ReadySocket {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether a notification (newline-separated `KEY=VALUE` lines) holds `READY=1`.
+fn is_ready(datagram: &[u8]) -> bool {
+    datagram
+        .split(|b| *b == b'\n')
+        .any(|line| line == b"READY=1")
+}
+
+/// What the senders' child measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendersResult {
+    /// Messages acked.
+    pub acked: u64,
+    /// Resends.
+    pub retried: u64,
+    /// From the first send to the last sender's end.
+    pub elapsed: Duration,
+    /// Peak resident memory, KiB.
+    pub peak_rss_kb: u64,
+    /// CPU time while sending, milliseconds.
+    pub cpu_ms: u64,
+    /// Median ack latency over every sender, milliseconds (to the microsecond).
+    pub p50_ms: f64,
+    /// 99th percentile ack latency, milliseconds.
+    pub p99_ms: f64,
+    /// Largest ack latency, milliseconds.
+    pub max_ms: f64,
+}
+
+impl SendersResult {
+    /// The child's stdout: `key value…` lines.
+    fn to_text(&self) -> String {
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        format!(
+            "acked {}\nretried {}\nelapsed_us {}\npeak_rss_kb {}\ncpu_ms {}\n\
+             p50_us {}\np99_us {}\nmax_us {}\n",
+            self.acked,
+            self.retried,
+            self.elapsed.as_micros(),
+            self.peak_rss_kb,
+            self.cpu_ms,
+            us(self.p50_ms),
+            us(self.p99_ms),
+            us(self.max_ms),
+        )
+    }
+
+    fn parse(text: &str) -> anyhow::Result<SendersResult> {
+        let mut r = SendersResult::default();
+        let mut seen = 0;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let key = words.next().unwrap_or_default();
+            let mut num =
+                || -> anyhow::Result<u64> { Ok(words.next().unwrap_or_default().parse()?) };
+            match key {
+                "acked" => r.acked = num()?,
+                "retried" => r.retried = num()?,
+                "elapsed_us" => r.elapsed = Duration::from_micros(num()?),
+                "peak_rss_kb" => r.peak_rss_kb = num()?,
+                "cpu_ms" => r.cpu_ms = num()?,
+                "p50_us" => r.p50_ms = num()? as f64 / 1000.0,
+                "p99_us" => r.p99_ms = num()? as f64 / 1000.0,
+                "max_us" => r.max_ms = num()? as f64 / 1000.0,
+                _ => continue,
+            }
+            seen += 1;
+        }
+        if seen < 8 {
+            bail!("the senders' report is incomplete: {text:?}");
+        }
+        Ok(r)
+    }
+}
+
+/// The `--role senders` side: runs every sender at once (each a single pass, as `ssm send`
+/// without `--daemon`) and prints what they measured on stdout. The caller built them from
+/// their configuration files and set up logging.
+pub fn senders_main(senders: Vec<Sender>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let cpu_start = self_cpu_ms();
+    let latency = Histogram::default();
+    let mut result = rt.block_on(async {
+        let started = Instant::now();
+        let handles: Vec<_> = senders
+            .into_iter()
+            .map(|mut s| {
+                let stats = s.stats.clone();
+                (stats, tokio::spawn(async move { s.run_once().await }))
+            })
+            .collect();
+        let mut r = SendersResult::default();
+        for (stats, h) in handles {
+            let s = h.await?.context("a sender failed")?;
+            r.acked += s.acked;
+            r.retried += s.retried;
+            latency.merge(&stats.ack_latency);
+        }
+        r.elapsed = started.elapsed();
+        Ok::<_, anyhow::Error>(r)
+    })?;
+    result.cpu_ms = self_cpu_ms().saturating_sub(cpu_start);
+    let ms = |d: Option<Duration>| d.unwrap_or_default().as_micros() as f64 / 1000.0;
+    result.p50_ms = ms(latency.quantile(0.5));
+    result.p99_ms = ms(latency.quantile(0.99));
+    result.max_ms = ms(Some(latency.max()));
+    result.peak_rss_kb = proc_memory(std::process::id())
+        .map(|(hwm, _)| hwm)
+        .unwrap_or_default();
+    print!("{}", result.to_text());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10240"), Ok(10240));
+        assert_eq!(parse_size("10k"), Ok(10240));
+        assert_eq!(parse_size("10KB"), Ok(10240));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn readiness_is_a_ready_line() {
+        assert!(is_ready(
+            b"READY=1\nSTATUS=subscribed to /topic/x\nMAINPID=7"
+        ));
+        assert!(is_ready(b"STATUS=x\nREADY=1"));
+        assert!(!is_ready(b"STOPPING=1"));
+        assert!(!is_ready(b"READY=10"));
+        assert!(!is_ready(b"WATCHDOG=1"));
+    }
+
+    #[tokio::test]
+    async fn readiness_comes_from_the_notify_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let notifier =
+            crate::ops::notify::Notifier::from_vars(Some(socket.name.clone()), None, None);
+        notifier.notify("STATUS=starting").unwrap();
+        notifier.ready("subscribed").unwrap();
+        socket
+            .wait_until_ready(&mut child, Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(socket);
+        assert!(
+            !dir.path().join("notify").exists(),
+            "the socket file is removed"
+        );
+
+        // A child that exits first is an error, not a wait for the timeout.
+        let socket = ReadySocket::bind(dir.path()).unwrap();
+        let mut gone = Command::new("true").spawn().unwrap();
+        let err = socket
+            .wait_until_ready(&mut gone, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("exited before it was ready"),
+            "{err}"
+        );
+        let err = socket
+            .wait_until_ready(&mut child, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not report READY=1"), "{err}");
+    }
+
+    #[test]
+    fn long_run_dirs_get_an_abstract_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir(&deep).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let socket = ReadySocket::bind(&deep).unwrap();
+        assert!(socket.name.starts_with("@ssm-bench-"), "{}", socket.name);
+    }
+
+    #[test]
+    fn senders_result_round_trips() {
+        let r = SendersResult {
+            acked: 3,
+            retried: 1,
+            elapsed: Duration::from_micros(1_234_567),
+            peak_rss_kb: 9000,
+            cpu_ms: 77,
+            p50_ms: 1.5,
+            p99_ms: 2.125,
+            max_ms: 30.25,
+        };
+        assert_eq!(SendersResult::parse(&r.to_text()).ok(), Some(r));
+        assert!(SendersResult::parse("acked 3\n").is_err());
+    }
+
+    #[test]
+    fn json_escapes_strings() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+
+    #[test]
+    fn own_memory_is_readable() {
+        let (hwm, rss) = proc_memory(std::process::id()).expect("/proc/self/status");
+        assert!(hwm >= rss && rss > 0);
+        assert!(proc_cpu_ms(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,164 @@
+//! `ssm bench` runs end to end with tiny numbers and prints a valid JSON line at the end.
+//! (Speed itself is not asserted here: see `scripts/bench-guard.sh` and docs/performance.md.)
+
+use std::collections::HashMap;
+use std::process::Command;
+
+/// A JSON value of a flat object: a number or a string.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Num(f64),
+    Str(String),
+}
+
+/// Parses a flat JSON object of numbers and strings (what `ssm bench` prints); `None` when the
+/// text is not exactly that.
+fn parse_flat_json(text: &str) -> Option<HashMap<String, Value>> {
+    let mut chars = text.trim().chars().peekable();
+    let mut out = HashMap::new();
+    let string = |chars: &mut std::iter::Peekable<std::str::Chars>| -> Option<String> {
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut s = String::new();
+        loop {
+            match chars.next()? {
+                '"' => return Some(s),
+                '\\' => match chars.next()? {
+                    '"' => s.push('"'),
+                    '\\' => s.push('\\'),
+                    'n' => s.push('\n'),
+                    'u' => {
+                        let hex: String = (0..4).filter_map(|_| chars.next()).collect();
+                        s.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                    }
+                    _ => return None,
+                },
+                c if (c as u32) < 0x20 => return None,
+                c => s.push(c),
+            }
+        }
+    };
+    if chars.next()? != '{' {
+        return None;
+    }
+    loop {
+        let key = string(&mut chars)?;
+        if chars.next()? != ':' {
+            return None;
+        }
+        let value = if chars.peek() == Some(&'"') {
+            Value::Str(string(&mut chars)?)
+        } else {
+            let mut num = String::new();
+            while let Some(c) = chars.peek().copied().filter(|c| !matches!(c, ',' | '}')) {
+                num.push(c);
+                chars.next();
+            }
+            // Rust's float parser takes `nan` and `inf`; JSON does not.
+            if !num
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+            {
+                return None;
+            }
+            Value::Num(num.parse().ok()?)
+        };
+        out.insert(key, value);
+        match chars.next()? {
+            ',' => continue,
+            '}' => break,
+            _ => return None,
+        }
+    }
+    chars.next().is_none().then_some(out)
+}
+
+#[test]
+fn the_flat_json_parser_rejects_what_is_not_json() {
+    assert!(parse_flat_json("{\"a\":1,\"b\":\"x\\\"y\"}").is_some());
+    assert!(parse_flat_json("{\"a\":1,}").is_none());
+    assert!(parse_flat_json("{\"a\":1} x").is_none());
+    assert!(parse_flat_json("{\"a\":nan}").is_none());
+    assert!(parse_flat_json("{a:1}").is_none());
+}
+
+#[test]
+fn bench_runs_and_prints_json() {
+    let out = Command::new(crate::support::process::SSM)
+        .args([
+            "bench",
+            "--senders",
+            "2",
+            "--messages",
+            "3",
+            "--size",
+            "1k",
+            "--cipher",
+            "des3",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ssm bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ssm bench failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("throughput:"), "no human report:\n{stdout}");
+    let last = stdout.lines().last().expect("some output");
+    let json = parse_flat_json(last).unwrap_or_else(|| panic!("not flat JSON: {last}"));
+    let num = |k: &str| match json.get(k) {
+        Some(Value::Num(n)) => *n,
+        other => panic!("{k}: {other:?} in {last}"),
+    };
+    assert_eq!(num("senders"), 2.0);
+    assert_eq!(num("messages"), 3.0);
+    assert_eq!(num("size"), 1024.0);
+    assert_eq!(num("acked"), 6.0);
+    assert_eq!(json.get("cipher"), Some(&Value::Str("des3".into())));
+    // The store was in a temporary directory: its file system is named, as `describe` sees it.
+    let fs = ssm::ops::filesystem::describe(&std::env::temp_dir()).to_string();
+    assert_ne!(fs, "unknown");
+    assert_eq!(json.get("store_fs"), Some(&Value::Str(fs.clone())));
+    assert!(stdout.contains(&format!("store on:      {fs}")), "{stdout}");
+    assert!(num("msgs_per_s") > 0.0);
+    assert!(num("mb_per_s") > 0.0);
+    assert!(num("p99_ms") >= num("p50_ms"));
+    // Both children really ran as processes of their own and reported their memory.
+    assert!(num("sender_peak_rss_kb") > 1000.0);
+    assert!(num("receiver_peak_rss_kb") > 1000.0);
+}
+
+#[test]
+fn bench_json_only_prints_one_line() {
+    let out = Command::new(crate::support::process::SSM)
+        .args(["bench", "--json", "--messages", "2", "--size", "300"])
+        .output()
+        .expect("run ssm bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(parse_flat_json(&stdout).is_some(), "{stdout}");
+}
+
+#[test]
+fn bench_refuses_bad_arguments() {
+    for args in [
+        &["bench", "--size", "ten"][..],
+        &["bench", "--senders", "0"],
+        &["bench", "--cipher", "rc4"],
+    ] {
+        let out = Command::new(crate::support::process::SSM)
+            .args(args)
+            .output()
+            .expect("run ssm bench");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!out.stderr.is_empty());
+    }
+}
