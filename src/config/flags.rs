@@ -39,9 +39,19 @@ pub struct SenderOverrides {
     /// Outgoing queue layout: dirq or directory ([messaging] path_type) [default: dirq].
     #[arg(long, value_name = "TYPE", value_parser = values::parse_path_type)]
     pub path_type: Option<PathType>,
-    /// Encryption cipher: des3, aes128, aes192 or aes256 ([messaging] cipher) [default: des3].
+    /// Encryption cipher: des3, aes128, aes192 or aes256 ([messaging] cipher) [default: aes128
+    /// for SSM2, des3 for version 1].
     #[arg(long, value_name = "CIPHER", value_parser = values::parse_cipher)]
     pub cipher: Option<Cipher>,
+    /// Protocol: 2 (SSM2, one-way, confirmed by broker receipts: what the Python SSM 4.0
+    /// speaks) or 1 (acknowledged by the receiver: certreq, acks, reack)
+    /// ([messaging] ssm_version) [default: 2].
+    #[arg(long, value_name = "N", value_parser = values::parse_ssm_version)]
+    pub ssm_version: Option<crate::protocol::Version>,
+    /// SSM2: messages waiting for their broker receipt at once; 1 sends one at a time as the
+    /// Python SSM does ([messaging] window) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub window: Option<NonZeroU32>,
     /// Seconds to wait for an ack before resending ([messaging] ack_timeout) [default: 60].
     #[arg(long, value_name = "SECS")]
     pub ack_timeout: Option<NonZeroU64>,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::Cipher;
+use crate::protocol::Version;
 use crate::queue::PathType;
 
 use super::ini::IniReader;
@@ -18,6 +19,8 @@ use super::{
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of sends of one message before the sender gives up on it for this run.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Default SSM2 window: messages waiting for their broker receipt at once.
+pub const DEFAULT_WINDOW: u32 = 64;
 
 /// Everything `ssm send` needs to know, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +39,14 @@ pub struct SenderConfig {
     pub path: PathBuf,
     /// Outgoing queue layout: `dirq` (default) or `directory`.
     pub path_type: PathType,
-    /// Encryption cipher: `des3` (default), `aes128`, `aes192` or `aes256`.
+    /// Encryption cipher: `des3`, `aes128`, `aes192` or `aes256`; default `aes128` for SSM2
+    /// (as the Python SSM), `des3` for version 1.
     pub cipher: Cipher,
+    /// The protocol: 2 (SSM2, default, as an unchanged Python SSM 4.0 `sender.cfg` means) or
+    /// 1 (the acknowledged protocol).
+    pub ssm_version: Version,
+    /// SSM2: messages waiting for their receipt at once; default [`DEFAULT_WINDOW`].
+    pub window: u32,
     /// How long to wait for an ack before sending the message again; default 60 s.
     pub ack_timeout: Duration,
     /// Sends of one message before giving up on it for this run; default 5.
@@ -67,6 +76,10 @@ impl SenderConfig {
         set_required(&mut self.path, &o.path);
         set_required(&mut self.path_type, &o.path_type);
         set_required(&mut self.cipher, &o.cipher);
+        set_required(&mut self.ssm_version, &o.ssm_version);
+        if let Some(n) = o.window {
+            self.window = n.get();
+        }
         if let Some(secs) = o.ack_timeout {
             self.ack_timeout = Duration::from_secs(secs.get());
         }
@@ -85,10 +98,23 @@ impl SenderConfig {
             destination: String::new(),
             path: PathBuf::new(),
             path_type: PathType::QueueSimple,
-            cipher: Cipher::Des3,
+            cipher: Cipher::Aes128,
+            ssm_version: Version::V2,
+            window: DEFAULT_WINDOW,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             reply_queue: None,
+        }
+    }
+
+    /// The cipher when none was given: the one the protocol's peers expect (the Python SSM
+    /// encrypts with AES-128; version 1 peers with triple DES).
+    fn default_cipher(&mut self, given: bool) {
+        if !given {
+            self.cipher = match self.ssm_version {
+                Version::V1 => Cipher::Des3,
+                Version::V2 => Cipher::Aes128,
+            };
         }
     }
 
@@ -149,8 +175,15 @@ impl Loadable for SenderConfig {
         if let Some(t) = r.parsed(MSG, "path_type", values::parse_path_type)? {
             c.path_type = t;
         }
-        if let Some(cipher) = r.parsed(MSG, "cipher", values::parse_cipher)? {
+        let cipher = r.parsed(MSG, "cipher", values::parse_cipher)?;
+        if let Some(cipher) = cipher {
             c.cipher = cipher;
+        }
+        if let Some(v) = r.parsed(MSG, "ssm_version", values::parse_ssm_version)? {
+            c.ssm_version = v;
+        }
+        if let Some(n) = r.parsed(MSG, "window", values::parse_positive)? {
+            c.window = n;
         }
         if let Some(d) = r.duration(MSG, "ack_timeout")? {
             c.ack_timeout = d;
@@ -162,6 +195,7 @@ impl Loadable for SenderConfig {
         warnings.extend(r.leftovers());
 
         c.apply(o);
+        c.default_cipher(cipher.is_some() || o.cipher.is_some());
         c.check(Some(r.origin()))?;
         Ok((c, warnings))
     }
@@ -169,6 +203,7 @@ impl Loadable for SenderConfig {
     fn from_overrides(o: &SenderOverrides) -> Result<SenderConfig, ConfigError> {
         let mut c = SenderConfig::unset(CommonSettings::empty());
         c.apply(o);
+        c.default_cipher(o.cipher.is_some());
         c.check(None)?;
         Ok(c)
     }

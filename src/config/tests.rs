@@ -133,7 +133,9 @@ fn example_sender_cfg_gives_the_defaults() {
             destination: "/topic/global.accounting.test".into(),
             path: "/var/spool/apel/outgoing".into(),
             path_type: PathType::QueueSimple,
-            cipher: Cipher::Des3,
+            cipher: Cipher::Aes128,
+            ssm_version: crate::protocol::Version::V2,
+            window: 64,
             ack_timeout: Duration::from_secs(60),
             max_attempts: 5,
             reply_queue: None,
@@ -345,7 +347,7 @@ fn names_are_case_insensitive_and_auto_means_detect() {
             "path_type = dirq",
             "path_type = Directory",
         ),
-        "cipher = des3",
+        "cipher = aes128",
         "cipher = AES192",
     );
     let (c, _) = sender(&text).unwrap();
@@ -448,7 +450,9 @@ fn flags_alone_make_a_configuration() {
         !c.common.broker.use_ssl,
         "TLS is off with flags only unless --tls"
     );
-    assert_eq!(c.cipher, Cipher::Des3);
+    // SSM2 by default, with its cipher; version 1 keeps triple DES.
+    assert_eq!(c.ssm_version, crate::protocol::Version::V2);
+    assert_eq!(c.cipher, Cipher::Aes128);
     assert_eq!(c.path_type, PathType::QueueSimple);
     assert_eq!(c.ack_timeout, DEFAULT_ACK_TIMEOUT);
     assert_eq!(c.max_attempts, 5);
@@ -629,7 +633,7 @@ fn each_bad_value_names_its_option() {
         ("# kind = auto", "kind = artemis", "sender.cfg: [broker] kind: 'artemis' is not a broker kind (one of auto, rabbitmq, activemq, embedded)"),
         ("verify_server_cert = true", "verify_server_cert = 2", "sender.cfg: [certificates] verify_server_cert: '2' is not a boolean (true/false, yes/no, on/off, 1/0)"),
         ("path_type = dirq", "path_type = queue", "sender.cfg: [messaging] path_type: 'queue' is not a queue type (one of dirq, directory)"),
-        ("cipher = des3", "cipher = rc4", "sender.cfg: [messaging] cipher: 'rc4' is not a cipher (one of des3, aes128, aes192, aes256)"),
+        ("cipher = aes128", "cipher = rc4", "sender.cfg: [messaging] cipher: 'rc4' is not a cipher (one of des3, aes128, aes192, aes256)"),
         ("ack_timeout = 60", "ack_timeout = 0", "sender.cfg: [messaging] ack_timeout: the duration must be more than zero"),
         ("ack_timeout = 60", "ack_timeout = soon", "sender.cfg: [messaging] ack_timeout: 'soon' is not a duration (seconds, or a number with s, m, h or d)"),
         ("max_attempts = 5", "max_attempts = 0", "sender.cfg: [messaging] max_attempts: '0' is not a positive whole number"),
@@ -988,4 +992,22 @@ fn receiver_allow_weak_digests_is_read_and_off_by_default() {
         "allow_weak_digests = maybe",
     );
     assert!(receiver_err(&bad).contains("allow_weak_digests"));
+}
+
+#[test]
+fn the_protocol_version_decides_the_default_cipher() {
+    let v1 = edit(SENDER_CFG, "ssm_version = 2", "ssm_version = 1");
+    let v1 = edit(&v1, "cipher = aes128", "");
+    let (c, _) = sender(&v1).unwrap();
+    assert_eq!(c.ssm_version, crate::protocol::Version::V1);
+    assert_eq!(c.cipher, Cipher::Des3);
+    let given = edit(&v1, "window = 64", "cipher = aes256");
+    let (c, _) = sender(&given).unwrap();
+    assert_eq!(c.cipher, Cipher::Aes256, "a given cipher wins");
+    let bad = edit(SENDER_CFG, "ssm_version = 2", "ssm_version = 3");
+    let err = sender_err(&bad);
+    assert!(
+        err.contains("ssm_version") && err.contains("1 or 2"),
+        "{err}"
+    );
 }

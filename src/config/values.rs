@@ -33,6 +33,15 @@ pub fn parse_cipher(s: &str) -> Result<Cipher, String> {
     })
 }
 
+/// An SSM protocol version: `1` (the acknowledged protocol) or `2` (SSM2, the Python SSM's).
+pub fn parse_ssm_version(s: &str) -> Result<crate::protocol::Version, String> {
+    match s.trim() {
+        "1" => Ok(crate::protocol::Version::V1),
+        "2" => Ok(crate::protocol::Version::V2),
+        _ => Err(format!("'{}' is not an SSM version (1 or 2)", excerpt(s))),
+    }
+}
+
 /// An outgoing queue layout: `dirq` or `directory`, in any case.
 pub fn parse_path_type(s: &str) -> Result<PathType, String> {
     s.parse::<PathType>().map_err(|_| {

@@ -232,6 +232,8 @@ impl Setup {
                     ("destination", o.destination.to_string()),
                     ("path", path_of(&self.outgoing_dir(i))),
                     ("path_type", "dirq".into()),
+                    // The acknowledged protocol: the demo and the bench measure its round trip.
+                    ("ssm_version", "1".into()),
                     ("cipher", o.cipher.to_string()),
                     // What the harness always used; a healthy run never waits that long.
                     ("ack_timeout", "30".into()),

@@ -134,7 +134,7 @@ impl Sender {
     /// hold a runtime thread that other senders of the process (the bench's, a daemon's) need.
     /// Awaited before anything else happens: the next message's `ssm-reack` for this one must
     /// mean that it is gone from the queue.
-    async fn remove(&self, name: &str) -> Result<(), SenderError> {
+    pub(super) async fn remove(&self, name: &str) -> Result<(), SenderError> {
         let outgoing = self.outgoing.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || outgoing.remove(&name))

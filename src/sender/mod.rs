@@ -35,6 +35,7 @@
 mod certreq;
 mod deliver;
 mod prepare;
+mod receipts;
 mod stats;
 
 pub use stats::{SenderStats, Summary};
@@ -47,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::crypto::{Cipher, CryptoError, Identity, TrustStore};
-use crate::protocol::SsmMessage;
+use crate::protocol::{SsmMessage, Version};
 use crate::queue::{Dirq, Outgoing, QueueError};
 use crate::transport::{Connection, TransportConfig, TransportError};
 
@@ -73,9 +74,17 @@ pub struct SenderSettings {
     pub ack_timeout: Duration,
     /// Sends of one message before giving up on it for this pass.
     pub max_attempts: u32,
-    /// Our reply queue, e.g. `/temp-queue/ssm.<uuid>`.
+    /// Our reply queue, e.g. `/temp-queue/ssm.<uuid>` (SSM v1 only).
     pub reply_queue: String,
+    /// The protocol: v1 (confirmed by the receiver's ack) or SSM2 (by the service's receipt).
+    pub version: Version,
+    /// SSM2: messages sent and waiting for their receipt at once (1 = one at a time, as the
+    /// Python SSM). SSM v1 always has one in flight.
+    pub window: usize,
 }
+
+/// Messages in flight by default for SSM2.
+pub const DEFAULT_WINDOW: usize = 64;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +121,8 @@ pub struct Sender {
     reject: Dirq,
     reack: Option<String>,
     conn: Option<Connection>,
+    /// Numbers our connections, so that a late failure of an old one cannot close a new one.
+    conn_id: u64,
     server_cert: Option<X509>,
     /// Live counters, readable while the sender runs.
     pub stats: Arc<SenderStats>,
@@ -127,6 +138,7 @@ impl Sender {
             reject,
             reack: None,
             conn: None,
+            conn_id: 0,
             server_cert,
             stats: Arc::default(),
         }
@@ -179,6 +191,9 @@ impl Sender {
             Err(err) => warn!(%err, "could not purge the outgoing queue"),
         }
         let names = self.outgoing.names()?;
+        if self.settings.version == Version::V2 {
+            return self.pass_receipted(names, shutdown).await;
+        }
         let total = names.len();
         let mut names = names.into_iter();
         let mut done = 0;
@@ -237,9 +252,12 @@ impl Sender {
     async fn connect(&mut self) -> Result<&mut Connection, SenderError> {
         if self.conn.is_none() {
             let conn = Connection::connect(&self.settings.transport).await?;
-            conn.open_reply_channel(&self.settings.reply_queue).await?;
+            if self.settings.version == Version::V1 {
+                conn.open_reply_channel(&self.settings.reply_queue).await?;
+            }
             info!(broker = %conn.peer(), "connected");
             self.conn = Some(conn);
+            self.conn_id += 1;
         }
         self.conn
             .as_mut()

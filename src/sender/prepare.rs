@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::{Sender, SenderError};
 use crate::crypto::{self, CryptoError};
+use crate::protocol::Version;
 
 /// A locked message whose sealing runs on the blocking pool.
 pub(super) struct Preparing {
@@ -50,12 +51,24 @@ impl Sender {
     async fn start_sealing(&mut self, name: &str) -> Result<Preparing, SenderError> {
         let data = self.outgoing.get(name)?;
         let md5 = crypto::message_id(&data);
-        let cert = self.server_cert().await?;
         let identity = self.settings.identity.clone();
         let cipher = self.settings.cipher;
         let to_seal = data.clone();
-        let task =
-            tokio::task::spawn_blocking(move || crypto::seal(&to_seal, &identity, &cert, cipher));
+        let task = match self.settings.version {
+            Version::V1 => {
+                let cert = self.server_cert().await?;
+                tokio::task::spawn_blocking(move || {
+                    crypto::seal(&to_seal, &identity, &cert, cipher)
+                })
+            }
+            // SSM2 encrypts only to a configured certificate; there is no certreq.
+            Version::V2 => {
+                let cert = self.server_cert.clone();
+                tokio::task::spawn_blocking(move || {
+                    crypto::seal_v2(&to_seal, &identity, cert.as_ref(), cipher)
+                })
+            }
+        };
         Ok(Preparing {
             name: name.to_string(),
             data,

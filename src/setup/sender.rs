@@ -8,6 +8,7 @@ use crate::config::SenderConfig;
 use crate::crypto::{self, Identity, TrustStore};
 use crate::ops::metrics;
 use crate::ops::pidfile::Pidfile;
+use crate::protocol::Version;
 use crate::queue::{Dirq, Outgoing};
 use crate::sender::{Sender, SenderSettings};
 use crate::transport::TransportConfig;
@@ -114,6 +115,8 @@ pub fn sender(
         ack_timeout: cfg.ack_timeout,
         max_attempts: cfg.max_attempts,
         reply_queue,
+        version: cfg.ssm_version,
+        window: cfg.window as usize,
     };
     let outgoing = Outgoing::open(&cfg.path, cfg.path_type)?;
     let reject = Dirq::open(&crate::queue::sender_reject(&cfg.path))?;
@@ -231,8 +234,23 @@ fn server_cert(
     ours: Option<&X509>,
     trust: Option<&TrustStore>,
 ) -> anyhow::Result<Option<Option<X509>>> {
+    let v2 = cfg.ssm_version == Version::V2;
     let path = match (&cfg.server_cert, &cfg.server_dn) {
         (Some(path), _) => path,
+        (None, Some(_)) if v2 => {
+            checks.fail(
+                Rule::ServerCertificate,
+                Failure::msg("server_dn asks for the receiver's certificate with a certreq, which SSM2 does not have: give server_cert (or nothing: signed, not encrypted), or ssm_version = 1"),
+            )?;
+            return Ok(None);
+        }
+        (None, None) if v2 => {
+            checks.ok(
+                Rule::ServerCertificate,
+                "none: SSM2 messages are signed, not encrypted".to_string(),
+            );
+            return Ok(Some(None));
+        }
         (None, Some(dn)) if crypto::Dn::parse(dn).is_none() => {
             checks.fail(
                 Rule::ServerCertificate,

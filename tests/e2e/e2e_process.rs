@@ -28,7 +28,7 @@ use crate::support::process::p;
 /// and the outgoing queue; callers add what the scenario needs.
 fn send_args(t: &Target, topic: &str, outq: &Path) -> Vec<String> {
     let pk = &pki().pki;
-    let mut a = s(&["send"]);
+    let mut a = s(&["send", "--ssm-version", "1"]);
     a.extend(t.flags());
     a.extend(s(&[
         "--destination",

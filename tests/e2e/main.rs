@@ -13,3 +13,4 @@ mod e2e_process;
 mod e2e_queues;
 mod e2e_reject;
 mod e2e_resilience;
+mod e2e_ssm2;

@@ -663,6 +663,7 @@ fn keys_are_never_logged_at_debug_level() {
     let mut r = ReceiverProc::start_with_env(&w, &b, &[], &[("RUST_LOG", "trace")]);
     let mut c = std::process::Command::new(ssm_bin())
         .arg("send")
+        .args(["--ssm-version", "1"])
         .args(b.flags())
         .args(["--destination", &w.topic])
         .arg("--cert")

@@ -147,6 +147,8 @@ fn sender_checks_use_the_send_flags() {
     let base = [
         "check".to_string(),
         "send".into(),
+        "--ssm-version".into(),
+        "1".into(),
         "--broker".into(),
         s.broker(),
         "--destination".into(),

@@ -66,6 +66,8 @@ fn send_once(broker: &str, signer: &CertFiles, pki: &Pki, path: &Path) {
     let sent = Command::new(SSM)
         .args([
             "send",
+            "--ssm-version",
+            "1",
             "--broker",
             broker,
             "--destination",
@@ -376,6 +378,8 @@ fn sender_daemon_serves_live_counters_and_queue_metrics_and_notifies() {
     let port = free_port();
     let common: Vec<String> = vec![
         "send".into(),
+        "--ssm-version".into(),
+        "1".into(),
         "--broker".into(),
         broker.local_addr().to_string(),
         "--destination".into(),

@@ -241,6 +241,8 @@ pub fn sender_settings(t: &Target, topic: &str, cert: &CertFiles) -> SenderSetti
         ack_timeout: Duration::from_secs(3),
         max_attempts: 3,
         reply_queue: ssm::transport::stomp::new_reply_queue(),
+        version: ssm::protocol::Version::V1,
+        window: 1,
     }
 }
 

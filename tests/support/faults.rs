@@ -210,6 +210,7 @@ impl World {
             .unwrap();
         Command::new(ssm_bin())
             .arg("send")
+            .args(["--ssm-version", "1"])
             .args(broker.flags())
             .arg("--destination")
             .arg(&self.topic)

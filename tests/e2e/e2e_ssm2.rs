@@ -4,8 +4,7 @@
 //!
 //! Runs against the embedded broker and every real broker in `SSM_TEST_BROKERS`.
 
-#[path = "support/e2e.rs"]
-mod e2e;
+use crate::support::e2e;
 
 use std::time::Duration;
 
@@ -262,5 +261,43 @@ async fn one_receiver_takes_v1_and_ssm2_on_one_subscription() {
             assert!(bodies.contains(&message("v1", i)) && bodies.contains(&message("v2", i)));
         }
         rx.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ssm2_sender_ships_its_queue_confirmed_by_receipts() {
+    for t in targets().await {
+        for (encrypt, window) in [(true, 8), (false, 1)] {
+            let dir = tmp();
+            let topic = topic();
+            let rx = start_receiver(&t, &topic, &dir.path().join("store")).await;
+            let msgs: Vec<Vec<u8>> = (0..30).map(|i| message("ssm2-sender", i)).collect();
+            let mut settings = sender_settings(&t, &topic, &pki().pki.client);
+            settings.version = ssm::protocol::Version::V2;
+            settings.window = window;
+            if !encrypt {
+                settings.server_cert = None;
+            }
+            let (mut sender, outgoing, _) = sender_with(settings, dir.path(), &msgs);
+            let names = outgoing.names().unwrap();
+            let summary = sender
+                .run_once()
+                .await
+                .unwrap_or_else(|e| panic!("[{}] sender: {e}", t.name));
+            assert_eq!(
+                (summary.sent, summary.acked, summary.retried),
+                (30, 30, 0),
+                "[{}] {summary}",
+                t.name
+            );
+            assert_eq!(outgoing.count().unwrap(), 0, "[{}] queue emptied", t.name);
+            assert_eq!(sender.stats.ack_latency.snapshot().count, 30);
+            wait_for(&t, &rx, 30, 0).await;
+            let stored = rx.incoming();
+            for (name, body) in names.iter().zip(&msgs) {
+                assert_eq!(&find(&stored, name).body, body, "[{}] {name}", t.name);
+            }
+            rx.stop().await;
+        }
     }
 }
