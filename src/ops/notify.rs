@@ -57,12 +57,17 @@ impl Notifier {
     }
 
     /// Sends one notification (`READY=1`, `STOPPING=1`, `STATUS=…`, newline-separated).
+    ///
+    /// Never blocks: it is called from the async runtime, and a listener that stopped reading
+    /// (its socket's queue full) must not wedge a runtime thread. Such a notification is
+    /// dropped with an error of kind [`std::io::ErrorKind::WouldBlock`].
     pub fn notify(&self, state: &str) -> std::io::Result<()> {
         let Some(name) = &self.socket else {
             return Ok(());
         };
         let addr = socket_addr(name)?;
         let sock = UnixDatagram::unbound()?;
+        sock.set_nonblocking(true)?;
         sock.send_to_addr(state.as_bytes(), &addr)?;
         Ok(())
     }
@@ -99,8 +104,14 @@ impl Notifier {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        if let Err(err) = me.watchdog() {
-                            tracing::warn!(%err, "cannot notify the systemd watchdog");
+                        match me.watchdog() {
+                            Ok(()) => {}
+                            // The listener is not reading: a ping lost, not worth a line
+                            // every interval.
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                                tracing::debug!("systemd watchdog socket full; ping dropped")
+                            }
+                            Err(err) => tracing::warn!(%err, "cannot notify the systemd watchdog"),
                         }
                     }
                 }
@@ -149,6 +160,26 @@ mod tests {
         assert!(first.starts_with("READY=1\nSTATUS=subscribed\n"), "{first}");
         let len = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"STOPPING=1");
+    }
+
+    #[test]
+    fn a_listener_that_stops_reading_never_blocks_the_sender() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("notify");
+        let _listener = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::from_vars(Some(path.display().to_string()), None, None);
+        // Far more than a datagram queue holds; before the fix the send blocked once full.
+        let started = std::time::Instant::now();
+        let mut dropped = 0;
+        for _ in 0..5000 {
+            match n.watchdog() {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => dropped += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(dropped > 0, "the queue never filled");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
