@@ -24,7 +24,7 @@ use super::stats::{RejectReason, Stats};
 use crate::protocol::v2::Ssm2Message;
 use crate::protocol::{self, AckOutcome, SsmMessage, Version};
 use crate::queue::Record;
-use crate::transport::Delivery;
+use crate::transport::{Delivery, Skipped};
 
 /// What [`dispatch`] did with a delivery, for the `max_messages` count.
 pub(super) enum Dispatched {
@@ -48,6 +48,46 @@ pub(super) struct Dispatcher<'a> {
 }
 
 impl Dispatcher<'_> {
+    /// A message larger than the frame limit, which the transport skipped without reading
+    /// its body: kept in the reject queue with its headers' id and the reason (the body is not
+    /// there to keep), then acknowledged at the service so that it does not come back. Not
+    /// answered: a v1 sender sends it again, and stops only when its operator looks.
+    pub async fn skipped(&mut self, skipped: Skipped) {
+        let Skipped {
+            envelope,
+            size,
+            max,
+            ack,
+        } = skipped;
+        Stats::bump(&self.stats.oversized);
+        let v2 = protocol::version_of(&envelope) == Version::V2;
+        let id = if v2 {
+            Ssm2Message::from_envelope(&envelope).empa_id
+        } else {
+            envelope
+                .header(protocol::headers::MSG_ID)
+                .unwrap_or_default()
+                .to_string()
+        };
+        warn!(
+            size,
+            max,
+            %id,
+            reply_to = ?envelope.header(protocol::headers::REPLY_TO),
+            "message larger than the frame limit skipped; connection kept"
+        );
+        let record = Record {
+            body: Vec::new(),
+            signer: v2.then(|| super::lanes::NO_SIGNER.to_string()),
+            empaid: Some(id),
+            error: Some(format!(
+                "a message of {size} bytes is larger than the frame limit of {max} bytes; its body was not kept"
+            )),
+        };
+        self.committer.reject(record).await;
+        self.replies.settle(&ack).await;
+    }
+
     /// Handles one delivery from the topic.
     pub async fn dispatch(&mut self, delivery: Delivery) -> Dispatched {
         let Delivery {

@@ -33,7 +33,7 @@ use crate::transport::AckToken;
 
 /// The signer recorded with an SSM2 message rejected before its signer was known, as the
 /// Python receiver writes it (APEL's loader reads it).
-const NO_SIGNER: &str = "Not available.";
+pub(super) const NO_SIGNER: &str = "Not available.";
 
 /// Messages waiting per lane before the dispatcher waits (back-pressure on the broker).
 const LANE_DEPTH: usize = 64;

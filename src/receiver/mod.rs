@@ -224,11 +224,7 @@ pub async fn run(
                         Dispatched::NotCounted => {}
                     }
                 }
-                Ok(Event::Skipped(o)) => {
-                    // Auto-ack subscription: nothing to acknowledge; the sender will resend.
-                    Stats::bump(&stats.oversized);
-                    warn!(size = o.size, max = o.max, ssm_msg_id = ?o.envelope.header(crate::protocol::headers::MSG_ID), reply_to = ?o.envelope.header(crate::protocol::headers::REPLY_TO), "message larger than the frame limit skipped; connection kept");
-                }
+                Ok(Event::Skipped(o)) => dispatcher.skipped(o).await,
                 Ok(Event::ServiceError(message)) => warn!(
                     %message,
                     "broker reported an error (for example an ack to a sender that left); carrying on"

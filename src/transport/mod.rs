@@ -118,6 +118,8 @@ pub struct Skipped {
     pub size: usize,
     /// The limit it exceeded.
     pub max: usize,
+    /// How to acknowledge it (it is not delivered again once acknowledged).
+    pub ack: AckToken,
 }
 
 /// What a connection yields.

@@ -160,23 +160,7 @@ impl StompConnection {
     pub async fn recv(&mut self) -> Result<Event, TransportError> {
         Ok(match self.client.recv().await? {
             StompEvent::Message(frame) => {
-                let ack = match frame.header("subscription") {
-                    Some(sub) if self.client_acked.iter().any(|s| s == sub) => {
-                        AckToken::Stomp(StompAck {
-                            headers: ["ack", "message-id", "subscription"]
-                                .iter()
-                                .filter_map(|name| {
-                                    frame
-                                        .header(name)
-                                        .map(|v| (name.to_string(), v.to_string()))
-                                })
-                                .collect(),
-                            connection: self.id,
-                        })
-                    }
-                    // Auto-acknowledged: our reply queue, or an `ack:auto` subscription.
-                    _ => AckToken::Auto,
-                };
+                let ack = self.ack_token(&frame);
                 let reply_to = frame.header(REPLY_TO).map(str::to_string);
                 match envelope_of(frame) {
                     Some(envelope) => Event::Delivery(Delivery {
@@ -191,11 +175,31 @@ impl StompConnection {
                 Event::ServiceError(frame.header("message").unwrap_or("").to_string())
             }
             StompEvent::Oversized(o) => Event::Skipped(Skipped {
+                ack: self.ack_token(&o.frame),
                 envelope: envelope_of(o.frame).unwrap_or_default(),
                 size: o.size,
                 max: o.max,
             }),
         })
+    }
+
+    /// How a delivered `MESSAGE` is acknowledged: by its `ACK` headers on a client-acknowledged
+    /// subscription of ours, not at all otherwise (our reply queue, `ack:auto`).
+    fn ack_token(&self, frame: &Frame) -> AckToken {
+        match frame.header("subscription") {
+            Some(sub) if self.client_acked.iter().any(|s| s == sub) => AckToken::Stomp(StompAck {
+                headers: ["ack", "message-id", "subscription"]
+                    .iter()
+                    .filter_map(|name| {
+                        frame
+                            .header(name)
+                            .map(|v| (name.to_string(), v.to_string()))
+                    })
+                    .collect(),
+                connection: self.id,
+            }),
+            _ => AckToken::Auto,
+        }
     }
 
     /// Disconnects (with a receipt, so that what was sent is flushed).

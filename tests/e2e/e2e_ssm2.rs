@@ -301,3 +301,56 @@ async fn an_ssm2_sender_ships_its_queue_confirmed_by_receipts() {
         }
     }
 }
+
+/// A message above the receiver's frame limit is kept in reject/ (without its body) and
+/// acknowledged at the broker: a new receiver on the same queue gets nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_ssm2_message_is_rejected_and_acked_at_the_broker() {
+    for t in targets().await {
+        let dir = tmp();
+        let queue = e2e::brokers::unique("/queue/e2e.");
+        let store = dir.path().join("store");
+        let mut cfg = e2e::client_config(&t);
+        cfg.limits.max_body = 64 * 1024;
+        let rx = e2e::start_receiver_with(&t, &queue, &store, cfg.clone(), &pki().dn_file).await;
+        let client = t.connect_with(&e2e::client_config(&t)).await;
+        let big = Bytes::from(vec![b'A'; 256 * 1024]);
+        send_v2(&client, &queue, Some("o/big"), &big).await;
+        let body = message("ssm2-after-big", 0);
+        send_v2(
+            &client,
+            &queue,
+            Some("o/good"),
+            &seal_v2(&body, &pki().client, true),
+        )
+        .await;
+        wait_for(&t, &rx, 1, 1).await;
+        let r = &rx.rejected()[0];
+        assert_eq!(r.empaid.as_deref(), Some("o/big"));
+        assert_eq!(r.signer.as_deref(), Some("Not available."));
+        assert!(r
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("frame limit")));
+        let stats = rx.stop().await;
+        assert_eq!(
+            ssm::receiver::Stats::get(&stats.oversized),
+            1,
+            "[{}]",
+            t.name
+        );
+        // Nothing comes again: both deliveries were acknowledged.
+        let again = e2e::start_receiver_with(&t, &queue, &store, cfg, &pki().dn_file).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = again.stop().await;
+        assert_eq!(
+            (
+                ssm::receiver::Stats::get(&s.received),
+                ssm::receiver::Stats::get(&s.oversized)
+            ),
+            (0, 0),
+            "[{}] redelivered",
+            t.name
+        );
+    }
+}
