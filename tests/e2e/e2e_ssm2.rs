@@ -123,29 +123,16 @@ async fn an_ssm2_resend_is_stored_once_and_distinct_ids_are_distinct_messages() 
         let sealed = seal_v2(&body, &p.client, true);
         // The same bytes twice (a redelivery), the same message sealed again (a resend by
         // a sender that lost its receipt), and the same records sealed for another id.
-        send_v2(&client, &topic, Some("r/1"), &sealed).await;
-        send_v2(&client, &topic, Some("r/1"), &sealed).await;
-        send_v2(
-            &client,
-            &topic,
-            Some("r/1"),
-            &seal_v2(&body, &p.client, true),
-        )
-        .await;
-        send_v2(
-            &client,
-            &topic,
-            Some("r/1"),
-            &seal_v2(&body, &p.client, false),
-        )
-        .await;
-        send_v2(
-            &client,
-            &topic,
-            Some("r/2"),
-            &seal_v2(&body, &p.client, true),
-        )
-        .await;
+        let copies = [
+            ("r/1", sealed.clone()),
+            ("r/1", sealed),
+            ("r/1", seal_v2(&body, &p.client, true)),
+            ("r/1", seal_v2(&body, &p.client, false)),
+            ("r/2", seal_v2(&body, &p.client, true)),
+        ];
+        for (id, sealed) in &copies {
+            send_v2(&client, &topic, Some(id), sealed).await;
+        }
         wait_for(&t, &rx, 2, 0).await;
         let stats = rx.stop().await;
         assert_eq!(
