@@ -90,14 +90,28 @@ impl Sender {
             let Some(joined) = in_flight.join_next().await else {
                 break;
             };
-            let (message, connection, result) =
-                joined.map_err(|e| SenderError::Task("send", e.to_string()))?;
+            let (message, connection, result) = match joined {
+                Ok(sent) => sent,
+                Err(e) => {
+                    // A send task that panicked: its message stays locked until the lock goes
+                    // stale, and is sent again then.
+                    failure.get_or_insert(SenderError::Task("send", e.to_string()));
+                    continue;
+                }
+            };
             match result {
                 Ok(()) => {
                     if let Some(at) = message.first_sent {
                         self.stats.ack_latency.observe(at.elapsed());
                     }
-                    self.remove(&message.name).await?;
+                    if let Err(e) = self.remove(&message.name).await {
+                        // Confirmed but still queued: it is sent again by a later pass and
+                        // stored once by the receiver.
+                        warn!(%e, id = %message.name, "confirmed, but could not be removed");
+                        self.unlock(&message.name);
+                        failure.get_or_insert(e);
+                        continue;
+                    }
                     SenderStats::bump(&self.stats.acked);
                     info!(id = %message.name, sends = message.sends, "Sent {}", message.name);
                     done += 1;
