@@ -7,8 +7,8 @@
 //!
 //! The senders are configured as an operator would configure them: a `sender.cfg` each in the
 //! run directory (kept, so `ssm send -c` can be tried on them), read by the configuration
-//! loader and built by the code of `ssm send`. The receiver's settings are still assembled here
-//! by hand, in process.
+//! loader and built by the code of `ssm send`. The receiver too: a `receiver.cfg`, read by the
+//! loader and built by `setup` as `ssm receive -c` builds it; it runs in this process.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
