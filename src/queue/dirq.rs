@@ -320,7 +320,7 @@ impl Dirq {
             loop {
                 let name = format!("{dir}/{}", naming::element_name(self.rndhex));
                 let dest = self.path.join(&name);
-                match fs::rename(&b.temp, &dest) {
+                match durable::rename_noreplace(&b.temp, &dest) {
                     Ok(()) => {
                         names.push(name);
                         used += 1;
@@ -357,7 +357,7 @@ impl Dirq {
         let obsolete = self.path.join(OBSOLETE);
         let temp = loop {
             let temp = obsolete.join(naming::element_name(self.rndhex));
-            match fs::rename(elt, &temp) {
+            match durable::rename_noreplace(elt, &temp) {
                 Ok(()) => break temp,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
                     continue
@@ -516,7 +516,7 @@ impl Dirq {
         let obsolete = self.path.join(OBSOLETE);
         let temp = loop {
             let temp = obsolete.join(naming::element_name(self.rndhex));
-            match fs::rename(&elt, &temp) {
+            match durable::rename_noreplace(&elt, &temp) {
                 Ok(()) => break temp,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
                     continue

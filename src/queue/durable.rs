@@ -232,6 +232,36 @@ pub(crate) fn touch(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`: an
+/// `EEXIST` error then). A plain `rename` replaces an *empty* directory at `to`: two writers
+/// that picked the same time-based name could then move an element into a directory another
+/// one is emptying, whose final `rmdir` would fail with the element inside. Where the file
+/// system or kernel lacks the flag, the plain `rename` (which never replaces a non-empty
+/// directory) is used.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let f = CString::new(from.as_os_str().as_bytes())?;
+    let t = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; renameat2 only reads
+    // them, and AT_FDCWD makes them relative to the working directory as `rename` does.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => fs::rename(from, to),
+        _ => Err(e),
+    }
+}
+
 /// Removes a file, treating "already gone" as success. Returns whether it removed something.
 pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
@@ -274,6 +304,22 @@ pub(crate) fn list_dir(path: &Path) -> Result<Vec<String>, QueueError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_rename_never_replaces_an_empty_directory() {
+        // The race it closes: another remover's element directory, emptied but not yet
+        // removed, under the name this one picked. A plain rename would take its place.
+        let d = tempfile::tempdir().unwrap();
+        let (elt, taken) = (d.path().join("elt"), d.path().join("taken"));
+        fs::create_dir(&elt).unwrap();
+        fs::write(elt.join("body"), b"m").unwrap();
+        fs::create_dir(&taken).unwrap();
+        let err = rename_noreplace(&elt, &taken).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        assert!(elt.join("body").is_file() && list_dir(&taken).unwrap().is_empty());
+        rename_noreplace(&elt, &d.path().join("free")).unwrap();
+        assert!(d.path().join("free/body").is_file());
+    }
 
     #[test]
     fn modes_are_exact_whatever_the_umask() {
