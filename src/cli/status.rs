@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let depths = read(&args)?;
     let now = SystemTime::now();
     let text = if args.json {
-        json(&depths, now)
+        json(&depths, now)?
     } else {
         human(&depths, now)
     };
@@ -79,38 +79,39 @@ pub fn human(depths: &[Depth], now: SystemTime) -> String {
     out
 }
 
-/// `{"outgoing":{"path":"…","messages":3,"oldest_age_seconds":12},…}` (`null` age when empty).
-pub fn json(depths: &[Depth], now: SystemTime) -> String {
-    let fields: Vec<String> = depths
-        .iter()
-        .map(|d| {
-            let age = d
-                .oldest_age(now)
-                .map_or("null".to_string(), |a| a.as_secs().to_string());
-            format!(
-                "\"{}\":{{\"path\":{},\"messages\":{},\"oldest_age_seconds\":{}}}",
-                d.name,
-                json_string(&d.path.display().to_string()),
-                d.count,
-                age
-            )
-        })
-        .collect();
-    format!("{{{}}}\n", fields.join(","))
+/// `{"outgoing":{"path":"…","messages":3,"oldest_age_seconds":12},…}` (`null` age when empty),
+/// the queues in the order given.
+pub fn json(depths: &[Depth], now: SystemTime) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string(&Queues { depths, now })?;
+    text.push('\n');
+    Ok(text)
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+/// The depths as a JSON object keyed by queue name (a struct would fix the names).
+struct Queues<'a> {
+    depths: &'a [Depth],
+    now: SystemTime,
+}
+
+/// One queue in `status --json`.
+#[derive(serde::Serialize)]
+struct QueueJson {
+    path: String,
+    messages: usize,
+    oldest_age_seconds: Option<u64>,
+}
+
+impl serde::Serialize for Queues<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.depths.iter().map(|d| {
+            let queue = QueueJson {
+                path: d.path.display().to_string(),
+                messages: d.count,
+                oldest_age_seconds: d.oldest_age(self.now).map(|a| a.as_secs()),
+            };
+            (d.name, queue)
+        }))
     }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -140,8 +141,24 @@ mod tests {
             "outgoing  2 messages, oldest 100 s (/q/\"x\")\nreject    0 messages (/q/reject)\n"
         );
         assert_eq!(
-            json(&depths, now),
+            json(&depths, now).unwrap(),
             "{\"outgoing\":{\"path\":\"/q/\\\"x\\\"\",\"messages\":2,\"oldest_age_seconds\":100},\"reject\":{\"path\":\"/q/reject\",\"messages\":0,\"oldest_age_seconds\":null}}\n"
         );
+    }
+
+    #[test]
+    fn json_paths_with_control_characters_read_back() {
+        let depths = vec![Depth {
+            name: "incoming",
+            path: PathBuf::from("/q/a\nb\\c\u{1}"),
+            count: 1,
+            oldest: None,
+        }];
+        let text = json(&depths, SystemTime::now()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["incoming"]["path"], "/q/a\nb\\c\u{1}");
+        assert_eq!(back["incoming"]["messages"], 1);
+        assert!(back["incoming"]["oldest_age_seconds"].is_null());
     }
 }

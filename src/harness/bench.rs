@@ -28,7 +28,6 @@
 //!   not ready within 60 s, fails the run with that reason (no silent wait).
 //! - The receiver is always stopped (SIGTERM, then SIGKILL after 20 s), whatever happened.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -124,37 +123,35 @@ impl BenchReport {
         self.msgs_per_s() * self.size as f64 / 1e6
     }
 
-    /// The report as one line of JSON (flat object; numbers and strings only).
+    /// The report as one line of JSON (flat object; numbers and strings only), rounded as the
+    /// text report is.
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"senders\":{},\"messages\":{},\"size\":{},\"cipher\":\"{}\",\"broker\":\"{}\",\
-             \"store_fs\":\"{}\",\"acked\":{},\"retried\":{},\"elapsed_s\":{:.3},\"msgs_per_s\":{:.1},\
-             \"mb_per_s\":{:.3},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\
-             \"sender_peak_rss_kb\":{},\"receiver_peak_rss_kb\":{},\
-             \"receiver_rss_first_half_kb\":{},\"receiver_rss_second_half_kb\":{},\
-             \"sender_cpu_ms\":{},\"receiver_cpu_ms\":{},\"broker_cpu_ms\":{}}}",
-            self.senders,
-            self.messages,
-            self.size,
-            self.cipher,
-            json_escape(&self.broker),
-            json_escape(&self.store_fs),
-            self.acked,
-            self.retried,
-            self.elapsed.as_secs_f64(),
-            self.msgs_per_s(),
-            self.mb_per_s(),
-            self.p50_ms,
-            self.p99_ms,
-            self.max_ms,
-            self.sender_peak_rss_kb,
-            self.receiver_peak_rss_kb,
-            self.receiver_rss_first_half_kb,
-            self.receiver_rss_second_half_kb,
-            self.sender_cpu_ms,
-            self.receiver_cpu_ms,
-            self.broker_cpu_ms,
-        )
+        let json = JsonReport {
+            senders: self.senders,
+            messages: self.messages,
+            size: self.size,
+            cipher: self.cipher.to_string(),
+            broker: &self.broker,
+            store_fs: &self.store_fs,
+            acked: self.acked,
+            retried: self.retried,
+            elapsed_s: round(self.elapsed.as_secs_f64(), 3),
+            msgs_per_s: round(self.msgs_per_s(), 1),
+            mb_per_s: round(self.mb_per_s(), 3),
+            p50_ms: round(self.p50_ms, 2),
+            p99_ms: round(self.p99_ms, 2),
+            max_ms: round(self.max_ms, 2),
+            sender_peak_rss_kb: self.sender_peak_rss_kb,
+            receiver_peak_rss_kb: self.receiver_peak_rss_kb,
+            receiver_rss_first_half_kb: self.receiver_rss_first_half_kb,
+            receiver_rss_second_half_kb: self.receiver_rss_second_half_kb,
+            sender_cpu_ms: self.sender_cpu_ms,
+            receiver_cpu_ms: self.receiver_cpu_ms,
+            broker_cpu_ms: self.broker_cpu_ms,
+        };
+        // Numbers and strings only: serializing them cannot fail (a non-finite number would
+        // be written `null`).
+        serde_json::to_string(&json).unwrap_or_default()
     }
 }
 
@@ -198,19 +195,36 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+/// The keys and types of `ssm bench --json`, in their order.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    senders: usize,
+    messages: usize,
+    size: usize,
+    cipher: String,
+    broker: &'a str,
+    store_fs: &'a str,
+    acked: u64,
+    retried: u64,
+    elapsed_s: f64,
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    sender_peak_rss_kb: u64,
+    receiver_peak_rss_kb: u64,
+    receiver_rss_first_half_kb: u64,
+    receiver_rss_second_half_kb: u64,
+    sender_cpu_ms: u64,
+    receiver_cpu_ms: u64,
+    broker_cpu_ms: u64,
+}
+
+/// `x` rounded to `places` decimals (what the report's figures mean, not float noise).
+fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
 }
 
 /// Parses a size such as `10240`, `10k`, `10KB`, `1M` or `1MB` (k = 1024).
@@ -784,8 +798,44 @@ mod tests {
     }
 
     #[test]
-    fn json_escapes_strings() {
-        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    fn json_has_the_keys_in_order_and_escapes_strings() {
+        let report = BenchReport {
+            senders: 2,
+            messages: 3,
+            size: 1024,
+            cipher: Cipher::Aes128,
+            broker: "a\"b\\c\n".into(),
+            store_fs: "tmpfs".into(),
+            acked: 6,
+            retried: 0,
+            elapsed: Duration::from_millis(1500),
+            p50_ms: 1.234,
+            p99_ms: 2.0,
+            max_ms: 3.456,
+            sender_peak_rss_kb: 10,
+            receiver_peak_rss_kb: 11,
+            receiver_rss_first_half_kb: 12,
+            receiver_rss_second_half_kb: 13,
+            sender_cpu_ms: 14,
+            receiver_cpu_ms: 15,
+            broker_cpu_ms: 16,
+        };
+        let text = report.to_json();
+        assert_eq!(
+            text,
+            format!(
+                "{{\"senders\":2,\"messages\":3,\"size\":1024,\"cipher\":\"{}\",\
+                 \"broker\":\"a\\\"b\\\\c\\n\",\"store_fs\":\"tmpfs\",\"acked\":6,\"retried\":0,\
+                 \"elapsed_s\":1.5,\"msgs_per_s\":4.0,\"mb_per_s\":0.004,\"p50_ms\":1.23,\
+                 \"p99_ms\":2.0,\"max_ms\":3.46,\"sender_peak_rss_kb\":10,\
+                 \"receiver_peak_rss_kb\":11,\"receiver_rss_first_half_kb\":12,\
+                 \"receiver_rss_second_half_kb\":13,\"sender_cpu_ms\":14,\
+                 \"receiver_cpu_ms\":15,\"broker_cpu_ms\":16}}",
+                Cipher::Aes128
+            )
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["broker"], "a\"b\\c\n");
     }
 
     #[test]

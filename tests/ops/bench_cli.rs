@@ -12,66 +12,20 @@ enum Value {
 }
 
 /// Parses a flat JSON object of numbers and strings (what `ssm bench` prints); `None` when the
-/// text is not exactly that.
+/// text is not exactly that (not JSON, or a value that is neither a number nor a string).
 fn parse_flat_json(text: &str) -> Option<HashMap<String, Value>> {
-    let mut chars = text.trim().chars().peekable();
-    let mut out = HashMap::new();
-    let string = |chars: &mut std::iter::Peekable<std::str::Chars>| -> Option<String> {
-        if chars.next()? != '"' {
-            return None;
-        }
-        let mut s = String::new();
-        loop {
-            match chars.next()? {
-                '"' => return Some(s),
-                '\\' => match chars.next()? {
-                    '"' => s.push('"'),
-                    '\\' => s.push('\\'),
-                    'n' => s.push('\n'),
-                    'u' => {
-                        let hex: String = (0..4).filter_map(|_| chars.next()).collect();
-                        s.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                    }
-                    _ => return None,
-                },
-                c if (c as u32) < 0x20 => return None,
-                c => s.push(c),
-            }
-        }
-    };
-    if chars.next()? != '{' {
-        return None;
-    }
-    loop {
-        let key = string(&mut chars)?;
-        if chars.next()? != ':' {
-            return None;
-        }
-        let value = if chars.peek() == Some(&'"') {
-            Value::Str(string(&mut chars)?)
-        } else {
-            let mut num = String::new();
-            while let Some(c) = chars.peek().copied().filter(|c| !matches!(c, ',' | '}')) {
-                num.push(c);
-                chars.next();
-            }
-            // Rust's float parser takes `nan` and `inf`; JSON does not.
-            if !num
-                .chars()
-                .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
-            {
-                return None;
-            }
-            Value::Num(num.parse().ok()?)
-        };
-        out.insert(key, value);
-        match chars.next()? {
-            ',' => continue,
-            '}' => break,
-            _ => return None,
-        }
-    }
-    chars.next().is_none().then_some(out)
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+    object
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::Number(n) => Value::Num(n.as_f64()?),
+                serde_json::Value::String(s) => Value::Str(s),
+                _ => return None,
+            };
+            Some((key, value))
+        })
+        .collect()
 }
 
 #[test]
@@ -81,6 +35,8 @@ fn the_flat_json_parser_rejects_what_is_not_json() {
     assert!(parse_flat_json("{\"a\":1} x").is_none());
     assert!(parse_flat_json("{\"a\":nan}").is_none());
     assert!(parse_flat_json("{a:1}").is_none());
+    assert!(parse_flat_json("{\"a\":null}").is_none());
+    assert!(parse_flat_json("{\"a\":{\"b\":1}}").is_none());
 }
 
 #[test]
