@@ -262,7 +262,10 @@ async fn ssmsend_fails_with_status_1() {
     // A message queued and no broker listening: status 1, the message still queued.
     let port = crate::support::process::free_port();
     let scfg = dir.path().join("sender.cfg");
-    std::fs::write(&scfg, sender_cfg(&t, port, &topic(), dir.path())).unwrap();
+    // One connection attempt (an option of ours), so that the failure comes in seconds.
+    let cfg = sender_cfg(&t, port, &topic(), dir.path())
+        .replace("path_type: dirq\n", "path_type: dirq\nmax_attempts: 1\n");
+    std::fs::write(&scfg, cfg).unwrap();
     let (out, _) = queue_with(dir.path(), &[message("dropin-fail", 0)]);
     let sent = command(&ssmsend, &["-c", &p(&scfg)])
         .output()
