@@ -4,6 +4,8 @@
 #   - `ssm check send` / `ssm check receive` (TLS handshake, harmless destination probe)
 #   - a receiver under a pidfile with the metrics endpoint, a second copy refused by the pidfile
 #   - `ssm send` of N messages, then the metrics and `ssm status` must show them stored
+#   - `ssmsend` / `ssmreceive` are symlinks to ssm; `-v`, a missing `-c` file (status 1), and
+#     `ssmsend -c` of N more messages (and of none) through the same receiver
 #
 # Needs: cargo-deb (`cargo install cargo-deb`), dpkg, curl, RabbitMQ with STOMP on
 # 127.0.0.1:${RMQ_STOMP_PORT:-61613} and over TLS on 127.0.0.1:${RMQ_STOMP_TLS_PORT:-61615}, the test PKI of scripts/brokers.sh in
@@ -59,8 +61,19 @@ for f in usr/bin/ssm etc/ssm/sender.cfg etc/ssm/receiver.cfg etc/apel/dns \
          lib/systemd/system/ssm-receiver.service lib/systemd/system/ssm-sender.service \
          lib/systemd/system/ssm-sender.timer usr/share/man/man1/ssm.1.gz \
          usr/share/man/man1/ssm-check-send.1.gz usr/share/bash-completion/completions/ssm \
-         etc/logrotate.d/ssm usr/share/doc/ssm/operations.md; do
+         etc/logrotate.d/ssm usr/share/doc/ssm/operations.md usr/share/doc/ssm/migrating.md; do
     [ -e "$PREFIX/$f" ] || fail "$f is not in the package"
+done
+# The Python SSM's commands: symlinks to ssm, which acts by the name it is called by.
+for f in ssmsend ssmreceive; do
+    [ -L "$PREFIX/usr/bin/$f" ] || fail "usr/bin/$f is not a symlink"
+    [ "$(readlink "$PREFIX/usr/bin/$f")" = ssm ] || fail "usr/bin/$f does not point at ssm"
+    [ "$("$PREFIX/usr/bin/$f" -v)" = "SSM $("$PREFIX/usr/bin/ssm" --version | sed 's/^ssm //')" ] \
+        || fail "$f -v: $("$PREFIX/usr/bin/$f" -v 2>&1)"
+    if "$PREFIX/usr/bin/$f" -c "$WORK/none.cfg" >"$WORK/$f.out" 2>&1; then
+        fail "$f started without a configuration file"
+    fi
+    grep -q "Config file not found at $WORK/none.cfg" "$WORK/$f.out" || fail "$f: $(cat "$WORK/$f.out")"
 done
 dpkg-deb --ctrl-tarfile "$DEB" | tar -t | grep -q conffiles || fail "no conffiles in the package"
 SSM="$PREFIX/usr/bin/ssm"
@@ -128,6 +141,17 @@ echo "$M" | grep -q '^ssm_certificate_not_after_seconds ' || fail "metrics: cert
 "$SSM" status --path "$WORK/store" --store
 "$SSM" status --path "$WORK/store" --store --json | grep -q "\"incoming\":{[^}]*\"messages\":$N," \
     || fail "status does not show $N stored"
+
+step "ssmsend: $N more messages, as cron runs the Python SSM's sender"
+for i in $(seq "$N"); do echo "APEL-summary-record-v0.3 package check ssmsend $i" | "$SSM" enqueue --path "$WORK/outgoing" >/dev/null; done
+"$PREFIX/usr/bin/ssmsend" -c "$WORK/sender.cfg" || fail "ssmsend"
+"$PREFIX/usr/bin/ssmsend" -c "$WORK/sender.cfg" || fail "ssmsend with nothing queued"
+for _ in $(seq 50); do
+    M="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")"
+    echo "$M" | grep -qx "ssm_stored_total $((2 * N))" && break
+    sleep 0.1
+done
+echo "$M" | grep -qx "ssm_stored_total $((2 * N))" || { echo "$M" >&2; fail "metrics do not show $((2 * N)) stored after ssmsend"; }
 
 step "stopping the receiver"
 kill -TERM "$RECEIVER_PID"

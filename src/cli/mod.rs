@@ -10,6 +10,7 @@ pub mod bench;
 pub mod broker;
 pub mod check;
 pub mod demo;
+pub mod dropin;
 pub mod enqueue;
 pub mod generate;
 pub mod open;

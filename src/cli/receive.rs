@@ -23,7 +23,8 @@ use crate::setup::{self, ReceiverRun};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    o: ReceiverOverrides,
+    // pub(crate): `ssmsend`/`ssmreceive` (cli::dropin) run this command with their flags.
+    pub(crate) o: ReceiverOverrides,
 }
 
 /// Runs `ssm receive`.

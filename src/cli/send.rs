@@ -18,7 +18,8 @@ use crate::setup;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    o: SenderOverrides,
+    // pub(crate): `ssmsend`/`ssmreceive` (cli::dropin) run this command with their flags.
+    pub(crate) o: SenderOverrides,
 }
 
 /// Runs `ssm send`.

@@ -175,8 +175,21 @@ fn commit(state: &mut State, batch: Vec<Request>) {
         }
     }
     if !rejects.is_empty() {
-        if let Err(err) = state.store.reject.add_batch(&rejects) {
-            error!(%err, count = rejects.len(), "could not keep rejected messages");
+        // One "Message rejected: <reason>" line per rejected message, in the Python SSM's
+        // words (operators grep them), whether it came from a lane or the dispatcher.
+        for rec in &rejects {
+            warn!(
+                "Message rejected: {}",
+                rec.error.as_deref().unwrap_or("no reason given")
+            );
+        }
+        match state.store.reject.add_batch(&rejects) {
+            Ok(names) => {
+                for name in names {
+                    info!("Message saved to reject queue as {name}");
+                }
+            }
+            Err(err) => error!(%err, count = rejects.len(), "could not keep rejected messages"),
         }
     }
     for done in rejects_done {
@@ -278,7 +291,9 @@ fn commit_stores(state: &mut State, stores: Vec<StoreRequest>) {
                     signer = %req.key.signer,
                     "stored"
                 );
-                Outcome::Stored(req.key.md5)
+                // The element's name goes with the outcome: the lane logs it in the Python
+                // SSM's words, which operators grep.
+                Outcome::Stored(req.key.md5, name.clone())
             }
             (Err(e), Some(_)) => {
                 let reason = format!("stored, but the acked record failed: {e}");
@@ -426,12 +441,26 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_outcome_names_its_incoming_element() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let (first, mut rx) = store(None, "id");
+        commit(&mut st, vec![first]);
+        let Ok(Outcome::Stored(md5, name)) = rx.try_recv() else {
+            panic!("not stored");
+        };
+        assert_eq!(md5, X);
+        assert_eq!(st.store.incoming.names().unwrap(), vec![name.clone()]);
+        assert_eq!(st.store.incoming.get(&name).unwrap().body, b"body");
+    }
+
+    #[test]
     fn a_resend_before_a_confirmation_in_one_batch_is_still_a_duplicate() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = state(dir.path());
         let (first, mut rx) = store(None, "id");
         commit(&mut st, vec![first]);
-        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(..))));
 
         // The resend was queued before the ping that confirms the first ack.
         let (resend, mut rx) = store(None, "id");
@@ -450,7 +479,7 @@ mod tests {
         // Queued again by the sender: a new element, so a new id.
         let (again, mut rx) = store(None, "id-again");
         commit(&mut st, vec![forget(), again]);
-        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(..))));
         assert_eq!(st.store.incoming.count().unwrap(), 2);
     }
 
@@ -492,7 +521,7 @@ mod tests {
             done: tx,
         });
         commit(&mut st, vec![next]);
-        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outcome::Stored(..))));
         drop(st);
         let reopened =
             AckedLog::open(&dir.path().join("acked"), Duration::from_secs(86400)).unwrap();
@@ -524,13 +553,13 @@ mod tests {
     }
 
     fn stored(rx: &mut oneshot::Receiver<Outcome>) -> bool {
-        matches!(rx.try_recv(), Ok(Outcome::Stored(_)))
+        matches!(rx.try_recv(), Ok(Outcome::Stored(..)))
     }
 
     fn acked(rx: &mut oneshot::Receiver<Outcome>) -> bool {
         matches!(
             rx.try_recv(),
-            Ok(Outcome::Stored(_) | Outcome::Duplicate(_))
+            Ok(Outcome::Stored(..) | Outcome::Duplicate(_))
         )
     }
 

@@ -20,7 +20,8 @@ use crate::transport::{AckToken, Publisher, TransportError};
 /// What happened to one `msg`: decides the answer.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Stored(String),
+    /// Stored as a new element: the message's MD5 and the element's name in `incoming`.
+    Stored(String, String),
     Duplicate(String),
     Rejected(String, RejectReason),
     StoreFailed(String),
@@ -32,7 +33,9 @@ impl Outcome {
     /// The SSM v1 answer to the sender, or `None` when the sender must resend.
     pub fn answer(&self) -> Option<AckOutcome> {
         match self {
-            Outcome::Stored(md5) | Outcome::Duplicate(md5) => Some(AckOutcome::Stored(md5.clone())),
+            Outcome::Stored(md5, _) | Outcome::Duplicate(md5) => {
+                Some(AckOutcome::Stored(md5.clone()))
+            }
             Outcome::Rejected(reason, _) => Some(AckOutcome::Rejected {
                 reason: Some(reason.clone()),
             }),

@@ -95,7 +95,9 @@ impl Sender {
                         ms = latency.as_millis() as u64,
                         us = latency.as_micros() as u64,
                         attempts,
-                        "acked"
+                        // `Sent <id>` as the Python SSM logs it (operators grep it); "acked"
+                        // says this was confirmed by the receiver, not only by the broker.
+                        "Sent {name} (acked)"
                     );
                     return Ok(());
                 }

@@ -8,6 +8,7 @@ mod support;
 
 mod e2e_certreq;
 mod e2e_delivery;
+mod e2e_dropin;
 mod e2e_duplicates;
 mod e2e_process;
 mod e2e_queues;
