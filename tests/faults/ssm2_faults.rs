@@ -243,3 +243,55 @@ fn hostile_ssm2_input_is_rejected_and_acked() {
         ));
     });
 }
+
+/// An SSM2 message above the receiver's frame limit (64 MiB): rejected into `reject/` (its
+/// headers kept, the body not) and acked, so that it is not redelivered forever; the next
+/// message is stored. The embedded broker takes frames up to 200 MiB here, the real ones
+/// 128 MiB (scripts/brokers.sh).
+#[test]
+#[ignore = "not yet: the receiver skips an oversized delivery without rejecting or acking it \
+            (transport::Skipped carries no ack token); see notes/ssm2tests.md"]
+fn oversized_ssm2_input_is_rejected_and_acked() {
+    faults::on_every_broker(&["--max-frame-size", "209715200"], |b| {
+        let w = queue_world("ssm2-oversized");
+        let mut r = w.receiver(b, &[]);
+        let p = &w.pki;
+        let huge = vec![b'A'; 70 * 1024 * 1024];
+        let good = record(2);
+        let msgs = vec![
+            Msg {
+                id: Some("o/huge".into()),
+                body: huge,
+                seal: Seal::Raw,
+            },
+            Msg {
+                id: Some("o/good".into()),
+                body: good.clone(),
+                seal: Seal::Sign(p.client.clone()),
+            },
+        ];
+        Peer::new(&w.path("peer"), b).send(&w.topic, &msgs);
+        wait_for(&w, b, 2, Duration::from_secs(120));
+        assert_eq!(counts(&w), (1, 1), "[{}]", b.name);
+        let st = MessageStore::open(&w.store).unwrap();
+        let name = st.reject.names().unwrap().remove(0);
+        let rec = st.reject.get(&name).unwrap();
+        assert_eq!(rec.empaid.as_deref(), Some("o/huge"), "[{}]", b.name);
+        assert_eq!(rec.signer.as_deref(), Some("Not available."));
+        r.restart();
+        thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            counts(&w),
+            (1, 1),
+            "[{}] redelivered after a restart",
+            b.name
+        );
+        r.stop();
+        assert_eq!(
+            left_on_queue(&w, b),
+            0,
+            "[{}] left on the broker queue",
+            b.name
+        );
+    });
+}
