@@ -15,3 +15,4 @@ mod e2e_queues;
 mod e2e_reject;
 mod e2e_resilience;
 mod e2e_ssm2;
+mod e2e_ssm2_peer;

@@ -9,3 +9,4 @@ mod support;
 mod faults;
 mod faults_netcut;
 mod hostile;
+mod ssm2_faults;

@@ -10,4 +10,5 @@
 mod support;
 
 mod faults_restart;
+mod ssm2_restart;
 mod stomp_restart;

@@ -26,6 +26,7 @@ pub mod openssl_cli;
 pub mod peer;
 pub mod process;
 pub mod pyenv;
+pub mod ssm2peer;
 pub mod stomp_raw;
 pub mod stomppy;
 pub mod tmpfs;
