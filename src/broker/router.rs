@@ -157,6 +157,9 @@ struct Consumer {
     session: SessionKey,
     sub: Arc<str>,
     ack: AckMode,
+    /// Most unacknowledged messages this consumer is given at once (its `prefetch-count`);
+    /// none for `ack:auto` or when it asked for no limit.
+    prefetch: Option<usize>,
     /// Created by a SEND with `reply-to` (RabbitMQ style), not by a SUBSCRIBE.
     implicit: bool,
 }
@@ -313,12 +316,27 @@ impl Router {
     }
 
     /// Subscribes `sub` of connection `key` to `destination`.
+    #[cfg(test)]
     pub fn subscribe(
         &mut self,
         key: SessionKey,
         sub: &str,
         destination: &str,
         ack: AckMode,
+    ) -> Result<(), RouteError> {
+        self.subscribe_with_prefetch(key, sub, destination, ack, None)
+    }
+
+    /// [`Router::subscribe`], with a prefetch limit for a queue subscription that
+    /// acknowledges: at most `prefetch` of its messages are unacknowledged at once, the rest
+    /// wait in the queue (RabbitMQ's `prefetch-count`, ActiveMQ's `activemq.prefetchSize`).
+    pub fn subscribe_with_prefetch(
+        &mut self,
+        key: SessionKey,
+        sub: &str,
+        destination: &str,
+        ack: AckMode,
+        prefetch: Option<usize>,
     ) -> Result<(), RouteError> {
         let Some(session) = self.sessions.get(&key) else {
             return Ok(());
@@ -357,6 +375,7 @@ impl Router {
                 session: key,
                 sub: sub.clone(),
                 ack,
+                prefetch: prefetch.filter(|_| ack != AckMode::Auto),
                 implicit: false,
             });
             Target::Queue(qkey)
@@ -445,6 +464,7 @@ impl Router {
                     session: key,
                     sub: q.shown.clone(),
                     ack: AckMode::Auto,
+                    prefetch: None,
                     implicit: true,
                 });
             }
@@ -493,8 +513,19 @@ impl Router {
             .collect();
         let topic_done = done.iter().filter(|p| p.queue.is_none()).count();
         session.pending_topic = session.pending_topic.saturating_sub(topic_done);
+        let queues: Vec<String> = if ack {
+            let mut q: Vec<String> = done.iter().filter_map(|p| p.queue.clone()).collect();
+            q.dedup();
+            q
+        } else {
+            Vec::new()
+        };
         if !ack {
             self.requeue(done.into_iter());
+        }
+        // Acknowledged queue messages free prefetch room: hand out what waits.
+        for q in queues {
+            self.pump(&q);
         }
         true
     }
@@ -684,6 +715,12 @@ impl Router {
                 let Some(session) = self.sessions.get_mut(&c.session) else {
                     continue;
                 };
+                if let Some(limit) = c.prefetch {
+                    let unacked = session.pending.values().filter(|p| p.sub == c.sub).count();
+                    if unacked >= limit {
+                        continue; // full: its next message waits for an ack
+                    }
+                }
                 let Some((msg, redelivered)) = q.items.front() else {
                     break;
                 };
@@ -704,7 +741,9 @@ impl Router {
                 }
             }
             if !delivered {
-                break; // every consumer's connection is going away; keep the messages
+                // Every consumer is full (prefetch) or its connection is going away: keep
+                // the messages.
+                break;
             }
         }
     }
@@ -854,6 +893,25 @@ mod tests {
 
     fn bodies(ds: &[Delivery]) -> Vec<&[u8]> {
         ds.iter().map(|d| &d.msg.body[..]).collect()
+    }
+
+    #[test]
+    fn a_prefetch_limit_holds_back_the_rest_until_acks() {
+        let mut f = Fixture::new();
+        let mut a = f.session(1);
+        f.router
+            .subscribe_with_prefetch(1, "a", "/queue/p", AckMode::ClientIndividual, Some(2))
+            .unwrap();
+        for body in ["0", "1", "2", "3", "4"] {
+            assert!(f.send(3, "/queue/p", body));
+        }
+        let first = deliveries(&mut a);
+        assert_eq!(bodies(&first), vec![b"0", b"1"]);
+        assert_eq!(f.router.queue_depth("/queue/p"), 3);
+        let id = first[0].ack.clone().unwrap();
+        assert!(f.router.ack(1, AckRef::AckId(&id.to_string()), true));
+        assert_eq!(bodies(&deliveries(&mut a)), vec![b"2"]);
+        assert_eq!(f.router.queue_depth("/queue/p"), 2);
     }
 
     #[test]

@@ -516,7 +516,15 @@ impl Ctx<'_> {
                     Some(a) => AckMode::parse(a)
                         .ok_or_else(|| Refusal::fatal(format!("unknown ack mode {a:?}")))?,
                 };
-                Ok(self.router().subscribe(self.key, id, dest, mode)?)
+                // RabbitMQ's header, or ActiveMQ's; a value that is not a count means none.
+                let prefetch = frame
+                    .header("prefetch-count")
+                    .or_else(|| frame.header("activemq.prefetchSize"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|n| *n > 0);
+                Ok(self
+                    .router()
+                    .subscribe_with_prefetch(self.key, id, dest, mode, prefetch)?)
             }
             Command::Unsubscribe => {
                 let id = match frame.header(header::ID) {

@@ -251,7 +251,7 @@ impl Sender {
     /// Connects, with our reply channel open, unless connected.
     async fn connect(&mut self) -> Result<&mut Connection, SenderError> {
         if self.conn.is_none() {
-            let conn = Connection::connect(&self.settings.transport).await?;
+            let mut conn = Connection::connect(&self.settings.transport).await?;
             if self.settings.version == Version::V1 {
                 conn.open_reply_channel(&self.settings.reply_queue).await?;
             }

@@ -218,7 +218,7 @@ impl Connection {
     }
 
     /// Makes sure that answers sent to `reply_to` reach this connection.
-    pub async fn open_reply_channel(&self, reply_to: &str) -> Result<(), TransportError> {
+    pub async fn open_reply_channel(&mut self, reply_to: &str) -> Result<(), TransportError> {
         match self {
             Connection::Stomp(c) => c.open_reply_channel(reply_to).await,
         }

@@ -9,8 +9,10 @@
 //!   envelope with every header it carried, so that `frame_of(envelope_of(f))` keeps what the
 //!   protocol reads. Other commands are not messages ([`envelope_of`] gives `None`).
 //! - Confirmed sends wait for the broker's `RECEIPT` (bounded by the client's receipt timeout);
-//!   an `ERROR` naming the receipt is an error, never a success.
+//!   an `ERROR` naming the receipt is an error, never a success. They are sent
+//!   `persistent:true`, so that what a broker confirmed for a queue survives its restart.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +33,9 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 
 /// The STOMP header naming where answers go.
 const REPLY_TO: &str = "reply-to";
+
+/// The header asking RabbitMQ and ActiveMQ to keep a message on disk.
+const PERSISTENT: &str = "persistent";
 
 /// How to reach STOMP brokers.
 #[derive(Debug, Clone)]
@@ -91,6 +96,8 @@ pub struct StompConnection {
     id: u64,
     /// Ids of our client-acknowledged subscriptions.
     client_acked: Vec<String>,
+    /// Events that arrived while a subscription waited for its receipt, oldest first.
+    early: VecDeque<StompEvent>,
 }
 
 impl StompConnection {
@@ -103,18 +110,38 @@ impl StompConnection {
             kind,
             id: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
             client_acked: Vec::new(),
+            early: VecDeque::new(),
         })
     }
 
     /// Subscribes to our own reply queue where the broker needs it (see the module guarantees).
-    pub async fn open_reply_channel(&self, reply_to: &str) -> Result<(), TransportError> {
+    pub async fn open_reply_channel(&mut self, reply_to: &str) -> Result<(), TransportError> {
         if subscribes_to_reply_queue(self.kind) {
-            self.client
-                .handle()
-                .subscribe(reply_to, AckMode::Auto, &[])
+            self.subscribe_taking_events(reply_to, AckMode::Auto, &[])
                 .await?;
         }
         Ok(())
+    }
+
+    /// Subscribes and waits for the broker's receipt, taking the events that arrive meanwhile
+    /// (kept for [`StompConnection::recv`]). A broker may send a backlog before the receipt;
+    /// the client stops reading once its buffer is full, so without taking them the receipt
+    /// would never be read. What is taken is bounded by the subscription's prefetch.
+    async fn subscribe_taking_events(
+        &mut self,
+        destination: &str,
+        mode: AckMode,
+        headers: &[(&str, &str)],
+    ) -> Result<String, TransportError> {
+        let handle = self.client.handle();
+        let subscribed = handle.subscribe(destination, mode, headers);
+        tokio::pin!(subscribed);
+        loop {
+            tokio::select! {
+                r = &mut subscribed => return Ok(r?),
+                ev = self.client.recv() => self.early.push_back(ev?),
+            }
+        }
     }
 
     /// Subscribes to `destination`. Client acknowledgement is `client-individual` (each
@@ -125,15 +152,17 @@ impl StompConnection {
         destination: &str,
         ack: Acknowledge,
     ) -> Result<(), TransportError> {
-        let handle = self.client.handle();
         match ack {
             Acknowledge::Auto => {
-                handle.subscribe(destination, AckMode::Auto, &[]).await?;
+                self.subscribe_taking_events(destination, AckMode::Auto, &[])
+                    .await?;
             }
             Acknowledge::Client { window } => {
                 let window = window.max(1).to_string();
-                let id = handle
-                    .subscribe(
+                // Its deliveries are acknowledged from now on, even those that came before
+                // the receipt (they carry its id).
+                let id = self
+                    .subscribe_taking_events(
                         destination,
                         AckMode::ClientIndividual,
                         &[
@@ -158,7 +187,11 @@ impl StompConnection {
 
     /// The next delivery, skipped message or broker error.
     pub async fn recv(&mut self) -> Result<Event, TransportError> {
-        Ok(match self.client.recv().await? {
+        let event = match self.early.pop_front() {
+            Some(event) => event,
+            None => self.client.recv().await?,
+        };
+        Ok(match event {
             StompEvent::Message(frame) => {
                 let ack = self.ack_token(&frame);
                 let reply_to = frame.header(REPLY_TO).map(str::to_string);
@@ -226,9 +259,14 @@ impl StompPublisher {
         Ok(self.handle.send(frame_of(envelope)).await?)
     }
 
-    /// Writes the envelope as a `SEND` with a receipt and waits for the `RECEIPT`.
+    /// Writes the envelope as a `SEND` with a receipt and `persistent:true`, and waits for the
+    /// `RECEIPT`. Persistent, because a confirmation is what lets the sender delete its copy:
+    /// a broker that keeps the message on disk for a queue keeps it across its own restart
+    /// (RabbitMQ and ActiveMQ keep only persistent messages then; others ignore the header).
     pub async fn send_confirmed(&self, envelope: Envelope) -> Result<(), TransportError> {
-        Ok(self.handle.send_with_receipt(frame_of(envelope)).await?)
+        let mut frame = frame_of(envelope);
+        frame.set_header(PERSISTENT, "true");
+        Ok(self.handle.send_with_receipt(frame).await?)
     }
 
     /// Sends the `ACK` for a delivery of this connection.

@@ -341,3 +341,45 @@ async fn an_oversized_ssm2_message_is_rejected_and_acked_at_the_broker() {
         );
     }
 }
+
+/// A receiver started on a queue holding a backlog larger than its client's buffer (8 MiB)
+/// drains it: the subscription's receipt comes behind the backlog on some brokers, and the
+/// broker's prefetch (the embedded one's too) bounds what comes ahead of the acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_started_on_a_large_backlog_drains_it() {
+    const N: usize = 700;
+    for t in targets().await {
+        let dir = tmp();
+        let queue = e2e::brokers::unique("/queue/e2e.");
+        let client = t.connect_with(&e2e::client_config(&t)).await;
+        let padding = "x".repeat(16 * 1024);
+        let mut bodies = Vec::new();
+        for i in 0..N {
+            let body = format!(
+                "{}{padding}\n",
+                String::from_utf8_lossy(&message("backlog", i))
+            );
+            let sealed = seal_v2(body.as_bytes(), &pki().client, false);
+            send_v2(&client, &queue, Some(&format!("b/{i}")), &sealed).await;
+            bodies.push(body.into_bytes());
+        }
+        let rx = start_receiver(&t, &queue, &dir.path().join("store")).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while rx.incoming().len() < N {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{}] stored {} of {N} from the backlog",
+                t.name,
+                rx.incoming().len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let stats = rx.stop().await;
+        assert_eq!(
+            ssm::receiver::Stats::get(&stats.stored),
+            N as u64,
+            "[{}]",
+            t.name
+        );
+    }
+}

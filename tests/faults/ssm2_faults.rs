@@ -249,8 +249,6 @@ fn hostile_ssm2_input_is_rejected_and_acked() {
 /// message is stored. The embedded broker takes frames up to 200 MiB here, the real ones
 /// 128 MiB (scripts/brokers.sh).
 #[test]
-#[ignore = "not yet: the receiver skips an oversized delivery without rejecting or acking it \
-            (transport::Skipped carries no ack token); see notes/ssm2tests.md"]
 fn oversized_ssm2_input_is_rejected_and_acked() {
     faults::on_every_broker(&["--max-frame-size", "209715200"], |b| {
         let w = queue_world("ssm2-oversized");
