@@ -499,6 +499,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     senders.acked
                 );
             }
+            // Said now, as the drain may still fail: the senders' figure into the broker alone.
+            eprintln!(
+                "ssm bench: filled: {} messages in {:.2} s ({:.1} messages/s into the broker), \
+                 sender CPU {:.2} ms/message",
+                senders.acked,
+                senders.elapsed.as_secs_f64(),
+                senders.acked as f64 / senders.elapsed.as_secs_f64().max(1e-9),
+                senders.cpu_ms as f64 / senders.acked.max(1) as f64,
+            );
             Some((senders, self_cpu_ms().saturating_sub(parent_start_ms)))
         }
     };
