@@ -1281,4 +1281,107 @@ mod tests {
         assert!(hwm >= rss && rss > 0);
         assert!(proc_cpu_ms(std::process::id()).is_some());
     }
+
+    fn report(mode: Mode) -> BenchReport {
+        BenchReport {
+            senders: 1,
+            messages: 100,
+            size: 10240,
+            cipher: Cipher::Aes128,
+            broker: "embedded".into(),
+            store_fs: "tmpfs".into(),
+            acked: 100,
+            retried: 0,
+            elapsed: Duration::from_millis(100),
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+            sender_peak_rss_kb: 1,
+            receiver_peak_rss_kb: 2,
+            receiver_rss_first_half_kb: 3,
+            receiver_rss_second_half_kb: 4,
+            sender_cpu_ms: 50,
+            receiver_cpu_ms: 80,
+            broker_cpu_ms: 5,
+            version: Version::V2,
+            window: 64,
+            mode,
+            drain: (mode == Mode::Drain).then_some(DrainReport {
+                elapsed: Duration::from_millis(300),
+                ready: Duration::from_millis(100),
+                stored_at_ready: 20,
+                broker_cpu_ms: 7,
+            }),
+            costs: CryptoCosts {
+                rsa_sign_ms: 0.25,
+                rsa_decrypt_ms: 0.2,
+                aes_ms: 0.01,
+                md5_ms: 0.02,
+                zlib_ms: 0.03,
+                base64_ms: 0.004,
+            },
+        }
+    }
+
+    #[test]
+    fn json_keeps_its_keys_and_adds_the_bound() {
+        let json = report(Mode::Live).to_json();
+        for key in [
+            "\"senders\":1,",
+            "\"msgs_per_s\":1000.0,",
+            "\"broker_cpu_ms\":5,",
+            "\"ssm_version\":2,",
+            "\"window\":64,",
+            "\"mode\":\"live\"",
+            "\"sender_cpu_per_msg_ms\":0.5000,",
+            "\"rsa_sign_ms\":0.2500,",
+            "\"sender_rsa_ratio\":2.00,",
+            "\"receiver_rsa_ratio\":4.00",
+        ] {
+            assert!(json.contains(key), "{key} in {json}");
+        }
+        assert!(json.starts_with("{\"senders\":") && json.ends_with('}'));
+        assert!(!json.contains("drain_"), "{json}");
+        let text = report(Mode::Live).to_string();
+        assert!(
+            text.contains("senders 2.00x one signature, receiver 4.00x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_drain_rate_counts_from_ready() {
+        let r = report(Mode::Drain);
+        // 80 messages stored in the 0.2 s after READY=1.
+        let rate = r.drain_msgs_per_s().unwrap();
+        assert!((rate - 400.0).abs() < 1e-6, "{rate}");
+        let json = r.to_json();
+        assert!(json.contains("\"mode\":\"drain\""), "{json}");
+        assert!(json.contains("\"drain_msgs_per_s\":400.0,"), "{json}");
+        assert!(json.contains("\"drain_elapsed_s\":0.300,"), "{json}");
+        assert!(report(Mode::Live).drain_msgs_per_s().is_none());
+    }
+
+    #[test]
+    fn the_bound_is_measured_with_the_run_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::prepare(dir.path(), 1).unwrap();
+        let c =
+            CryptoCosts::measure(&setup, 10240, Cipher::Aes128, Duration::from_millis(5)).unwrap();
+        for (name, ms) in [
+            ("sign", c.rsa_sign_ms),
+            ("decrypt", c.rsa_decrypt_ms),
+            ("aes", c.aes_ms),
+            ("md5", c.md5_ms),
+            ("zlib", c.zlib_ms),
+            ("base64", c.base64_ms),
+        ] {
+            assert!(ms > 0.0 && ms < 100.0, "{name}: {ms} ms");
+        }
+        // A private-key operation costs far more than hashing 10 KB.
+        assert!(
+            c.rsa_sign_ms > c.md5_ms && c.rsa_decrypt_ms > c.md5_ms,
+            "{c:?}"
+        );
+    }
 }
