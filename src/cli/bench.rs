@@ -6,7 +6,8 @@ use anyhow::{bail, Context};
 
 use crate::config::{Loadable, SenderConfig};
 use crate::crypto::Cipher;
-use crate::harness::bench::{self, BenchOptions};
+use crate::harness::bench::{self, BenchOptions, Mode};
+use crate::protocol::Version;
 use crate::stomp::BrokerAddr;
 
 /// Which part of a benchmark this process plays.
@@ -42,9 +43,22 @@ pub struct Args {
     /// Broker passcode (real brokers).
     #[arg(long, default_value = "guest", requires = "broker")]
     pub passcode: Option<String>,
-    /// The topic.
-    #[arg(long, default_value = "/topic/ssm.bench")]
-    pub destination: String,
+    /// The destination [default: /topic/ssm.bench for v1; /queue/ssm.bench for SSM2, as a
+    /// topic keeps nothing for a receiver that is not subscribed or lags behind].
+    #[arg(long)]
+    pub destination: Option<String>,
+    /// The protocol the senders speak: 1 (each message acked by the receiver) or 2 (SSM2: each
+    /// confirmed by the broker's receipt, many in flight). The receiver takes both.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = crate::config::values::parse_ssm_version)]
+    pub ssm_version: Version,
+    /// SSM2: messages each sender has waiting for their broker receipt at once.
+    #[arg(long, default_value_t = crate::config::DEFAULT_WINDOW)]
+    pub window: u32,
+    /// What is timed: `live` (senders and receiver together, from the first send to the last
+    /// ack) or `drain` (SSM2: the senders fill a queue first, then the receiver is started and
+    /// timed until it has stored every message).
+    #[arg(long, value_enum, default_value = "live")]
+    pub mode: Mode,
     /// Where to put the PKI, queues and store (must be empty or absent) [default: a temporary
     /// directory, removed afterwards].
     #[arg(long)]
@@ -77,6 +91,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.messages == 0 || args.senders == 0 {
         bail!("--messages and --senders must be at least 1");
     }
+    if args.window == 0 {
+        bail!("--window must be at least 1");
+    }
+    if args.mode == Mode::Drain && args.ssm_version == Version::V1 {
+        bail!("--mode drain needs --ssm-version 2: a v1 sender waits for the receiver's ack");
+    }
+    let destination = args.destination.unwrap_or_else(|| {
+        match args.ssm_version {
+            Version::V1 => "/topic/ssm.bench",
+            Version::V2 => "/queue/ssm.bench",
+        }
+        .to_string()
+    });
     // The temporary directory lives until the end of the run; a given one is kept.
     let (dir, _temp) = match args.dir {
         Some(d) if !crate::harness::demo::usable_dir(&d) => bail!("{} is not empty", d.display()),
@@ -94,16 +121,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cipher: args.cipher,
         login: args.broker.as_ref().and(args.login.zip(args.passcode)),
         broker: args.broker,
-        destination: args.destination,
+        destination,
+        version: args.ssm_version,
+        window: args.window,
+        mode: args.mode,
         exe: std::env::current_exe().context("cannot find the ssm executable")?,
     };
     if !args.json {
         println!(
-            "ssm bench: {} sender(s) x {} messages of {} bytes, cipher {}, in {}",
+            "ssm bench: {} sender(s) x {} messages of {} bytes, cipher {}, SSM v{}, {} mode, to {}, in {}",
             opts.senders,
             opts.messages,
             opts.size,
             opts.cipher,
+            match opts.version {
+                Version::V1 => 1,
+                Version::V2 => 2,
+            },
+            match opts.mode {
+                Mode::Live => "live",
+                Mode::Drain => "drain",
+            },
+            opts.destination,
             dir.display()
         );
     }

@@ -35,7 +35,7 @@ pub use common::{
 pub use flags::{BrokerOverrides, IdentityOverrides, ReceiverOverrides, SenderOverrides};
 pub use load::Loadable;
 pub use receiver::{ReceiverConfig, DEFAULT_REACK_MAX_AGE};
-pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS};
+pub use sender::{SenderConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_WINDOW};
 pub use values::KindChoice;
 
 /// Where `ssm send` looks for its configuration when `-c` is not given.

@@ -42,6 +42,7 @@ use crate::crypto::Cipher;
 use crate::harness::demo::{self, SenderOptions, Setup};
 use crate::ops::filesystem;
 use crate::ops::histogram::Histogram;
+use crate::protocol::Version;
 use crate::sender::Sender;
 use crate::stomp::BrokerAddr;
 
@@ -66,6 +67,41 @@ pub struct BenchOptions {
     pub destination: String,
     /// The `ssm` executable to run the receiver and the senders with.
     pub exe: PathBuf,
+    /// The protocol the senders speak (the receiver takes both).
+    pub version: Version,
+    /// SSM2: messages waiting for their broker receipt at once, per sender.
+    pub window: u32,
+    /// What is timed: the live round trip, or the receiver draining a filled queue.
+    pub mode: Mode,
+}
+
+/// What a benchmark times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Receiver and senders run together; throughput from the first send to the last ack.
+    #[default]
+    Live,
+    /// The senders fill the destination (a queue) with no receiver running; then the receiver
+    /// starts and the time it takes to store every message is measured. Needs a version that
+    /// is confirmed without the receiver (SSM2: the broker's receipt).
+    Drain,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Drain => "drain",
+        }
+    }
+}
+
+/// The protocol version as a number (the JSON and the text report).
+fn version_number(v: Version) -> u8 {
+    match v {
+        Version::V1 => 1,
+        Version::V2 => 2,
+    }
 }
 
 /// What a benchmark measured.
@@ -110,6 +146,29 @@ pub struct BenchReport {
     pub receiver_cpu_ms: u64,
     /// CPU time of this process (the embedded broker) while the senders ran, milliseconds.
     pub broker_cpu_ms: u64,
+    /// The protocol the senders spoke.
+    pub version: Version,
+    /// SSM2 window per sender (1 for v1, which has one message in flight).
+    pub window: u32,
+    /// What was timed.
+    pub mode: Mode,
+    /// Drain mode: the receiver's figures while it emptied the filled queue.
+    pub drain: Option<DrainReport>,
+    /// The cryptographic bound, measured in this run with its own keys.
+    pub costs: CryptoCosts,
+}
+
+/// The receiver emptying a filled queue (`--mode drain`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainReport {
+    /// From starting the receiver process to the last message stored.
+    pub elapsed: Duration,
+    /// From starting the receiver process to its `READY=1` (included in `elapsed`).
+    pub ready: Duration,
+    /// Messages already stored when the receiver said `READY=1`.
+    pub stored_at_ready: u64,
+    /// CPU time of this process (the embedded broker) while the receiver drained, milliseconds.
+    pub broker_cpu_ms: u64,
 }
 
 impl BenchReport {
@@ -121,6 +180,37 @@ impl BenchReport {
     /// Acked payload megabytes (10^6 bytes) per second.
     pub fn mb_per_s(&self) -> f64 {
         self.msgs_per_s() * self.size as f64 / 1e6
+    }
+
+    /// Drain mode: messages stored per second by the receiver emptying the queue, from its
+    /// `READY=1` (start-up, loading keys and CA directory, is not draining) to the last one.
+    pub fn drain_msgs_per_s(&self) -> Option<f64> {
+        self.drain.as_ref().map(|d| {
+            let secs = d.elapsed.saturating_sub(d.ready).as_secs_f64().max(1e-9);
+            self.acked.saturating_sub(d.stored_at_ready) as f64 / secs
+        })
+    }
+
+    /// The senders' CPU per message, milliseconds.
+    pub fn sender_cpu_per_msg_ms(&self) -> f64 {
+        self.sender_cpu_ms as f64 / self.acked.max(1) as f64
+    }
+
+    /// The receiver's CPU per message, milliseconds.
+    pub fn receiver_cpu_per_msg_ms(&self) -> f64 {
+        self.receiver_cpu_ms as f64 / self.acked.max(1) as f64
+    }
+
+    /// The senders' CPU per message as a multiple of one RSA signature with a sender's key
+    /// (issue #17's bound for the sending side).
+    pub fn sender_rsa_ratio(&self) -> f64 {
+        self.sender_cpu_per_msg_ms() / self.costs.rsa_sign_ms.max(1e-9)
+    }
+
+    /// The receiver's CPU per message as a multiple of one RSA private-key decryption with the
+    /// server's key (the receiving side's bound).
+    pub fn receiver_rsa_ratio(&self) -> f64 {
+        self.receiver_cpu_per_msg_ms() / self.costs.rsa_decrypt_ms.max(1e-9)
     }
 
     /// The report as one line of JSON (flat object; numbers and strings only), rounded as the
@@ -148,6 +238,29 @@ impl BenchReport {
             sender_cpu_ms: self.sender_cpu_ms,
             receiver_cpu_ms: self.receiver_cpu_ms,
             broker_cpu_ms: self.broker_cpu_ms,
+            ssm_version: version_number(self.version),
+            window: self.window,
+            mode: self.mode.name(),
+            sender_cpu_per_msg_ms: round(self.sender_cpu_per_msg_ms(), 4),
+            receiver_cpu_per_msg_ms: round(self.receiver_cpu_per_msg_ms(), 4),
+            rsa_sign_ms: round(self.costs.rsa_sign_ms, 4),
+            rsa_decrypt_ms: round(self.costs.rsa_decrypt_ms, 4),
+            aes_ms: round(self.costs.aes_ms, 4),
+            md5_ms: round(self.costs.md5_ms, 4),
+            zlib_ms: round(self.costs.zlib_ms, 4),
+            base64_ms: round(self.costs.base64_ms, 4),
+            sender_rsa_ratio: round(self.sender_rsa_ratio(), 2),
+            receiver_rsa_ratio: round(self.receiver_rsa_ratio(), 2),
+            drain: self
+                .drain
+                .as_ref()
+                .zip(self.drain_msgs_per_s())
+                .map(|(d, rate)| JsonDrain {
+                    drain_elapsed_s: round(d.elapsed.as_secs_f64(), 3),
+                    drain_msgs_per_s: round(rate, 1),
+                    drain_ready_s: round(d.ready.as_secs_f64(), 3),
+                    drain_broker_cpu_ms: d.broker_cpu_ms,
+                }),
         };
         // Numbers and strings only: serializing them cannot fail (a non-finite number would
         // be written `null`).
@@ -161,12 +274,26 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "store on:      {}", self.store_fs)?;
         writeln!(
             f,
-            "acked:         {} ({} sender(s) x {} x {} bytes, {}; retried {})",
-            self.acked, self.senders, self.messages, self.size, self.cipher, self.retried
+            "acked:         {} ({} sender(s) x {} x {} bytes, {}, SSM v{}{}; retried {})",
+            self.acked,
+            self.senders,
+            self.messages,
+            self.size,
+            self.cipher,
+            version_number(self.version),
+            match self.version {
+                Version::V1 => String::new(),
+                Version::V2 => format!(", window {}", self.window),
+            },
+            self.retried
         )?;
+        let into = match self.mode {
+            Mode::Live => "",
+            Mode::Drain => " (into the broker, no receiver)",
+        };
         writeln!(
             f,
-            "throughput:    {:.1} messages/s, {:.2} MB/s in {:.2} s",
+            "throughput:    {:.1} messages/s, {:.2} MB/s in {:.2} s{into}",
             self.msgs_per_s(),
             self.mb_per_s(),
             self.elapsed.as_secs_f64()
@@ -184,13 +311,46 @@ impl std::fmt::Display for BenchReport {
             self.receiver_rss_first_half_kb as f64 / 1024.0,
             self.receiver_rss_second_half_kb as f64 / 1024.0,
         )?;
+        if let (Some(d), Some(rate)) = (&self.drain, self.drain_msgs_per_s()) {
+            write!(
+                f,
+                "\ndrain:         {:.1} messages/s from the receiver's READY=1: {} stored in {:.2} s \
+                 from its start (ready after {:.3} s, {} stored by then)",
+                rate,
+                self.acked,
+                d.elapsed.as_secs_f64(),
+                d.ready.as_secs_f64(),
+                d.stored_at_ready,
+            )?;
+        }
         let per = |ms: u64| ms as f64 / self.acked.max(1) as f64;
+        let receiver_when = match self.mode {
+            Mode::Live => "",
+            Mode::Drain => " (draining)",
+        };
         write!(
             f,
-            "\nCPU/message:   senders {:.2} ms, receiver {:.2} ms, broker {:.2} ms",
+            "\nCPU/message:   senders {:.2} ms, receiver {:.2} ms{receiver_when}, broker {:.2} ms",
             per(self.sender_cpu_ms),
             per(self.receiver_cpu_ms),
             per(self.broker_cpu_ms),
+        )?;
+        let c = &self.costs;
+        write!(
+            f,
+            "\nbound (CPU):   RSA-2048 sign {:.3} ms (sender key), decrypt {:.3} ms (server key); \
+             per {} bytes: {} {:.3} ms, MD5 {:.3} ms, zlib {:.3} ms, base64 {:.3} ms\
+             \nvs RSA:        senders {:.2}x one signature, receiver {:.2}x one decryption",
+            c.rsa_sign_ms,
+            c.rsa_decrypt_ms,
+            self.size,
+            self.cipher,
+            c.aes_ms,
+            c.md5_ms,
+            c.zlib_ms,
+            c.base64_ms,
+            self.sender_rsa_ratio(),
+            self.receiver_rsa_ratio(),
         )
     }
 }
@@ -219,6 +379,32 @@ struct JsonReport<'a> {
     sender_cpu_ms: u64,
     receiver_cpu_ms: u64,
     broker_cpu_ms: u64,
+    // Added with SSM2 and the RSA bound, after the original keys (which keep their meaning).
+    ssm_version: u8,
+    window: u32,
+    mode: &'static str,
+    sender_cpu_per_msg_ms: f64,
+    receiver_cpu_per_msg_ms: f64,
+    rsa_sign_ms: f64,
+    rsa_decrypt_ms: f64,
+    aes_ms: f64,
+    md5_ms: f64,
+    zlib_ms: f64,
+    base64_ms: f64,
+    sender_rsa_ratio: f64,
+    receiver_rsa_ratio: f64,
+    /// Drain mode only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    drain: Option<JsonDrain>,
+}
+
+/// The drain-mode keys of [`JsonReport`].
+#[derive(serde::Serialize)]
+struct JsonDrain {
+    drain_elapsed_s: f64,
+    drain_msgs_per_s: f64,
+    drain_ready_s: f64,
+    drain_broker_cpu_ms: u64,
 }
 
 /// `x` rounded to `places` decimals (what the report's figures mean, not float noise).
@@ -287,8 +473,20 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     if opts.senders == 0 || opts.messages == 0 {
         bail!("senders and messages must be at least 1");
     }
+    if opts.mode == Mode::Drain && opts.version == Version::V1 {
+        bail!(
+            "the drain mode needs SSM2 (--ssm-version 2): a v1 sender waits for the receiver's ack"
+        );
+    }
     let setup = Setup::prepare(&opts.dir, opts.senders)?;
     setup.fill_queues(opts.messages, opts.size)?;
+    // Measured before anything else runs, so that nothing competes with it for the CPU.
+    let costs = {
+        let (setup, size, cipher) = (setup.clone(), opts.size, opts.cipher);
+        tokio::task::spawn_blocking(move || CryptoCosts::measure(&setup, size, cipher, COST_BUDGET))
+            .await
+            .context("measuring the cryptographic bound")??
+    };
 
     let mut embedded = None;
     let addr = match &opts.broker {
@@ -304,11 +502,59 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Some(a) => a.to_string(),
     };
 
+    let queued = (opts.messages * opts.senders) as u64;
+    // Drain mode: the destination is filled before the receiver exists.
+    let filled = match opts.mode {
+        Mode::Live => None,
+        Mode::Drain => {
+            let parent_start_ms = self_cpu_ms();
+            let senders = match run_senders(&opts, &setup, &addr, None).await {
+                Ok((senders, _)) => senders,
+                Err(e) => {
+                    if let Some(h) = embedded {
+                        h.shutdown().await;
+                    }
+                    return Err(e);
+                }
+            };
+            if senders.acked != queued {
+                bail!(
+                    "{queued} messages queued but {} confirmed by the broker",
+                    senders.acked
+                );
+            }
+            // Said now, as the drain may still fail: the senders' figure into the broker alone.
+            eprintln!(
+                "ssm bench: filled: {} messages in {:.2} s ({:.1} messages/s into the broker), \
+                 sender CPU {:.2} ms/message",
+                senders.acked,
+                senders.elapsed.as_secs_f64(),
+                senders.acked as f64 / senders.elapsed.as_secs_f64().max(1e-9),
+                senders.cpu_ms as f64 / senders.acked.max(1) as f64,
+            );
+            Some((senders, self_cpu_ms().saturating_sub(parent_start_ms)))
+        }
+    };
+
     // Bound before the receiver starts, and kept until it has exited: it notifies
     // `STOPPING=1` on its way out, and would warn if nobody listened.
     let notify = ReadySocket::bind(&setup.dir)?;
+    let spawned_at = Instant::now();
     let mut receiver = spawn_receiver(&opts, &setup, &addr, &notify)?;
-    let result = drive(&opts, &setup, &addr, &mut receiver, &notify).await;
+    let result = match filled {
+        None => drive(&opts, &setup, &addr, &mut receiver, &notify)
+            .await
+            .map(|(senders, samples, cpu)| (senders, samples, cpu, None)),
+        Some((senders, fill_cpu_ms)) => drain(&setup, queued, &mut receiver, &notify, spawned_at)
+            .await
+            .map(|(samples, drain)| {
+                let cpu = CpuMarks {
+                    receiver_start_ms: 0,
+                    parent_ms: fill_cpu_ms,
+                };
+                (senders, samples, cpu, Some(drain))
+            }),
+    };
     // Whatever happened, the receiver goes: stopped politely, killed if it lingers.
     let receiver_peak = receiver.id().and_then(proc_memory).map(|(hwm, _)| hwm);
     let receiver_cpu_end = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
@@ -317,13 +563,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     if let Some(h) = embedded {
         h.shutdown().await;
     }
-    let (senders, samples, cpu) = result?;
+    let (senders, samples, cpu, drained) = result?;
     let receiver_peak_rss_kb = receiver_peak
         .or_else(children_max_rss_kb)
         .unwrap_or_default();
 
     let stored = setup.check_stored(opts.messages, opts.size)?;
-    let queued = (opts.messages * opts.senders) as u64;
     if senders.acked != queued || stored as u64 != queued {
         bail!(
             "{queued} messages queued but {} acked and {stored} stored",
@@ -331,7 +576,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         );
     }
 
-    let (first, second) = halves(&samples, senders.elapsed);
+    let timed = drained.as_ref().map_or(senders.elapsed, |d| d.elapsed);
+    let (first, second) = halves(&samples, timed);
     Ok(BenchReport {
         senders: opts.senders,
         messages: opts.messages,
@@ -352,8 +598,98 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         sender_cpu_ms: senders.cpu_ms,
         receiver_cpu_ms: receiver_cpu_end.saturating_sub(cpu.receiver_start_ms),
         broker_cpu_ms: cpu.parent_ms,
+        version: opts.version,
+        window: match opts.version {
+            Version::V1 => 1,
+            Version::V2 => opts.window.max(1),
+        },
+        mode: opts.mode,
+        drain: drained,
+        costs,
     })
 }
+
+/// CPU time spent measuring each operation of the bound.
+const COST_BUDGET: Duration = Duration::from_millis(150);
+
+/// How often the drain mode counts the stored messages.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Drain mode: waits until the receiver (just started at `spawned_at`) has stored `queued`
+/// messages, sampling its memory; fails if it exits first or makes no progress for 60 s.
+async fn drain(
+    setup: &Setup,
+    queued: u64,
+    receiver: &mut Child,
+    notify: &ReadySocket,
+    spawned_at: Instant,
+) -> anyhow::Result<(Samples, DrainReport)> {
+    notify.wait_until_ready(receiver, READY_TIMEOUT).await?;
+    let ready = spawned_at.elapsed();
+    let parent_start_ms = self_cpu_ms();
+    let samples: Samples = Arc::default();
+    // The receiver created its store before it subscribed; what it stored before it said
+    // READY=1 is not counted in the rate.
+    let store = crate::queue::MessageStore::open(&setup.store_path)?;
+    let at_ready = store.incoming.count()? as u64;
+    wait_stored(&store, queued, receiver, &samples, spawned_at).await?;
+    Ok((
+        samples,
+        DrainReport {
+            elapsed: spawned_at.elapsed(),
+            ready,
+            stored_at_ready: at_ready,
+            broker_cpu_ms: self_cpu_ms().saturating_sub(parent_start_ms),
+        },
+    ))
+}
+
+/// Waits until the store holds `queued` messages, sampling the receiver's memory (times from
+/// `start`); fails if the receiver exits first or stores nothing for [`STALL_TIMEOUT`].
+async fn wait_stored(
+    store: &crate::queue::MessageStore,
+    queued: u64,
+    receiver: &mut Child,
+    samples: &Samples,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let pid = receiver.id();
+    let mut last = (0u64, Instant::now());
+    let mut next_sample = Instant::now();
+    loop {
+        let stored = store.incoming.count()? as u64;
+        if stored >= queued {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if stored > last.0 {
+            last = (stored, now);
+        } else if now.duration_since(last.1) > STALL_TIMEOUT {
+            bail!(
+                "the receiver stored {stored} of {queued} messages and none for {} s",
+                STALL_TIMEOUT.as_secs()
+            );
+        }
+        if now >= next_sample {
+            if let Some((_, rss)) = pid.and_then(proc_memory) {
+                if let Ok(mut s) = samples.lock() {
+                    s.push((start.elapsed(), rss));
+                }
+            }
+            next_sample = now + Duration::from_millis(100);
+        }
+        tokio::select! {
+            status = receiver.wait() => {
+                let status = status.context("waiting for the receiver")?;
+                bail!("the receiver exited with {stored} of {queued} messages stored ({status})");
+            }
+            () = tokio::time::sleep(DRAIN_POLL) => {}
+        }
+    }
+}
+
+/// How long the drain may go without a message stored before the run fails.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest resident set among the waited-for children, KiB (Linux reports KiB).
 fn children_max_rss_kb() -> Option<u64> {
@@ -392,7 +728,33 @@ async fn drive(
     notify.wait_until_ready(receiver, READY_TIMEOUT).await?;
     let receiver_start_ms = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
     let parent_start_ms = self_cpu_ms();
+    let (mut senders, samples) = run_senders(opts, setup, addr, receiver.id()).await?;
+    if opts.version == Version::V2 {
+        // An SSM2 sender is done at the broker's receipt; the run is done when the receiver
+        // has stored everything, so the time it still takes is added to the senders' elapsed.
+        let done = Instant::now();
+        let store = crate::queue::MessageStore::open(&setup.store_path)?;
+        let queued = (opts.messages * opts.senders) as u64;
+        // Samples are timed from the senders' start, as the sampler's are.
+        let started = done.checked_sub(senders.elapsed).unwrap_or(done);
+        wait_stored(&store, queued, receiver, &samples, started).await?;
+        senders.elapsed += done.elapsed();
+    }
+    let cpu = CpuMarks {
+        receiver_start_ms,
+        parent_ms: self_cpu_ms().saturating_sub(parent_start_ms),
+    };
+    Ok((senders, samples, cpu))
+}
 
+/// Runs the senders' child to its end and returns what it measured; samples the resident
+/// memory of `sample_pid` (the receiver) meanwhile.
+async fn run_senders(
+    opts: &BenchOptions,
+    setup: &Setup,
+    addr: &BrokerAddr,
+    sample_pid: Option<u32>,
+) -> anyhow::Result<(SendersResult, Samples)> {
     let mut senders = Command::new(&opts.exe);
     senders.arg("bench").arg("--role").arg("senders");
     let configs = setup.write_sender_configs(&SenderOptions {
@@ -401,6 +763,8 @@ async fn drive(
         destination: &opts.destination,
         cipher: opts.cipher,
         certreq_first: false,
+        ssm_version: opts.version,
+        window: opts.window,
     })?;
     for config in configs {
         senders.arg("--sender-config").arg(config);
@@ -417,10 +781,9 @@ async fn drive(
     let samples: Samples = Arc::default();
     let sampler = {
         let samples = samples.clone();
-        let pid = receiver.id();
         tokio::spawn(async move {
             let start = Instant::now();
-            let Some(pid) = pid else { return };
+            let Some(pid) = sample_pid else { return };
             loop {
                 if let Some((_, rss)) = proc_memory(pid) {
                     if let Ok(mut s) = samples.lock() {
@@ -444,11 +807,7 @@ async fn drive(
     if !status.success() {
         bail!("the senders failed ({status})");
     }
-    let cpu = CpuMarks {
-        receiver_start_ms,
-        parent_ms: self_cpu_ms().saturating_sub(parent_start_ms),
-    };
-    Ok((SendersResult::parse(&out)?, samples, cpu))
+    Ok((SendersResult::parse(&out)?, samples))
 }
 
 /// CPU readings taken around the timed part.
@@ -704,6 +1063,144 @@ pub fn senders_main(senders: Vec<Sender>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cryptographic bound of a run (issue #17): the CPU time of one operation, milliseconds,
+/// measured in this process before anything else runs, with the run's own keys and message
+/// size. Each is the CPU time of the measuring thread (not wall time), so that other work on a
+/// shared machine does not inflate it, as the children's CPU per message is not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CryptoCosts {
+    /// One RSA signature (SHA-256) with the first sender's private key: the sender's one
+    /// private-key operation per message.
+    pub rsa_sign_ms: f64,
+    /// One RSA private-key decryption (PKCS #1 v1.5, as a CMS key transport) with the
+    /// server's key: the receiver's one private-key operation per message.
+    pub rsa_decrypt_ms: f64,
+    /// Encrypting one message with the run's cipher (CBC).
+    pub aes_ms: f64,
+    /// MD5 of one message (its id).
+    pub md5_ms: f64,
+    /// zlib (default level) of one message, with a compressor reused as the sender does.
+    pub zlib_ms: f64,
+    /// base64 of one message.
+    pub base64_ms: f64,
+}
+
+/// CPU time of the calling thread, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    // SAFETY: clock_gettime only writes the struct it is given.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU milliseconds per call of `op`: run until `budget` of CPU time and at least 20 calls, after
+/// a few warm-up calls. The first error stops the measurement.
+fn per_call_ms(
+    budget: Duration,
+    mut op: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    for _ in 0..3 {
+        op()?;
+    }
+    let budget = budget.as_nanos() as u64;
+    let start = thread_cpu_ns();
+    let mut calls = 0u64;
+    loop {
+        op()?;
+        calls += 1;
+        let spent = thread_cpu_ns().saturating_sub(start);
+        if calls >= 20 && spent >= budget {
+            return Ok(spent as f64 / calls as f64 / 1e6);
+        }
+    }
+}
+
+impl CryptoCosts {
+    /// Measures each operation with the keys of `setup` and a message of `size` bytes (the
+    /// bench's own APEL text). Takes about `6 x budget` of CPU.
+    pub fn measure(
+        setup: &Setup,
+        size: usize,
+        cipher: Cipher,
+        budget: Duration,
+    ) -> anyhow::Result<CryptoCosts> {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        use openssl::encrypt::{Decrypter, Encrypter};
+        use openssl::hash::MessageDigest;
+        use openssl::sign::Signer;
+
+        let sender_key = crate::crypto::load_key(&setup.pki.client.key)?;
+        let server_key = crate::crypto::load_key(&setup.pki.server.key)?;
+        let server_cert = crate::crypto::load_cert(&setup.pki.server.cert)?;
+        let message = demo::apel_message(0, size);
+
+        let rsa_sign_ms = per_call_ms(budget, || {
+            let mut signer = Signer::new(MessageDigest::sha256(), &sender_key)?;
+            signer.update(&message[..message.len().min(64)])?;
+            std::hint::black_box(signer.sign_to_vec()?);
+            Ok(())
+        })?;
+
+        // A content key wrapped for the server, as a CMS recipient info carries it.
+        let public = server_cert.public_key()?;
+        let encrypter = Encrypter::new(&public)?;
+        let mut wrapped = vec![0u8; encrypter.encrypt_len(&[0u8; 16])?];
+        let n = encrypter.encrypt(&[7u8; 16], &mut wrapped)?;
+        wrapped.truncate(n);
+        let rsa_decrypt_ms = per_call_ms(budget, || {
+            let decrypter = Decrypter::new(&server_key)?;
+            let mut out = vec![0u8; decrypter.decrypt_len(&wrapped)?];
+            std::hint::black_box(decrypter.decrypt(&wrapped, &mut out)?);
+            Ok(())
+        })?;
+
+        let key = vec![0x42u8; cipher.openssl().key_len()];
+        let iv = vec![0x24u8; cipher.openssl().iv_len().unwrap_or(0)];
+        let aes_ms = per_call_ms(budget, || {
+            let iv = (!iv.is_empty()).then_some(iv.as_slice());
+            std::hint::black_box(openssl::symm::encrypt(
+                cipher.openssl(),
+                &key,
+                iv,
+                &message,
+            )?);
+            Ok(())
+        })?;
+
+        let md5_ms = per_call_ms(budget, || {
+            std::hint::black_box(md5::Md5::digest(&message));
+            Ok(())
+        })?;
+
+        let mut deflate = flate2::Compress::new(flate2::Compression::default(), true);
+        let mut out = Vec::with_capacity(message.len() + 1024);
+        let zlib_ms = per_call_ms(budget, || {
+            deflate.reset();
+            out.clear();
+            deflate.compress_vec(&message, &mut out, flate2::FlushCompress::Finish)?;
+            std::hint::black_box(&out);
+            Ok(())
+        })?;
+
+        let base64_ms = per_call_ms(budget, || {
+            std::hint::black_box(base64::engine::general_purpose::STANDARD.encode(&message));
+            Ok(())
+        })?;
+
+        Ok(CryptoCosts {
+            rsa_sign_ms,
+            rsa_decrypt_ms,
+            aes_ms,
+            md5_ms,
+            zlib_ms,
+            base64_ms,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,41 +1296,36 @@ mod tests {
 
     #[test]
     fn json_has_the_keys_in_order_and_escapes_strings() {
-        let report = BenchReport {
-            senders: 2,
-            messages: 3,
-            size: 1024,
-            cipher: Cipher::Aes128,
-            broker: "a\"b\\c\n".into(),
-            store_fs: "tmpfs".into(),
-            acked: 6,
-            retried: 0,
-            elapsed: Duration::from_millis(1500),
-            p50_ms: 1.234,
-            p99_ms: 2.0,
-            max_ms: 3.456,
-            sender_peak_rss_kb: 10,
-            receiver_peak_rss_kb: 11,
-            receiver_rss_first_half_kb: 12,
-            receiver_rss_second_half_kb: 13,
-            sender_cpu_ms: 14,
-            receiver_cpu_ms: 15,
-            broker_cpu_ms: 16,
-        };
+        let mut report = report(Mode::Live);
+        report.senders = 2;
+        report.messages = 3;
+        report.size = 1024;
+        report.broker = "a\"b\\c\n".into();
+        report.acked = 6;
+        report.elapsed = Duration::from_millis(1500);
+        report.p50_ms = 1.234;
+        report.max_ms = 3.456;
+        (report.sender_peak_rss_kb, report.receiver_peak_rss_kb) = (10, 11);
+        report.receiver_rss_first_half_kb = 12;
+        report.receiver_rss_second_half_kb = 13;
+        (
+            report.sender_cpu_ms,
+            report.receiver_cpu_ms,
+            report.broker_cpu_ms,
+        ) = (14, 15, 16);
         let text = report.to_json();
-        assert_eq!(
-            text,
-            format!(
-                "{{\"senders\":2,\"messages\":3,\"size\":1024,\"cipher\":\"{}\",\
+        let original = format!(
+            "{{\"senders\":2,\"messages\":3,\"size\":1024,\"cipher\":\"{}\",\
                  \"broker\":\"a\\\"b\\\\c\\n\",\"store_fs\":\"tmpfs\",\"acked\":6,\"retried\":0,\
                  \"elapsed_s\":1.5,\"msgs_per_s\":4.0,\"mb_per_s\":0.004,\"p50_ms\":1.23,\
                  \"p99_ms\":2.0,\"max_ms\":3.46,\"sender_peak_rss_kb\":10,\
                  \"receiver_peak_rss_kb\":11,\"receiver_rss_first_half_kb\":12,\
                  \"receiver_rss_second_half_kb\":13,\"sender_cpu_ms\":14,\
-                 \"receiver_cpu_ms\":15,\"broker_cpu_ms\":16}}",
-                Cipher::Aes128
-            )
+                 \"receiver_cpu_ms\":15,\"broker_cpu_ms\":16,",
+            Cipher::Aes128
         );
+        // The original keys first, in order; the added ones after them.
+        assert!(text.starts_with(&original), "{text}");
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["broker"], "a\"b\\c\n");
     }
@@ -843,5 +1335,108 @@ mod tests {
         let (hwm, rss) = proc_memory(std::process::id()).expect("/proc/self/status");
         assert!(hwm >= rss && rss > 0);
         assert!(proc_cpu_ms(std::process::id()).is_some());
+    }
+
+    fn report(mode: Mode) -> BenchReport {
+        BenchReport {
+            senders: 1,
+            messages: 100,
+            size: 10240,
+            cipher: Cipher::Aes128,
+            broker: "embedded".into(),
+            store_fs: "tmpfs".into(),
+            acked: 100,
+            retried: 0,
+            elapsed: Duration::from_millis(100),
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+            sender_peak_rss_kb: 1,
+            receiver_peak_rss_kb: 2,
+            receiver_rss_first_half_kb: 3,
+            receiver_rss_second_half_kb: 4,
+            sender_cpu_ms: 50,
+            receiver_cpu_ms: 80,
+            broker_cpu_ms: 5,
+            version: Version::V2,
+            window: 64,
+            mode,
+            drain: (mode == Mode::Drain).then_some(DrainReport {
+                elapsed: Duration::from_millis(300),
+                ready: Duration::from_millis(100),
+                stored_at_ready: 20,
+                broker_cpu_ms: 7,
+            }),
+            costs: CryptoCosts {
+                rsa_sign_ms: 0.25,
+                rsa_decrypt_ms: 0.2,
+                aes_ms: 0.01,
+                md5_ms: 0.02,
+                zlib_ms: 0.03,
+                base64_ms: 0.004,
+            },
+        }
+    }
+
+    #[test]
+    fn json_keeps_its_keys_and_adds_the_bound() {
+        let json = report(Mode::Live).to_json();
+        for key in [
+            "\"senders\":1,",
+            "\"msgs_per_s\":1000.0,",
+            "\"broker_cpu_ms\":5,",
+            "\"ssm_version\":2,",
+            "\"window\":64,",
+            "\"mode\":\"live\"",
+            "\"sender_cpu_per_msg_ms\":0.5,",
+            "\"rsa_sign_ms\":0.25,",
+            "\"sender_rsa_ratio\":2.0,",
+            "\"receiver_rsa_ratio\":4.0",
+        ] {
+            assert!(json.contains(key), "{key} in {json}");
+        }
+        assert!(json.starts_with("{\"senders\":") && json.ends_with('}'));
+        assert!(!json.contains("drain_"), "{json}");
+        let text = report(Mode::Live).to_string();
+        assert!(
+            text.contains("senders 2.00x one signature, receiver 4.00x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_drain_rate_counts_from_ready() {
+        let r = report(Mode::Drain);
+        // 80 messages stored in the 0.2 s after READY=1.
+        let rate = r.drain_msgs_per_s().unwrap();
+        assert!((rate - 400.0).abs() < 1e-6, "{rate}");
+        let json = r.to_json();
+        assert!(json.contains("\"mode\":\"drain\""), "{json}");
+        assert!(json.contains("\"drain_msgs_per_s\":400.0,"), "{json}");
+        assert!(json.contains("\"drain_elapsed_s\":0.3,"), "{json}");
+        assert!(report(Mode::Live).drain_msgs_per_s().is_none());
+    }
+
+    #[test]
+    fn the_bound_is_measured_with_the_run_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::prepare(dir.path(), 1).unwrap();
+        let c =
+            CryptoCosts::measure(&setup, 10240, Cipher::Aes128, Duration::from_millis(5)).unwrap();
+        for (name, ms) in [
+            ("sign", c.rsa_sign_ms),
+            ("decrypt", c.rsa_decrypt_ms),
+            ("aes", c.aes_ms),
+            ("md5", c.md5_ms),
+            ("zlib", c.zlib_ms),
+            ("base64", c.base64_ms),
+        ] {
+            assert!(ms > 0.0 && ms < 100.0, "{name}: {ms} ms");
+        }
+        // A private-key operation costs far more than hashing 10 KB.
+        assert!(
+            c.rsa_sign_ms > c.md5_ms && c.rsa_decrypt_ms > c.md5_ms,
+            "{c:?}"
+        );
     }
 }

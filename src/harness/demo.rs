@@ -22,6 +22,7 @@ use crate::broker::{self, BrokerConfig, BrokerHandle};
 use crate::config::{Loadable, ReceiverConfig, SenderConfig};
 use crate::crypto::{self, Cipher};
 use crate::harness::pki::{CertFiles, Pki};
+use crate::protocol::Version;
 use crate::queue::{MessageStore, Outgoing, PathType};
 use crate::receiver::{self, Control, Stats};
 use crate::sender::{Sender, Summary};
@@ -226,20 +227,21 @@ impl Setup {
                     ("verify_server_cert", "true".into()),
                 ],
             )?;
-            section(
-                "messaging",
-                &[
-                    ("destination", o.destination.to_string()),
-                    ("path", path_of(&self.outgoing_dir(i))),
-                    ("path_type", "dirq".into()),
-                    // The acknowledged protocol: the demo and the bench measure its round trip.
-                    ("ssm_version", "1".into()),
-                    ("cipher", o.cipher.to_string()),
-                    // What the harness always used; a healthy run never waits that long.
-                    ("ack_timeout", "30".into()),
-                    ("max_attempts", "3".into()),
-                ],
-            )?;
+            let mut messaging = vec![
+                ("destination", o.destination.to_string()),
+                ("path", path_of(&self.outgoing_dir(i))),
+                ("path_type", "dirq".into()),
+                // The demo uses the acknowledged protocol (v1); the bench says which.
+                ("ssm_version", version_number(o.ssm_version).into()),
+                ("cipher", o.cipher.to_string()),
+                // What the harness always used; a healthy run never waits that long.
+                ("ack_timeout", "30".into()),
+                ("max_attempts", "3".into()),
+            ];
+            if o.ssm_version == Version::V2 {
+                messaging.push(("window", o.window.max(1).to_string()));
+            }
+            section("messaging", &messaging)?;
             section(
                 "logging",
                 &[("level", "WARN".into()), ("console", "true".into())],
@@ -320,6 +322,18 @@ pub struct SenderOptions<'a> {
     pub cipher: Cipher,
     /// The first sender asks the receiver for its certificate (`certreq`) instead of reading it.
     pub certreq_first: bool,
+    /// The protocol the senders speak (`[messaging] ssm_version`).
+    pub ssm_version: Version,
+    /// SSM2 only: messages waiting for their broker receipt at once (`[messaging] window`).
+    pub window: u32,
+}
+
+/// `[messaging] ssm_version` as written in a configuration file.
+fn version_number(v: Version) -> &'static str {
+    match v {
+        Version::V1 => "1",
+        Version::V2 => "2",
+    }
 }
 
 /// A value as an INI line keeps it: one line, no surrounding blanks (they would be trimmed),
@@ -394,6 +408,8 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
         cipher: opts.cipher,
         // The first sender asks for the server certificate with certreq; the others have it.
         certreq_first: true,
+        ssm_version: Version::V1,
+        window: 1,
     })?;
     let mut tasks = Vec::new();
     for path in &configs {
@@ -535,6 +551,8 @@ mod tests {
                 destination: "/topic/t",
                 cipher: Cipher::Aes256,
                 certreq_first: true,
+                ssm_version: Version::V1,
+                window: 1,
             })
             .unwrap();
         assert_eq!(paths.len(), 2);
