@@ -908,7 +908,7 @@ mod tests {
         let first = deliveries(&mut a);
         assert_eq!(bodies(&first), vec![b"0", b"1"]);
         assert_eq!(f.router.queue_depth("/queue/p"), 3);
-        let id = first[0].ack.clone().unwrap();
+        let id = first[0].ack.unwrap();
         assert!(f.router.ack(1, AckRef::AckId(&id.to_string()), true));
         assert_eq!(bodies(&deliveries(&mut a)), vec![b"2"]);
         assert_eq!(f.router.queue_depth("/queue/p"), 2);
