@@ -93,10 +93,16 @@ impl std::fmt::Display for Version {
     }
 }
 
-/// Reads an envelope as the version whose marks it carries: `ssm-msg-type` is v1, anything else
-/// (an `empa-id`, or neither) is v2. One receiver can so take both on one subscription.
+/// Reads an envelope as the version whose marks it carries, so that one receiver takes both on
+/// one subscription: `ssm-msg-type` is v1; else an `empa-id` is SSM2; else an `ssm-msg-id` is
+/// a v1 message without its type (malformed v1, answered `REJECTED` as such); anything else is
+/// SSM2 without an id (stored as `noid`, as the Python receiver does).
 pub fn version_of(envelope: &Envelope) -> Version {
     if envelope.header(headers::MSG_TYPE).is_some() {
+        Version::V1
+    } else if envelope.header(v2::EMPA_ID).is_some() {
+        Version::V2
+    } else if envelope.header(headers::MSG_ID).is_some() {
         Version::V1
     } else {
         Version::V2
@@ -137,5 +143,8 @@ mod tests {
         let v2 = v2::Ssm2Message::new("5ba24c88/5ba24c8f0f129d", "x").to_envelope("/topic/t");
         assert_eq!(version_of(&v2), Version::V2);
         assert_eq!(version_of(&Envelope::new("/topic/t")), Version::V2);
+        // An ssm-msg-id without a type is a broken v1 message, not an SSM2 one.
+        let broken = Envelope::new("/topic/t").with_header(headers::MSG_ID, "x");
+        assert_eq!(version_of(&broken), Version::V1);
     }
 }
