@@ -36,6 +36,7 @@
 //! - [`logging`] sets up logs for the long-running commands.
 //! - [`cli`] is the command line.
 
+pub mod ams_server;
 pub mod bench;
 pub mod broker;
 pub mod cli;
