@@ -561,3 +561,44 @@ async fn argo_ams_library_against_the_server() {
     );
     assert_eq!(got[1].attributes["empaid"], "py1");
 }
+
+#[tokio::test]
+async fn connections_are_kept_alive_in_process() {
+    use ssm::ams_server::{self, AmsServerConfig, Role, StateConfig};
+    let p = pki();
+    let handle = ams_server::start(AmsServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls_cert: p.server.cert.clone(),
+        tls_key: p.server.key.clone(),
+        authn: None,
+        state: StateConfig {
+            tokens: vec![("t".into(), Role::Both)],
+            topics: vec!["gLite-APEL".into()],
+            subscriptions: vec![("apel".into(), "gLite-APEL".into())],
+            ..StateConfig::default()
+        },
+        pull_wait: Duration::from_secs(1),
+        max_request_bytes: 1 << 20,
+    })
+    .await
+    .unwrap();
+    let mut cfg = AmsConfig::new("localhost", "accounting");
+    cfg.port = handle.local_addr().port();
+    cfg.token = Some("t".into());
+    cfg.system_roots = false;
+    cfg.tls.capath = Some(p.capath.clone());
+    let c = AmsClient::new(cfg).unwrap();
+    for i in 0..30 {
+        c.publish("gLite-APEL", &[msg(&i.to_string(), "x")])
+            .await
+            .unwrap();
+    }
+    for _ in 0..10 {
+        let got = c.pull("apel", 3, true).await.unwrap();
+        let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+        c.acknowledge("apel", &ids).await.unwrap();
+    }
+    assert_eq!(handle.connections(), 1, "one TLS connection for 50 calls");
+    assert_eq!(handle.topic_max("gLite-APEL"), Some(30));
+    handle.shutdown().await;
+}

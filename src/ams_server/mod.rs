@@ -28,6 +28,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -111,6 +112,8 @@ pub(crate) struct Shared {
     pull_wait: Duration,
     authn_token: String,
     dns: Option<DnList>,
+    /// TLS connections accepted on the API listener (to check that clients keep them alive).
+    connections: AtomicU64,
 }
 
 impl Shared {
@@ -126,6 +129,7 @@ pub struct AmsServerHandle {
     addr: SocketAddr,
     authn_addr: Option<SocketAddr>,
     token: String,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -144,6 +148,16 @@ impl AmsServerHandle {
     /// The token the authentication service hands out (the first configured one).
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// How many connections the API listener has accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// A topic's next offset (how many messages it ever took), if it exists.
+    pub fn topic_max(&self, topic: &str) -> Option<u64> {
+        self.shared.state().topic_max(topic)
     }
 
     /// Stops listening and closes every connection.
@@ -276,6 +290,7 @@ pub async fn start(cfg: AmsServerConfig) -> Result<AmsServerHandle, AmsServerErr
         pull_wait: cfg.pull_wait,
         authn_token: token.clone(),
         dns: cfg.authn.as_ref().and_then(|a| a.dns.clone()),
+        connections: AtomicU64::new(0),
     });
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -295,7 +310,13 @@ pub async fn start(cfg: AmsServerConfig) -> Result<AmsServerHandle, AmsServerErr
             source,
         })?;
     let router = routes::api(shared.clone(), cfg.max_request_bytes);
-    tasks.spawn(serve(listener, api, router, false, stop_rx.clone()));
+    tasks.spawn(serve(
+        listener,
+        api,
+        router,
+        Some(shared.clone()),
+        stop_rx.clone(),
+    ));
 
     let mut authn_addr = None;
     if let Some(a) = &cfg.authn {
@@ -316,12 +337,13 @@ pub async fn start(cfg: AmsServerConfig) -> Result<AmsServerHandle, AmsServerErr
                 })?,
         );
         let router = routes::authn(shared.clone());
-        tasks.spawn(serve(listener, acc, router, true, stop_rx.clone()));
+        tasks.spawn(serve(listener, acc, router, None, stop_rx.clone()));
     }
     Ok(AmsServerHandle {
         addr,
         authn_addr,
         token,
+        shared,
         stop,
         tasks,
     })
@@ -331,9 +353,12 @@ async fn serve(
     listener: TcpListener,
     acceptor: SslAcceptor,
     router: axum::Router,
-    with_peer: bool,
+    // The API listener counts its connections; the authentication listener (None) passes
+    // the client certificate to its handler instead.
+    api: Option<Arc<Shared>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let with_peer = api.is_none();
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -352,6 +377,9 @@ async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        if let Some(shared) = &api {
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         conns.spawn(async move {

@@ -334,11 +334,8 @@ impl State {
             .as_deref()
             .and_then(|m| m.parse::<i64>().ok())
             .unwrap_or(1);
-        let max = if max <= 0 {
-            usize::MAX
-        } else {
-            usize::try_from(max).unwrap_or(usize::MAX)
-        };
+        // Zero or negative: the real consumer stops after its first message.
+        let max = usize::try_from(max).unwrap_or(1).max(1);
         Ok(PullPlan {
             subscription: sub.to_string(),
             topic: s.topic.clone(),
@@ -657,6 +654,10 @@ mod tests {
         // Defaults: one message, and returnImmediately unless it says "false".
         let p = s.plan_pull("sub1", b"{}").unwrap();
         assert_eq!((p.max, p.return_immediately), (1, true));
+        for zero in ["0", "-5"] {
+            let body = format!(r#"{{"maxMessages":"{zero}"}}"#);
+            assert_eq!(s.plan_pull("sub1", body.as_bytes()).unwrap().max, 1);
+        }
         let p = s
             .plan_pull(
                 "sub1",
