@@ -21,6 +21,8 @@
 //! - Guarantees of the server itself: it never panics on input; each TLS handshake and each
 //!   request head must arrive within [`HANDSHAKE_TIMEOUT`]; request bodies are bounded by
 //!   [`AmsServerConfig::max_request_bytes`]; connections are kept alive (HTTP/1.1).
+//! - For fault tests, [`AmsServerConfig::fault_503_every`] makes every n-th API request get a
+//!   load balancer's HTML `503`, as HAProxy in front of the real service answers.
 
 pub mod routes;
 pub mod state;
@@ -76,6 +78,30 @@ pub struct AmsServerConfig {
     pub pull_wait: Duration,
     /// The largest request body taken, in bytes (a larger one gets 413 before it is parsed).
     pub max_request_bytes: usize,
+    /// Every this many API requests, answer one with a load balancer's non-JSON `503` instead
+    /// (0: never). For tests of the clients' retries.
+    pub fault_503_every: u64,
+}
+
+impl AmsServerConfig {
+    /// A server on `listen` with the real service's timing and a 256 MiB request limit.
+    pub fn new(
+        listen: SocketAddr,
+        tls_cert: PathBuf,
+        tls_key: PathBuf,
+        state: StateConfig,
+    ) -> AmsServerConfig {
+        AmsServerConfig {
+            listen,
+            tls_cert,
+            tls_key,
+            authn: None,
+            state,
+            pull_wait: Duration::from_secs(300),
+            max_request_bytes: 256 * 1024 * 1024,
+            fault_503_every: 0,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -114,6 +140,9 @@ pub(crate) struct Shared {
     dns: Option<DnList>,
     /// TLS connections accepted on the API listener (to check that clients keep them alive).
     connections: AtomicU64,
+    /// API requests seen, and how often one gets a 503 (0: never).
+    requests: AtomicU64,
+    fault_503_every: u64,
 }
 
 impl Shared {
@@ -291,6 +320,8 @@ pub async fn start(cfg: AmsServerConfig) -> Result<AmsServerHandle, AmsServerErr
         authn_token: token.clone(),
         dns: cfg.authn.as_ref().and_then(|a| a.dns.clone()),
         connections: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        fault_503_every: cfg.fault_503_every,
     });
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

@@ -32,6 +32,7 @@ pub(crate) fn api(shared: Arc<Shared>, max_request_bytes: usize) -> Router {
         )
         .fallback(not_found_page)
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), faults))
         .with_state(shared)
 }
 
@@ -44,6 +45,29 @@ pub(crate) fn authn(shared: Arc<Shared>) -> Router {
         )
         .fallback(not_found_page)
         .with_state(shared)
+}
+
+/// HAProxy's answer when no backend is up: what clients of the real service meet in storms.
+const BALANCER_503: &str = "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n";
+
+async fn faults(
+    State(shared): Ctx,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let every = shared.fault_503_every;
+    if every > 0 {
+        let n = shared
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % every == every - 1 {
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, BALANCER_503).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return r;
+        }
+    }
+    next.run(req).await
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {

@@ -65,6 +65,9 @@ pub struct Args {
     /// The largest request body, in bytes.
     #[arg(long, value_name = "N", default_value_t = 256 * 1024 * 1024, hide = true)]
     pub max_request_bytes: usize,
+    /// Answer every N-th API request with a load balancer's HTML 503 (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    pub fault_503_every: u64,
 }
 
 fn parse_subscription(s: &str) -> Result<(String, String), String> {
@@ -133,6 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         pull_wait: Duration::from_millis(args.pull_wait_ms),
         max_request_bytes: args.max_request_bytes,
+        fault_503_every: args.fault_503_every,
     };
     let project = cfg.state.project.clone();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
