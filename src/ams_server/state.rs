@@ -598,7 +598,7 @@ mod tests {
         let id2 = wire::ack_id("ARGO", "sub1", 2);
         let e = ack(&mut s, &[id2], t0).unwrap_err();
         assert_eq!((e.error.code, e.error.message.as_str()), (500, "wrong ack"));
-        ack(&mut s, &[id0.clone()], t0).unwrap();
+        ack(&mut s, std::slice::from_ref(&id0), t0).unwrap();
         // The same ack again: nothing pending any more.
         let e = ack(&mut s, &[id0], t0).unwrap_err();
         assert_eq!(e.error.message, "no ack pending");
