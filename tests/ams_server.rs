@@ -621,3 +621,40 @@ async fn connections_are_kept_alive_in_process() {
     assert_eq!(handle.topic_max("gLite-APEL"), Some(30));
     handle.shutdown().await;
 }
+
+/// A load balancer's HTML 503 (every second request here) is what the library calls a
+/// balancer error: raised without retries, retried through with them.
+const PY_503: &str = r#"
+import sys
+from argo_ams_library import ArgoMessagingService, AmsMessage, AmsBalancerException
+ams = ArgoMessagingService(endpoint="localhost:" + sys.argv[1], token="t", project="accounting")
+ams.publish("gLite-APEL", AmsMessage(data="one"))          # request 1: through
+try:
+    ams.publish("gLite-APEL", AmsMessage(data="two"))      # request 2: 503
+    print("FAIL no 503")
+except AmsBalancerException as e:
+    print("ok 503" if e.code == 503 and "503 Service Unavailable" in e.msg else "FAIL " + e.msg)
+ams.publish("gLite-APEL", AmsMessage(data="three"))        # request 3: through
+r = ams.publish("gLite-APEL", AmsMessage(data="four"), retry=2, retrysleep=0)  # 4: 503, 5: ok
+print("ok retried" if r == {"messageIds": ["2"]} else "FAIL " + repr(r))
+"#;
+
+#[test]
+fn argo_ams_library_meets_balancer_503s() {
+    let python = ams_py::python();
+    let server = Server::start(&["--token", "t", "--fault-503-every", "2"]);
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(PY_503)
+        .arg(server.port.to_string())
+        .env("REQUESTS_CA_BUNDLE", &pki().ca.cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout == "ok 503\nok retried\n",
+        "script failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
