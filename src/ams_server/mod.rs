@@ -219,6 +219,14 @@ fn acceptor(
     cfg: &AmsServerConfig,
     authn: Option<&AuthnConfig>,
 ) -> Result<SslAcceptor, AmsServerError> {
+    for (what, path) in [("certificate", &cfg.tls_cert), ("key", &cfg.tls_key)] {
+        // OpenSSL's own reason for a missing file is "system library".
+        std::fs::File::open(path).map_err(|e| AmsServerError::Tls {
+            what,
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     let setup = tls_err("setting up", Path::new(""));
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(&setup)?;
     b.set_certificate_chain_file(&cfg.tls_cert)
