@@ -520,6 +520,18 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Adds what to fix to the usual TLS failures.
+fn with_tls_hint(reason: String) -> String {
+    let hint = if reason.contains("certificate verify failed") {
+        " (the server's certificate is not trusted or not for this host name: check [broker] host and [certificates] capath)"
+    } else if reason.contains("alert unknown ca") || reason.contains("alert certificate") {
+        " (the server refused our certificate: check [certificates] certificate and key, and that its CA is one the service trusts)"
+    } else {
+        ""
+    };
+    reason + hint
+}
+
 /// Percent-encodes a token for the `?key=` parameter.
 fn encode_query(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -720,7 +732,7 @@ impl AmsClient {
         let work = async {
             let resp = http.request(req).await.map_err(|e| AmsError::Connect {
                 target: target.to_string(),
-                reason: chain(&e),
+                reason: with_tls_hint(chain(&e)),
             })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), max)
