@@ -46,8 +46,8 @@ use crate::stomp::TlsConfig;
 /// How long the real server collects for a pull with `"returnImmediately":"false"`.
 pub const SERVER_PULL_WAIT: Duration = Duration::from_secs(300);
 
-/// How to reach the service.
-#[derive(Debug, Clone)]
+/// How to reach the service. Its `Debug` leaves the token out (it is a password).
+#[derive(Clone)]
 pub struct AmsConfig {
     /// The AMS host (`[broker] host`), e.g. `msg.argo.grnet.gr`.
     pub host: String,
@@ -73,6 +73,24 @@ pub struct AmsConfig {
     pub request_timeout: Duration,
     /// The largest answer accepted, in bytes.
     pub max_answer_bytes: usize,
+}
+
+impl fmt::Debug for AmsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmsConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("authn_port", &self.authn_port)
+            .field("project", &self.project)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("tls", &self.tls)
+            .field("system_roots", &self.system_roots)
+            .field("key_in_url", &self.key_in_url)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .finish()
+    }
 }
 
 impl AmsConfig {
@@ -1113,6 +1131,9 @@ mod tests {
         assert!(nf.to_string().contains("check [messaging] destination"));
         assert_eq!(encode_query("a b+/"), "a%20b%2B%2F");
         assert_eq!(authority("::1", 443), "[::1]:443");
+        let mut cfg = AmsConfig::new("h", "p");
+        cfg.token = Some("sekrit".into());
+        assert!(!format!("{cfg:?}").contains("sekrit"));
         assert_eq!(
             error_message(b"<html>\n502 Bad Gateway</html>"),
             "<html>\n502 Bad Gateway</html>".replace('\n', "\\n")
