@@ -17,6 +17,7 @@
 //!   `RECEIPT`), or with an error: an `Ok` means the message left this process.
 //! - Errors are [`TransportError`]s: callers above this module see no wire types.
 
+pub mod ams;
 pub mod stomp;
 
 use std::fmt;
