@@ -639,7 +639,7 @@ fn each_bad_value_names_its_option() {
         ("max_attempts = 5", "max_attempts = 0", "sender.cfg: [messaging] max_attempts: '0' is not a positive whole number"),
         ("level = INFO", "level = LOUD", "sender.cfg: [logging] level: 'LOUD' is not a log level (one of TRACE, DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL)"),
         ("console = true", "console = sometimes", "sender.cfg: [logging] console: 'sometimes' is not a boolean (true/false, yes/no, on/off, 1/0)"),
-        ("protocol = STOMP", "protocol = AMS", "sender.cfg: [sender] protocol: 'AMS' is not supported (only STOMP is)"),
+        ("protocol = STOMP", "protocol = MQTT", "sender.cfg: [sender] protocol: 'MQTT' is not supported (STOMP or AMS)"),
         ("# server_dn = /C=UK/O=eScience/OU=CLRC/L=RAL/CN=receiver.example.org", "server_dn = /CN=x\nserver_cert = /s.pem", "sender.cfg: [certificates] server_dn: give either server_cert or server_dn, not both"),
         ("port = 61613", "port = 61613\nbrokers = a:1", "sender.cfg: [broker] brokers: give either brokers or host and port, not both"),
         ("port = 61613", "", "sender.cfg: [broker] port: missing, though host is set"),
@@ -653,7 +653,7 @@ fn each_bad_value_names_its_option() {
         ("check_crls = false", "check_crls = perhaps", "receiver.cfg: [certificates] check_crls: 'perhaps' is not a boolean (true/false, yes/no, on/off, 1/0)"),
         ("reack_max_age = 7d", "reack_max_age = 1w", "receiver.cfg: [messaging] reack_max_age: '1w' is not a duration (seconds, or a number with s, m, h or d)"),
         ("port = 61613", "port = -5", "receiver.cfg: [broker] port: '-5' is not a port number (1-65535)"),
-        ("protocol = STOMP", "protocol = stompy", "receiver.cfg: [receiver] protocol: 'stompy' is not supported (only STOMP is)"),
+        ("protocol = STOMP", "protocol = stompy", "receiver.cfg: [receiver] protocol: 'stompy' is not supported (STOMP or AMS)"),
     ] {
         assert_eq!(receiver_err(&edit(RECEIVER_CFG, line, with)), expected);
     }
