@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ssm::harness::pki::Pki;
 use ssm::transport::ams::{with_retries, AmsClient, AmsConfig, AmsError, RetryPolicy};
 
-fn pki() -> &'static Pki {
+pub(crate) fn pki() -> &'static Pki {
     static PKI: OnceLock<(tempfile::TempDir, Pki)> = OnceLock::new();
     &PKI.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -29,18 +29,18 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    authn_port: u16,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) authn_port: u16,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         Server::start_on(free_port(), free_port(), extra)
     }
 
-    fn start_on(port: u16, authn_port: u16, extra: &[&str]) -> Server {
+    pub(crate) fn start_on(port: u16, authn_port: u16, extra: &[&str]) -> Server {
         let p = pki();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
             .arg("ams-server")
@@ -76,7 +76,7 @@ impl Server {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -96,7 +96,7 @@ impl Server {
         cfg
     }
 
-    fn client(&self, token: Option<&str>) -> AmsClient {
+    pub(crate) fn client(&self, token: Option<&str>) -> AmsClient {
         AmsClient::new(self.config(token)).unwrap()
     }
 }

@@ -6,3 +6,4 @@
 mod support;
 
 mod ams_server;
+mod ams_wire;

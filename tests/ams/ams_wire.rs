@@ -1,0 +1,209 @@
+//! `ssm send` / `ssm receive` over AMS through `ssm ams-server`, with Python SSM 4.0 style
+//! configuration files (`protocol: AMS`, `[broker] host`, `[messaging] ams_project`,
+//! `destination`, `token`).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::ams_server::{pki, Server};
+use crate::support::e2e::records;
+use crate::support::messages::assert_exactly_once;
+use ssm::queue::MessageStore;
+
+const TOKEN: &str = "s3cret-token";
+
+fn p(path: &Path) -> String {
+    path.to_str().unwrap().to_string()
+}
+
+fn sender_cfg(dir: &Path, server: &Server, token: &str, outq: &Path) -> std::path::PathBuf {
+    let pk = pki();
+    // As the Python SSM 4.0's sender.cfg has it (port given and unused).
+    let text = format!(
+        "[sender]\nprotocol: AMS\n\n[broker]\nhost: localhost:{}\nport: 443\n\n[certificates]\n\
+         certificate: {}\nkey: {}\ncapath: {}\n\n[messaging]\nams_project: accounting\n\
+         token: {token}\ndestination: gLite-APEL\npath: {}\npath_type: dirq\n\n[logging]\n\
+         logfile: {}\nlevel: INFO\nconsole: true\n",
+        server.port,
+        p(&pk.client.cert),
+        p(&pk.client.key),
+        p(&pk.capath),
+        p(outq),
+        p(&dir.join("sender.log")),
+    );
+    let f = dir.join("sender.cfg");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn receiver_cfg(dir: &Path, server: &Server, token: &str, store: &Path) -> std::path::PathBuf {
+    let pk = pki();
+    let text = format!(
+        "[receiver]\nprotocol: AMS\n\n[broker]\nhost: localhost:{}\nport: 443\n\n[certificates]\n\
+         certificate: {}\nkey: {}\ncapath: {}\ncheck_crls: false\n\n[messaging]\n\
+         ams_project: accounting\ntoken: {token}\ndestination: apel\npath: {}\n\n[logging]\n\
+         logfile: {}\nlevel: INFO\nconsole: true\n",
+        server.port,
+        p(&pk.server.cert),
+        p(&pk.server.key),
+        p(&pk.capath),
+        p(store),
+        p(&dir.join("receiver.log")),
+    );
+    let f = dir.join("receiver.cfg");
+    std::fs::write(&f, text).unwrap();
+    std::fs::write(dir.join("dns"), format!("{}\n", pk.client.dn)).unwrap();
+    f
+}
+
+fn ssm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ssm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn enqueue(dir: &Path, outq: &Path, n: usize, size: usize) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut args = vec!["enqueue".to_string(), "--path".to_string(), p(outq)];
+    for i in 0..n {
+        let f = dir.join(format!("m{i}"));
+        let mut body = format!("APEL-individual-job-message: v0.3\nSite: ams-{i}\n").into_bytes();
+        body.resize(body.len() + size, b'x');
+        std::fs::write(&f, &body).unwrap();
+        args.push(p(&f));
+        bodies.push(body);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ssm(&args);
+    assert!(out.status.success(), "enqueue: {out:?}");
+    bodies
+}
+
+fn stored(store: &Path) -> Vec<Vec<u8>> {
+    records(&MessageStore::open(store).unwrap().incoming)
+        .into_iter()
+        .map(|r| r.body)
+        .collect()
+}
+
+#[test]
+fn send_and_receive_with_python_style_configs() {
+    const N: usize = 30;
+    let server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let bodies = enqueue(dir.path(), &outq, N, 2000);
+
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "send:\n{err}");
+    assert!(err.contains(", Argo ID: "), "send log:\n{err}");
+    assert!(
+        err.contains(&format!("sent {N}, acked {N}, rejected 0")),
+        "send:\n{err}"
+    );
+
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    let out = ssm(&[
+        "receive",
+        "-c",
+        &p(&rcfg),
+        "-d",
+        &p(&dir.path().join("dns")),
+        "--max-messages",
+        &N.to_string(),
+        "--for",
+        "60",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "receive:\n{err}");
+    assert_exactly_once("[ams]", &bodies, stored(&store));
+
+    // Everything was acknowledged: a second receiver gets nothing.
+    let store2 = dir.path().join("store2");
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store2);
+    let out = ssm(&[
+        "receive",
+        "-c",
+        &p(&rcfg),
+        "-d",
+        &p(&dir.path().join("dns")),
+        "--for",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stored(&store2).is_empty());
+}
+
+#[test]
+fn a_message_too_large_goes_to_the_reject_queue_and_the_rest_are_sent() {
+    let server = Server::start(&["--token", TOKEN, "--max-message-bytes", "20000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let small = enqueue(dir.path(), &outq, 5, 1000);
+    let big_dir = dir.path().join("big");
+    std::fs::create_dir(&big_dir).unwrap();
+    enqueue(&big_dir, &outq, 1, 40000);
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too large"), "send:\n{err}");
+    let reject = ssm::queue::Dirq::open(&outq.join("reject")).unwrap();
+    assert_eq!(records(&reject).len(), 1, "send:\n{err}");
+
+    let store = dir.path().join("store");
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    let out = ssm(&[
+        "receive",
+        "-c",
+        &p(&rcfg),
+        "-d",
+        &p(&dir.path().join("dns")),
+        "--max-messages",
+        "5",
+        "--for",
+        "30",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Published one by one after the 413, the earlier ones of the batch may exist twice on
+    // the service; the receiver stores each once.
+    assert_exactly_once("[ams 413]", &small, stored(&store));
+}
+
+#[test]
+fn a_wrong_token_ends_the_run_saying_what_to_fix() {
+    let server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rcfg = receiver_cfg(dir.path(), &server, "wrong", &store);
+    let out = ssm(&[
+        "receive",
+        "-c",
+        &p(&rcfg),
+        "-d",
+        &p(&dir.path().join("dns")),
+        "--for",
+        "30",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("token"), "{err}");
+}
+
+#[test]
+fn ssm_v1_over_ams_is_a_configuration_error() {
+    let server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let mut text = std::fs::read_to_string(&scfg).unwrap();
+    text = text.replace("path_type: dirq", "path_type: dirq\nssm_version: 1");
+    std::fs::write(&scfg, text).unwrap();
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("reply channel"), "{err}");
+}
