@@ -120,6 +120,9 @@ fn send_and_receive_with_python_style_configs() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "receive:\n{err}");
+    if std::env::var_os("AMS_WIRE_SHOW").is_some() {
+        eprintln!("{err}");
+    }
     assert_exactly_once("[ams]", &bodies, stored(&store));
 
     // Everything was acknowledged: a second receiver gets nothing.
@@ -206,4 +209,122 @@ fn ssm_v1_over_ams_is_a_configuration_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("reply channel"), "{err}");
+}
+
+fn receive_for(dir: &Path, cfg: &Path, secs: u64) -> Output {
+    ssm(&[
+        "receive",
+        "-c",
+        &p(cfg),
+        "-d",
+        &p(&dir.join("dns")),
+        "--for",
+        &secs.to_string(),
+    ])
+}
+
+#[test]
+fn storms_of_503_and_acks_after_the_deadline_lose_nothing_and_store_once() {
+    const N: usize = 150;
+    // Every third request a balancer's 503; a 1 s deadline that batch settling outlasts.
+    let server = Server::start(&[
+        "--token",
+        TOKEN,
+        "--fault-503-every",
+        "3",
+        "--ack-deadline",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let bodies = enqueue(dir.path(), &outq, N, 5000);
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "send:\n{err}");
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    let out = ssm(&[
+        "receive",
+        "-c",
+        &p(&rcfg),
+        "-d",
+        &p(&dir.path().join("dns")),
+        "--max-messages",
+        &N.to_string(),
+        "--for",
+        "120",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Whatever came again after a late ack is recognised; a second run finds nothing new.
+    let out = receive_for(dir.path(), &rcfg, 3);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_exactly_once("[ams 503+408]", &bodies, stored(&store));
+}
+
+#[test]
+fn a_receiver_killed_between_store_and_ack_stores_each_once_after_restart() {
+    const N: usize = 200;
+    let server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let bodies = enqueue(dir.path(), &outq, N, 5000);
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
+        .args([
+            "receive",
+            "-c",
+            &p(&rcfg),
+            "-d",
+            &p(&dir.path().join("dns")),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let incoming = MessageStore::open(&store).unwrap().incoming;
+    while incoming.names().map_or(0, |n| n.len()) < 30 {
+        assert!(std::time::Instant::now() < deadline, "nothing stored");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = stored(&store).len();
+    assert!(killed_at < N, "all stored before the kill");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while stored(&store).len() < N && std::time::Instant::now() < deadline {
+        let out = receive_for(dir.path(), &rcfg, 5);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    assert_exactly_once("[ams kill -9]", &bodies, stored(&store));
+}
+
+#[test]
+fn the_server_killed_and_restarted_leaves_the_queue_and_sends_later() {
+    const N: usize = 20;
+    let mut server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let bodies = enqueue(dir.path(), &outq, N, 1000);
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    let (port, authn_port) = (server.port, server.authn_port);
+    server.stop();
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let outgoing = ssm::queue::Outgoing::open(&outq, ssm::queue::PathType::QueueSimple).unwrap();
+    assert_eq!(outgoing.count().unwrap(), N, "queue kept");
+    let server = Server::start_on(port, authn_port, &["--token", TOKEN]);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(outgoing.count().unwrap(), 0);
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    let out = receive_for(dir.path(), &rcfg, 4);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_exactly_once("[ams restart]", &bodies, stored(&store));
 }
