@@ -98,6 +98,9 @@ pub struct AmsMessaging {
     pub project: String,
     /// `[messaging] token`; `None`: exchange this host's certificate for one.
     pub token: Option<String>,
+    /// `[messaging] ams_authn_port` (ours, not the Python SSM's): the port of the
+    /// certificate-for-token exchange on the same host; default 8443, as the service has it.
+    pub authn_port: u16,
 }
 
 impl std::fmt::Debug for AmsMessaging {
@@ -106,6 +109,7 @@ impl std::fmt::Debug for AmsMessaging {
         f.debug_struct("AmsMessaging")
             .field("project", &self.project)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("authn_port", &self.authn_port)
             .finish()
     }
 }
@@ -162,6 +166,9 @@ impl CommonSettings {
                 Some(AmsMessaging {
                     project,
                     token: r.plain("messaging", "token")?,
+                    authn_port: r
+                        .parsed("messaging", "ams_authn_port", super::values::parse_port)?
+                        .unwrap_or(8443),
                 })
             }
         };

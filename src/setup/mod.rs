@@ -64,6 +64,7 @@ pub fn ams_transport(
     let mut cfg = AmsConfig::new(host.clone(), ams.project.clone());
     cfg.port = *port;
     cfg.token.clone_from(&ams.token);
+    cfg.authn_port = ams.authn_port;
     let (capath, cafile) = match &common.broker.broker_capath {
         Some(dir) => (Some(dir.clone()), None),
         None => (id.capath.clone(), id.cafile.clone()),

@@ -101,8 +101,13 @@ pub fn sender(
         // (about 15 s of backoff); the next run tries again. The daemon retries forever.
         client.max_rounds = Some(ONE_PASS_ROUNDS);
     }
-    let transport = super::ams_transport(common)
+    let mut transport = super::ams_transport(common)
         .unwrap_or_else(|| TransportConfig::stomp(client, common.broker.kind));
+    if let (TransportConfig::Ams(ams), false) = (&mut transport, daemon) {
+        // As for STOMP above: a pass gives up on an unreachable service sooner (the sender
+        // itself sends each message up to max_attempts times).
+        ams.retry.attempts = 3;
+    }
     if let Err(why) = cfg.ssm_version.fits(transport.capabilities()) {
         anyhow::bail!("ssm_version {}: {why}", cfg.ssm_version);
     }

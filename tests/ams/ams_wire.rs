@@ -328,3 +328,85 @@ fn the_server_killed_and_restarted_leaves_the_queue_and_sends_later() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_exactly_once("[ams restart]", &bodies, stored(&store));
 }
+
+#[test]
+fn certificate_auth_exchanges_the_host_certificate_for_a_token() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let pk = pki();
+    // Both hosts' DNs bound on the service (as GOCDB would have them).
+    let dns = dir.path().join("server-dns");
+    std::fs::write(&dns, format!("{}\n{}\n", pk.client.dn, pk.server.dn)).unwrap();
+    let server = Server::start(&["--token", TOKEN, "--dn-file", &p(&dns)]);
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let bodies = enqueue(dir.path(), &outq, N, 1000);
+    let no_token = |f: &Path| {
+        let text = std::fs::read_to_string(f).unwrap().replace(
+            &format!("token: {TOKEN}\n"),
+            &format!("ams_authn_port: {}\n", server.authn_port),
+        );
+        std::fs::write(f, text).unwrap();
+    };
+    let scfg = sender_cfg(dir.path(), &server, TOKEN, &outq);
+    no_token(&scfg);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    no_token(&rcfg);
+    let out = receive_for(dir.path(), &rcfg, 4);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_exactly_once("[ams authx509]", &bodies, stored(&store));
+}
+
+#[test]
+fn a_401_after_the_service_renewed_its_tokens_is_met_by_a_new_exchange() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let pk = pki();
+    let dns = dir.path().join("server-dns");
+    std::fs::write(&dns, format!("{}\n{}\n", pk.client.dn, pk.server.dn)).unwrap();
+    let mut server = Server::start(&["--token", "first", "--dn-file", &p(&dns)]);
+    let (port, authn_port) = (server.port, server.authn_port);
+    let outq = dir.path().join("outq");
+    let store = dir.path().join("store");
+    let no_token = |f: &Path| {
+        let text = std::fs::read_to_string(f).unwrap().replace(
+            &format!("token: {TOKEN}\n"),
+            &format!("ams_authn_port: {authn_port}\n"),
+        );
+        std::fs::write(f, text).unwrap();
+    };
+    let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
+    no_token(&rcfg);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
+        .args([
+            "receive",
+            "-c",
+            &p(&rcfg),
+            "-d",
+            &p(&dir.path().join("dns")),
+        ])
+        .args(["--max-messages", &N.to_string(), "--for", "90"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The service comes back with other tokens: the receiver's token now gets 401.
+    server.stop();
+    let _server = Server::start_on(
+        port,
+        authn_port,
+        &["--token", "second", "--dn-file", &p(&dns)],
+    );
+    let bodies = enqueue(dir.path(), &outq, N, 1000);
+    let scfg = sender_cfg(dir.path(), &_server, TOKEN, &outq);
+    no_token(&scfg);
+    let out = ssm(&["send", "-c", &p(&scfg)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_exactly_once("[ams 401 renewal]", &bodies, stored(&store));
+}
