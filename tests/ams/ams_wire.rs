@@ -410,3 +410,31 @@ fn a_401_after_the_service_renewed_its_tokens_is_met_by_a_new_exchange() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_exactly_once("[ams 401 renewal]", &bodies, stored(&store));
 }
+
+#[test]
+fn the_demo_runs_over_ams() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = ssm(&[
+        "demo",
+        "--transport",
+        "ams",
+        "--messages",
+        "40",
+        "--senders",
+        "2",
+        "--dir",
+        &p(&run),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("SSM2 over AMS"), "{text}");
+    assert!(
+        text.contains("stored:    80 (duplicates acked again: 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("every message was stored exactly once"),
+        "{text}"
+    );
+}
