@@ -1013,3 +1013,85 @@ fn the_protocol_version_decides_the_default_cipher() {
         "{err}"
     );
 }
+
+/// The Python SSM 4.0's `sender.cfg` for AMS, as it ships (values filled in).
+const PY_AMS_SENDER: &str = "[sender]
+protocol: AMS
+
+[broker]
+host: msg.argo.grnet.gr
+#port: 443
+
+[certificates]
+certificate: /etc/grid-security/hostcert.pem
+key: /etc/grid-security/hostkey.pem
+capath: /etc/grid-security/certificates
+server_cert: /etc/grid-security/servercert.pem
+verify_server_cert: true
+
+[messaging]
+ams_project: accounting
+token: abc
+destination: gLite-APEL
+path: /var/spool/apel/outgoing
+path_type: dirq
+
+[logging]
+logfile: /var/log/apel/ssmsend.log
+level: INFO
+console: true
+";
+
+#[test]
+fn an_ams_sender_cfg_of_the_python_ssm_loads() {
+    let (c, warnings) = sender(PY_AMS_SENDER).unwrap();
+    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("msg.argo.grnet.gr".to_string(), 443)]
+    );
+    let ams = c.common.ams.as_ref().unwrap();
+    assert_eq!(ams.project, "accounting");
+    assert_eq!(ams.token.as_deref(), Some("abc"));
+    assert_eq!(ams.authn_port, 8443);
+    assert!(
+        !format!("{ams:?}").contains("abc"),
+        "the token stays out of logs"
+    );
+    assert_eq!(c.destination, "gLite-APEL");
+    assert_eq!(c.ssm_version, crate::protocol::Version::V2);
+    // A port given is unused (as in the Python SSM); HOST:PORT names one.
+    let (c, _) = sender(&PY_AMS_SENDER.replace("#port: 443", "port: 61613")).unwrap();
+    assert_eq!(c.common.broker.brokers[0].1, 443);
+    let (c, _) = sender(&PY_AMS_SENDER.replace("grnet.gr\n", "grnet.gr:8444\n")).unwrap();
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("msg.argo.grnet.gr".to_string(), 8444)]
+    );
+    // No token: the certificate is exchanged for one.
+    let (c, _) = sender(&PY_AMS_SENDER.replace("token: abc\n", "")).unwrap();
+    assert_eq!(c.common.ams.unwrap().token, None);
+    assert_eq!(
+        sender_err(&PY_AMS_SENDER.replace("ams_project: accounting\n", "")),
+        "sender.cfg: [messaging] ams_project: is required with protocol AMS"
+    );
+    let e =
+        sender_err(&PY_AMS_SENDER.replace("path_type: dirq", "path_type: dirq\nssm_version: 1"));
+    assert!(
+        e.contains("ssm_version: 1 cannot be used with protocol AMS"),
+        "{e}"
+    );
+    // STOMP files have no AMS settings.
+    assert_eq!(sender(SENDER_CFG).unwrap().0.common.ams, None);
+}
+
+#[test]
+fn an_ams_receiver_cfg_of_the_python_ssm_loads() {
+    let text = "[receiver]\nprotocol: AMS\n[broker]\nhost: msg.argo.grnet.gr\n\
+                [certificates]\ncertificate: /c\nkey: /k\ncapath: /ca\ncheck_crls: false\n\
+                [messaging]\nams_project: accounting\ntoken: t\ndestination: apel-sub\n\
+                path: /var/spool/apel\n";
+    let (c, _) = receiver(text).unwrap();
+    assert_eq!(c.destination, "apel-sub");
+    assert_eq!(c.common.ams.unwrap().project, "accounting");
+}

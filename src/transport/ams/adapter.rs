@@ -487,24 +487,7 @@ impl Puller {
     }
 
     fn delivery(&self, p: Pulled, batch: u64, index: usize) -> Delivery {
-        let mut envelope = Envelope::new(self.subscription.clone());
-        let empaid = p
-            .attributes
-            .get(EMPAID)
-            .cloned()
-            .unwrap_or_else(|| NO_EMPAID.to_string());
-        envelope.headers.push((EMPA_ID.to_string(), empaid));
-        envelope
-            .headers
-            .push(("ams-message-id".to_string(), p.message_id.clone()));
-        envelope.body = match p.body {
-            Ok(b) => b,
-            Err(reason) => {
-                // An empty body is refused (and acknowledged) by the receiver.
-                warn!(message_id = %p.message_id, %reason, "message data is not base64");
-                Bytes::new()
-            }
-        };
+        let envelope = envelope_of(p, &self.subscription);
         Delivery {
             envelope,
             reply_to: None,
@@ -514,5 +497,106 @@ impl Puller {
                 index,
             }),
         }
+    }
+}
+
+/// The envelope a pulled message is delivered as: its `empaid` attribute as `empa-id`
+/// ([`NO_EMPAID`] without one), its AMS id as `ams-message-id`, its data as the body (empty
+/// when it is not base64: the receiver refuses it, and acknowledges it).
+pub fn envelope_of(p: Pulled, subscription: &str) -> Envelope {
+    let mut envelope = Envelope::new(subscription);
+    let empaid = p
+        .attributes
+        .get(EMPAID)
+        .cloned()
+        .unwrap_or_else(|| NO_EMPAID.to_string());
+    envelope.headers.push((EMPA_ID.to_string(), empaid));
+    envelope
+        .headers
+        .push(("ams-message-id".to_string(), p.message_id.clone()));
+    envelope.body = match p.body {
+        Ok(b) => b,
+        Err(reason) => {
+            warn!(message_id = %p.message_id, %reason, "message data is not base64");
+            Bytes::new()
+        }
+    };
+    envelope
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulled(attributes: &[(&str, &str)], body: Result<Bytes, String>) -> Pulled {
+        Pulled {
+            ack_id: "projects/accounting/subscriptions/s:3".into(),
+            message_id: "3".into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body,
+            publish_time: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_message_without_attributes_has_empa_id_n_a() {
+        let e = envelope_of(pulled(&[], Ok(Bytes::from_static(b"x"))), "s");
+        assert_eq!(e.header(EMPA_ID), Some(NO_EMPAID));
+        assert_eq!(e.header("ams-message-id"), Some("3"));
+        assert_eq!(e.body, Bytes::from_static(b"x"));
+        let e = envelope_of(pulled(&[("empaid", "q/e1")], Err("bad".into())), "s");
+        assert_eq!(e.header(EMPA_ID), Some("q/e1"));
+        assert!(e.body.is_empty());
+    }
+
+    #[test]
+    fn published_attributes_carry_the_empa_id() {
+        let e = Envelope::new("t").with_header(EMPA_ID, "q/e1");
+        assert_eq!(
+            attributes_of(&e).get(EMPAID).map(String::as_str),
+            Some("q/e1")
+        );
+        assert!(attributes_of(&Envelope::new("t")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn settling_counts_only_for_this_connection_and_batch() {
+        let shared = Arc::new(Shared::default());
+        let (jobs, _rx) = mpsc::channel(1);
+        let p = AmsPublisher {
+            connection: 7,
+            shared: shared.clone(),
+            jobs,
+        };
+        *shared.batch.lock().unwrap() = Some(Batch {
+            number: 2,
+            settled: vec![false; 2],
+            left: 2,
+        });
+        let token = |connection, batch, index| AmsAck {
+            connection,
+            batch,
+            index,
+        };
+        assert!(matches!(
+            p.ack(&token(6, 2, 0)),
+            Err(TransportError::StaleAck)
+        ));
+        assert!(matches!(
+            p.ack(&token(7, 1, 0)),
+            Err(TransportError::StaleAck)
+        ));
+        p.ack(&token(7, 2, 0)).unwrap();
+        p.ack(&token(7, 2, 0)).unwrap(); // twice counts once
+        assert_eq!(shared.batch.lock().unwrap().as_ref().unwrap().left, 1);
+        p.ack(&token(7, 2, 1)).unwrap();
+        assert_eq!(shared.batch.lock().unwrap().as_ref().unwrap().left, 0);
+        // The pull task is told.
+        tokio::time::timeout(Duration::from_secs(1), shared.settled.notified())
+            .await
+            .unwrap();
     }
 }
