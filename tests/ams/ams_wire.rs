@@ -379,7 +379,7 @@ fn a_401_after_the_service_renewed_its_tokens_is_met_by_a_new_exchange() {
     };
     let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
     no_token(&rcfg);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ssm"))
         .args([
             "receive",
             "-c",
