@@ -61,6 +61,9 @@
 //! - [`stomp`] moves frames over TCP/TLS; it knows nothing of SSM. Client and broker share its
 //!   codec and vocabulary (header names, ack modes, heart-beat and version negotiation).
 //! - [`broker`] is the embedded, in-memory STOMP broker: a pure router beside its I/O sessions.
+//! - [`ams_server`] is an AMS-compatible HTTPS server (`ssm ams-server`) for the demo, the tests
+//!   and trying the AMS path on one machine: pure in-memory state beside its HTTP routes, over
+//!   the same wire types as the client in [`transport`]. Not a production service.
 //! - [`ops`] is what running as a service needs: PID file, systemd notification, the metrics
 //!   endpoint, latency histograms, file-system checks.
 //! - [`logging`] sets up logs for the long-running commands (one escaping field formatter).
@@ -69,6 +72,7 @@
 //!   and [`harness::pki`] (throwaway certificate authorities for both and for the tests).
 //!   Nothing in the core depends on it.
 
+pub mod ams_server;
 pub mod broker;
 pub mod cli;
 pub mod config;

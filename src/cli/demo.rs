@@ -40,6 +40,10 @@ pub struct Args {
     /// temporary directory, kept afterwards].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The transport: stomp (the embedded broker or --broker) or ams (SSM2 through
+    /// `ssm ams-server` in this process).
+    #[arg(long, default_value = "stomp", value_parser = ["stomp", "ams"], conflicts_with = "broker")]
+    pub transport: String,
     /// Log level (error, warn, info, debug).
     #[arg(long, default_value = "warn")]
     pub log_level: String,
@@ -68,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         login: args.broker.as_ref().and(args.login.zip(args.passcode)),
         broker: args.broker,
         destination: args.destination,
+        ams: args.transport == "ams",
     };
     println!(
         "ssm demo: {} sender(s) x {} messages of {} bytes, cipher {}, in {}",

@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod ams_server;
 pub mod bench;
 pub mod broker;
 pub mod check;
@@ -40,6 +41,9 @@ pub enum Command {
     Receive(receive::Args),
     /// Run the embedded STOMP broker (in memory, not durable: for tests and demos).
     Broker(broker::Args),
+    /// Run an AMS-compatible HTTPS server (in memory, not durable: for tests and demos, not a
+    /// production service).
+    AmsServer(ams_server::Args),
     /// Sign and encrypt a message as a sender does (`openssl smime` compatible).
     Seal(seal::Args),
     /// Decrypt and verify a message as a receiver does (`openssl smime` compatible).
@@ -70,6 +74,7 @@ pub fn main() -> i32 {
         Command::Send(args) => send::run(args),
         Command::Receive(args) => receive::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::AmsServer(args) => ams_server::run(args),
         Command::Seal(args) => seal::run(args),
         Command::Open(args) => open::run(args),
         Command::Enqueue(args) => enqueue::run(args),

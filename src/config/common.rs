@@ -81,6 +81,39 @@ pub struct DaemonSettings {
     pub metrics: Option<String>,
 }
 
+/// Which transport a configuration uses (`[sender] protocol` / `[receiver] protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// STOMP brokers (the default when not given).
+    #[default]
+    Stomp,
+    /// The ARGO Messaging Service.
+    Ams,
+}
+
+/// The AMS settings of `[messaging]` (with `protocol: AMS`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmsMessaging {
+    /// `[messaging] ams_project`.
+    pub project: String,
+    /// `[messaging] token`; `None`: exchange this host's certificate for one.
+    pub token: Option<String>,
+    /// `[messaging] ams_authn_port` (ours, not the Python SSM's): the port of the
+    /// certificate-for-token exchange on the same host; default 8443, as the service has it.
+    pub authn_port: u16,
+}
+
+impl std::fmt::Debug for AmsMessaging {
+    // The token is a password: never in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmsMessaging")
+            .field("project", &self.project)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("authn_port", &self.authn_port)
+            .finish()
+    }
+}
+
 /// What both configurations hold: broker, identity, logging, daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonSettings {
@@ -92,6 +125,8 @@ pub struct CommonSettings {
     pub logging: LoggingSettings,
     /// PID file and metrics endpoint.
     pub daemon: DaemonSettings,
+    /// `Some` with `protocol: AMS`: the broker's first host is the AMS host.
+    pub ams: Option<AmsMessaging>,
 }
 
 /// The flags both commands share, borrowed from either command's overrides.
@@ -111,12 +146,32 @@ impl CommonSettings {
             identity: IdentitySettings::default(),
             logging: LoggingSettings::default(),
             daemon: DaemonSettings::default(),
+            ams: None,
         }
     }
 
-    /// Reads `[broker]`, `[logging]`, the identity options of `[certificates]` and `[daemon]`.
-    pub(crate) fn read(r: &mut IniReader) -> Result<CommonSettings, ConfigError> {
-        let broker = r.broker()?;
+    /// Reads `[broker]`, `[logging]`, the identity options of `[certificates]` and `[daemon]`,
+    /// and for AMS `[messaging] ams_project` (required) and `token`.
+    pub(crate) fn read(
+        r: &mut IniReader,
+        protocol: Protocol,
+    ) -> Result<CommonSettings, ConfigError> {
+        let broker = r.broker(protocol)?;
+        let ams = match protocol {
+            Protocol::Stomp => None,
+            Protocol::Ams => {
+                let project = r.plain("messaging", "ams_project")?.ok_or_else(|| {
+                    r.invalid("messaging", "ams_project", "is required with protocol AMS")
+                })?;
+                Some(AmsMessaging {
+                    project,
+                    token: r.plain("messaging", "token")?,
+                    authn_port: r
+                        .parsed("messaging", "ams_authn_port", super::values::parse_port)?
+                        .unwrap_or(8443),
+                })
+            }
+        };
         let logging = r.logging()?;
         const CERTS: &str = "certificates";
         let identity = IdentitySettings {
@@ -134,6 +189,7 @@ impl CommonSettings {
             identity,
             logging,
             daemon,
+            ams,
         })
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use configparser::ini::{Ini, IniDefault};
 
 use super::values::{self, excerpt};
-use super::{BrokerSettings, ConfigError, LoggingSettings};
+use super::{BrokerSettings, ConfigError, LoggingSettings, Protocol};
 
 /// Options that older versions understood and this one ignores, with what replaces them.
 const OBSOLETE: &[(&str, &str, &str)] = &[
@@ -147,35 +147,57 @@ impl IniReader {
         })
     }
 
-    /// `[<role>] protocol`: must be STOMP; a warning when missing.
+    /// `[<role>] protocol`: STOMP or AMS (any case); STOMP with a warning when missing.
     pub(crate) fn protocol(
         &mut self,
         role: &'static str,
         warnings: &mut Vec<String>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Protocol, ConfigError> {
         match self.text(role, "protocol")? {
             None => warnings.push(format!(
                 "{}: [{role}] protocol not set, using STOMP",
                 self.origin
             )),
             Some(p) if p.eq_ignore_ascii_case("STOMP") => {}
+            Some(p) if p.eq_ignore_ascii_case("AMS") => return Ok(Protocol::Ams),
             Some(p) => {
                 return Err(self.invalid(
                     role,
                     "protocol",
-                    format!("'{}' is not supported (only STOMP is)", excerpt(&p)),
+                    format!("'{}' is not supported (STOMP or AMS)", excerpt(&p)),
                 ))
             }
         }
-        Ok(())
+        Ok(Protocol::Stomp)
     }
 
-    /// The `[broker]` section. TLS (`use_ssl`) defaults to on, as in the Python SSM.
-    pub(crate) fn broker(&mut self) -> Result<BrokerSettings, ConfigError> {
+    /// The `[broker]` section. TLS (`use_ssl`) defaults to on, as in the Python SSM. For AMS
+    /// only `host` counts (HTTPS on 443, or `HOST:PORT`); `port` is read and unused, as in
+    /// the Python SSM.
+    pub(crate) fn broker(&mut self, protocol: Protocol) -> Result<BrokerSettings, ConfigError> {
         const S: &str = "broker";
         let list = self.parsed(S, "brokers", values::parse_broker_list)?;
         let host = self.parsed(S, "host", values::parse_host)?;
         let port = self.parsed(S, "port", values::parse_port)?;
+        let (host, port) = match (protocol, host) {
+            (Protocol::Ams, Some(host)) => {
+                let (h, p) = match host.rsplit_once(':') {
+                    Some((h, p)) if !h.is_empty() && !h.ends_with(':') => match p.parse::<u16>() {
+                        Ok(p) if p > 0 => (h.to_string(), p),
+                        _ => {
+                            return Err(self.invalid(
+                                S,
+                                "host",
+                                format!("'{}' is not HOST or HOST:PORT", excerpt(&host)),
+                            ))
+                        }
+                    },
+                    _ => (host, 443),
+                };
+                (Some(h), Some(p))
+            }
+            (_, host) => (host, port),
+        };
         let brokers = match (list, host, port) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                 return Err(self.invalid(

@@ -29,8 +29,8 @@ pub mod values;
 use std::path::PathBuf;
 
 pub use common::{
-    BrokerSettings, CommonSettings, DaemonSettings, IdentitySettings, LoggingSettings,
-    DEFAULT_LEVEL,
+    AmsMessaging, BrokerSettings, CommonSettings, DaemonSettings, IdentitySettings,
+    LoggingSettings, Protocol, DEFAULT_LEVEL,
 };
 pub use flags::{BrokerOverrides, IdentityOverrides, ReceiverOverrides, SenderOverrides};
 pub use load::Loadable;

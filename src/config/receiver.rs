@@ -105,8 +105,8 @@ impl Loadable for ReceiverConfig {
     ) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
-        r.protocol("receiver", &mut warnings)?;
-        let mut c = ReceiverConfig::unset(CommonSettings::read(&mut r)?);
+        let protocol = r.protocol("receiver", &mut warnings)?;
+        let mut c = ReceiverConfig::unset(CommonSettings::read(&mut r, protocol)?);
         if let Some(dn_file) = r.path("receiver", "dn_file")? {
             c.dn_file = dn_file;
         }

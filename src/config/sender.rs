@@ -152,8 +152,8 @@ impl Loadable for SenderConfig {
     ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
-        r.protocol("sender", &mut warnings)?;
-        let mut c = SenderConfig::unset(CommonSettings::read(&mut r)?);
+        let protocol = r.protocol("sender", &mut warnings)?;
+        let mut c = SenderConfig::unset(CommonSettings::read(&mut r, protocol)?);
 
         const CERTS: &str = "certificates";
         c.server_cert = r.path(CERTS, "server_cert")?;
@@ -197,6 +197,18 @@ impl Loadable for SenderConfig {
         c.apply(o);
         c.default_cipher(cipher.is_some() || o.cipher.is_some());
         c.check(Some(r.origin()))?;
+        if c.common.ams.is_some() {
+            // SSM v1 needs a reply channel, which AMS does not have.
+            c.ssm_version
+                .fits(crate::transport::ams::adapter::CAPABILITIES)
+                .map_err(|why| {
+                    r.invalid(
+                        "messaging",
+                        "ssm_version",
+                        format!("1 cannot be used with protocol AMS: {why}"),
+                    )
+                })?;
+        }
         Ok((c, warnings))
     }
 

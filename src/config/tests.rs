@@ -126,6 +126,7 @@ fn example_sender_cfg_gives_the_defaults() {
                     pidfile: None,
                     metrics: None,
                 },
+                ams: None,
             },
             server_cert: None,
             server_dn: None,
@@ -179,6 +180,7 @@ fn example_receiver_cfg_gives_the_defaults() {
                     pidfile: None,
                     metrics: None,
                 },
+                ams: None,
             },
             check_crls: false,
             destination: "/topic/global.accounting.test".into(),
@@ -639,7 +641,7 @@ fn each_bad_value_names_its_option() {
         ("max_attempts = 5", "max_attempts = 0", "sender.cfg: [messaging] max_attempts: '0' is not a positive whole number"),
         ("level = INFO", "level = LOUD", "sender.cfg: [logging] level: 'LOUD' is not a log level (one of TRACE, DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL)"),
         ("console = true", "console = sometimes", "sender.cfg: [logging] console: 'sometimes' is not a boolean (true/false, yes/no, on/off, 1/0)"),
-        ("protocol = STOMP", "protocol = AMS", "sender.cfg: [sender] protocol: 'AMS' is not supported (only STOMP is)"),
+        ("protocol = STOMP", "protocol = MQTT", "sender.cfg: [sender] protocol: 'MQTT' is not supported (STOMP or AMS)"),
         ("# server_dn = /C=UK/O=eScience/OU=CLRC/L=RAL/CN=receiver.example.org", "server_dn = /CN=x\nserver_cert = /s.pem", "sender.cfg: [certificates] server_dn: give either server_cert or server_dn, not both"),
         ("port = 61613", "port = 61613\nbrokers = a:1", "sender.cfg: [broker] brokers: give either brokers or host and port, not both"),
         ("port = 61613", "", "sender.cfg: [broker] port: missing, though host is set"),
@@ -653,7 +655,7 @@ fn each_bad_value_names_its_option() {
         ("check_crls = false", "check_crls = perhaps", "receiver.cfg: [certificates] check_crls: 'perhaps' is not a boolean (true/false, yes/no, on/off, 1/0)"),
         ("reack_max_age = 7d", "reack_max_age = 1w", "receiver.cfg: [messaging] reack_max_age: '1w' is not a duration (seconds, or a number with s, m, h or d)"),
         ("port = 61613", "port = -5", "receiver.cfg: [broker] port: '-5' is not a port number (1-65535)"),
-        ("protocol = STOMP", "protocol = stompy", "receiver.cfg: [receiver] protocol: 'stompy' is not supported (only STOMP is)"),
+        ("protocol = STOMP", "protocol = stompy", "receiver.cfg: [receiver] protocol: 'stompy' is not supported (STOMP or AMS)"),
     ] {
         assert_eq!(receiver_err(&edit(RECEIVER_CFG, line, with)), expected);
     }
@@ -1010,4 +1012,86 @@ fn the_protocol_version_decides_the_default_cipher() {
         err.contains("ssm_version") && err.contains("1 or 2"),
         "{err}"
     );
+}
+
+/// The Python SSM 4.0's `sender.cfg` for AMS, as it ships (values filled in).
+const PY_AMS_SENDER: &str = "[sender]
+protocol: AMS
+
+[broker]
+host: msg.argo.grnet.gr
+#port: 443
+
+[certificates]
+certificate: /etc/grid-security/hostcert.pem
+key: /etc/grid-security/hostkey.pem
+capath: /etc/grid-security/certificates
+server_cert: /etc/grid-security/servercert.pem
+verify_server_cert: true
+
+[messaging]
+ams_project: accounting
+token: abc
+destination: gLite-APEL
+path: /var/spool/apel/outgoing
+path_type: dirq
+
+[logging]
+logfile: /var/log/apel/ssmsend.log
+level: INFO
+console: true
+";
+
+#[test]
+fn an_ams_sender_cfg_of_the_python_ssm_loads() {
+    let (c, warnings) = sender(PY_AMS_SENDER).unwrap();
+    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("msg.argo.grnet.gr".to_string(), 443)]
+    );
+    let ams = c.common.ams.as_ref().unwrap();
+    assert_eq!(ams.project, "accounting");
+    assert_eq!(ams.token.as_deref(), Some("abc"));
+    assert_eq!(ams.authn_port, 8443);
+    assert!(
+        !format!("{ams:?}").contains("abc"),
+        "the token stays out of logs"
+    );
+    assert_eq!(c.destination, "gLite-APEL");
+    assert_eq!(c.ssm_version, crate::protocol::Version::V2);
+    // A port given is unused (as in the Python SSM); HOST:PORT names one.
+    let (c, _) = sender(&PY_AMS_SENDER.replace("#port: 443", "port: 61613")).unwrap();
+    assert_eq!(c.common.broker.brokers[0].1, 443);
+    let (c, _) = sender(&PY_AMS_SENDER.replace("grnet.gr\n", "grnet.gr:8444\n")).unwrap();
+    assert_eq!(
+        c.common.broker.brokers,
+        vec![("msg.argo.grnet.gr".to_string(), 8444)]
+    );
+    // No token: the certificate is exchanged for one.
+    let (c, _) = sender(&PY_AMS_SENDER.replace("token: abc\n", "")).unwrap();
+    assert_eq!(c.common.ams.unwrap().token, None);
+    assert_eq!(
+        sender_err(&PY_AMS_SENDER.replace("ams_project: accounting\n", "")),
+        "sender.cfg: [messaging] ams_project: is required with protocol AMS"
+    );
+    let e =
+        sender_err(&PY_AMS_SENDER.replace("path_type: dirq", "path_type: dirq\nssm_version: 1"));
+    assert!(
+        e.contains("ssm_version: 1 cannot be used with protocol AMS"),
+        "{e}"
+    );
+    // STOMP files have no AMS settings.
+    assert_eq!(sender(SENDER_CFG).unwrap().0.common.ams, None);
+}
+
+#[test]
+fn an_ams_receiver_cfg_of_the_python_ssm_loads() {
+    let text = "[receiver]\nprotocol: AMS\n[broker]\nhost: msg.argo.grnet.gr\n\
+                [certificates]\ncertificate: /c\nkey: /k\ncapath: /ca\ncheck_crls: false\n\
+                [messaging]\nams_project: accounting\ntoken: t\ndestination: apel-sub\n\
+                path: /var/spool/apel\n";
+    let (c, _) = receiver(text).unwrap();
+    assert_eq!(c.destination, "apel-sub");
+    assert_eq!(c.common.ams.unwrap().project, "accounting");
 }

@@ -12,6 +12,8 @@
 //!   on a new connection, as is everything else that was not confirmed; after `max_attempts`
 //!   sends it stays queued (unlocked) and the pass ends with the last error.
 //! - A failure reported by an earlier connection never closes a newer one.
+//! - A message the service refuses as too large (an AMS `413`) goes to the local reject queue
+//!   with the service's reason, and the pass goes on with the others.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -30,13 +32,15 @@ use crate::transport::TransportError;
 /// One sealed message, with how often it was sent.
 struct Sealed {
     name: String,
+    // #16 (AMS): the content as queued, for the reject queue after a 413.
+    data: Vec<u8>,
     body: Bytes,
     sends: u32,
     first_sent: Option<Instant>,
 }
 
 /// What a send task reports: the message, the connection it went on, how it ended.
-type Sent = (Sealed, u64, Result<(), TransportError>);
+type Sent = (Sealed, u64, Result<Option<String>, TransportError>);
 
 impl Sender {
     /// Sends every element of `names` as SSM2 (see the module guarantees).
@@ -100,7 +104,7 @@ impl Sender {
                 }
             };
             match result {
-                Ok(()) => {
+                Ok(service_id) => {
                     if let Some(at) = message.first_sent {
                         self.stats.ack_latency.observe(at.elapsed());
                     }
@@ -113,11 +117,32 @@ impl Sender {
                         continue;
                     }
                     SenderStats::bump(&self.stats.acked);
-                    info!(id = %message.name, sends = message.sends, "Sent {}", message.name);
+                    match service_id {
+                        // #16: the Python SSM's AMS line, which operators grep.
+                        Some(argo) => {
+                            info!(id = %message.name, sends = message.sends, "Sent {}, Argo ID: {}", message.name, argo)
+                        }
+                        None => {
+                            info!(id = %message.name, sends = message.sends, "Sent {}", message.name)
+                        }
+                    }
                     done += 1;
                     if total >= 100 && done % 100 == 0 {
                         info!("progress: {}/{} messages", done, total);
                     }
+                }
+                // #16 (AMS 413): sending it again cannot help; set it aside, go on.
+                Err(TransportError::TooLarge(reason)) => {
+                    warn!(id = %message.name, %reason, "refused by the service as too large; moving to the reject queue");
+                    self.reject.add(&crate::queue::Record {
+                        body: message.data,
+                        signer: None,
+                        empaid: Some(message.name.clone()),
+                        error: Some(reason),
+                    })?;
+                    self.remove(&message.name).await?;
+                    SenderStats::bump(&self.stats.rejected);
+                    done += 1;
                 }
                 Err(err) => {
                     warn!(%err, id = %message.name, "no receipt; sending again on a new connection");
@@ -153,6 +178,7 @@ impl Sender {
         match p.task.await {
             Ok(Ok(body)) => Ok(Sealed {
                 name: p.name,
+                data: p.data,
                 body: Bytes::from(body),
                 sends: 0,
                 first_sent: None,
@@ -204,7 +230,7 @@ impl Sender {
                 .to_envelope(&self.settings.destination);
         let connection = self.conn_id;
         in_flight.spawn(async move {
-            let result = publisher.send_confirmed(envelope).await;
+            let result = publisher.send_confirmed_id(envelope).await;
             (message, connection, result)
         });
         Ok(())

@@ -50,6 +50,37 @@ pub fn load_identity(cert: &Path, key: &Path) -> anyhow::Result<Identity> {
     Ok(identity)
 }
 
+/// The AMS transport when the configuration says `protocol: AMS` (`None` for STOMP): the
+/// first `[broker]` host, the project and token of `[messaging]`; the service's certificate is
+/// checked against the system roots and `[broker] capath` or the `[certificates]` CAs, and our
+/// certificate is what a missing token is exchanged for.
+pub fn ams_transport(
+    common: &crate::config::CommonSettings,
+) -> Option<crate::transport::TransportConfig> {
+    use crate::transport::ams::{AmsConfig, AmsSettings};
+    let ams = common.ams.as_ref()?;
+    let (host, port) = common.broker.brokers.first()?;
+    let id = &common.identity;
+    let mut cfg = AmsConfig::new(host.clone(), ams.project.clone());
+    cfg.port = *port;
+    cfg.token.clone_from(&ams.token);
+    cfg.authn_port = ams.authn_port;
+    let (capath, cafile) = match &common.broker.broker_capath {
+        Some(dir) => (Some(dir.clone()), None),
+        None => (id.capath.clone(), id.cafile.clone()),
+    };
+    cfg.tls = TlsConfig {
+        capath,
+        cafile,
+        cert: Some(id.certificate.clone()),
+        key: Some(id.key.clone()),
+        verify: true,
+    };
+    Some(crate::transport::TransportConfig::Ams(AmsSettings::new(
+        cfg,
+    )))
+}
+
 /// The STOMP client settings for the configured broker(s). `ca_fallback` is the
 /// `[certificates]` trust store, used for the broker's TLS certificate unless
 /// `[broker] capath` says otherwise; the client certificate for TLS is our own.

@@ -79,7 +79,10 @@ pub fn receiver(
     probe::log_file(checks, common.logging.logfile.as_deref())?;
     let pidfile = probe::pidfile(checks, common.daemon.pidfile.as_deref())?;
     probe::metrics_addr(checks, common.daemon.metrics.as_deref())?;
-    probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    if common.ams.is_none() {
+        // #16: the probe speaks STOMP; AMS is found out by doing (the subscription's offsets).
+        probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    }
     if checks.reporting() {
         return Ok(None);
     }
@@ -96,7 +99,8 @@ pub fn receiver(
     );
     let dns = Arc::new(RwLock::new(dns));
     let settings = ReceiverSettings {
-        transport: crate::transport::TransportConfig::stomp(client, None),
+        transport: super::ams_transport(common)
+            .unwrap_or_else(|| crate::transport::TransportConfig::stomp(client, None)),
         destination: cfg.destination.clone(),
         opener: Opener::new(identity, trust.clone()).allow_weak_digests(cfg.allow_weak_digests),
         cert_pem,

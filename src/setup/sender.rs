@@ -79,7 +79,10 @@ pub fn sender(
     probe::log_file(checks, common.logging.logfile.as_deref())?;
     let pidfile = probe::pidfile(checks, common.daemon.pidfile.as_deref())?;
     probe::metrics_addr(checks, common.daemon.metrics.as_deref())?;
-    probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    if common.ams.is_none() {
+        // #16: the probe speaks STOMP; AMS is found out by doing (its first call).
+        probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    }
     if checks.reporting() {
         return Ok(None);
     }
@@ -98,7 +101,16 @@ pub fn sender(
         // (about 15 s of backoff); the next run tries again. The daemon retries forever.
         client.max_rounds = Some(ONE_PASS_ROUNDS);
     }
-    let transport = TransportConfig::stomp(client, common.broker.kind);
+    let mut transport = super::ams_transport(common)
+        .unwrap_or_else(|| TransportConfig::stomp(client, common.broker.kind));
+    if let (TransportConfig::Ams(ams), false) = (&mut transport, daemon) {
+        // As for STOMP above: a pass gives up on an unreachable service sooner (the sender
+        // itself sends each message up to max_attempts times).
+        ams.retry.attempts = 3;
+    }
+    if let Err(why) = cfg.ssm_version.fits(transport.capabilities()) {
+        anyhow::bail!("ssm_version {}: {why}", cfg.ssm_version);
+    }
     let reply_queue = cfg
         .reply_queue
         .clone()

@@ -83,7 +83,9 @@ fn a_good_sender_passes_every_rule_in_list_order_and_starts() {
     );
 
     let ready = sender(&cfg, false, &mut Checks::start()).unwrap().unwrap();
-    let crate::transport::TransportConfig::Stomp(stomp) = &ready.settings.transport;
+    let crate::transport::TransportConfig::Stomp(stomp) = &ready.settings.transport else {
+        panic!("not STOMP");
+    };
     assert_eq!(stomp.client.max_rounds, Some(ONE_PASS_ROUNDS));
     assert!(ready.settings.server_cert.is_some());
     assert!(dir.path().join("outgoing").is_dir());

@@ -4,8 +4,8 @@
 //! The protocol ([`crate::protocol`]) hands a transport an [`Envelope`] (a destination, named
 //! headers, a body) and gets back [`Delivery`]s (an envelope, where answers go, and how to
 //! acknowledge it). The sender and the receiver hold a [`Connection`] and clone [`Publisher`]s
-//! from it; neither knows which transport is behind it. Today there is one, STOMP
-//! ([`stomp`]); the ARGO Messaging Service lands beside it as a second variant.
+//! from it; neither knows which transport is behind it: STOMP ([`stomp`]) or the ARGO
+//! Messaging Service ([`ams`], no reply channel: SSM2 only).
 //!
 //! Guarantees:
 //! - Enum dispatch, not trait objects: every future stays `Send` and nothing is boxed; adding a
@@ -14,12 +14,15 @@
 //!   subscribing to one's own reply queue (RabbitMQ creates it from `reply-to` and refuses the
 //!   `SUBSCRIBE`; every other broker needs it), receipts, and the frame mapping.
 //! - [`Publisher::send_confirmed`] returns only once the service has taken the envelope (a STOMP
-//!   `RECEIPT`), or with an error: an `Ok` means the message left this process.
+//!   `RECEIPT`, an AMS `messageId`), or with an error: an `Ok` means the message left this
+//!   process. A message the service refuses as too large is [`TransportError::TooLarge`].
 //! - Errors are [`TransportError`]s: callers above this module see no wire types.
 
+pub mod ams;
 pub mod stomp;
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -82,6 +85,8 @@ pub enum AckToken {
     Auto,
     /// A delivery on a client-acknowledged STOMP subscription.
     Stomp(stomp::StompAck),
+    /// A message pulled from an AMS subscription.
+    Ams(ams::AmsAck),
 }
 
 /// How a subscription's deliveries are acknowledged.
@@ -155,6 +160,18 @@ pub enum TransportError {
     /// message again on the current one, so it is not sent.
     #[error("the delivery came on an earlier connection; it will be delivered again")]
     StaleAck,
+    /// An AMS call failed (the message says what to fix where something can be).
+    #[error(transparent)]
+    Ams(#[from] ams::AmsError),
+    /// The service refused this one message as too large; sending it again cannot help.
+    #[error("{0}")]
+    TooLarge(String),
+    /// One failure answering several requests at once (an AMS publish of a batch).
+    #[error(transparent)]
+    Shared(Arc<TransportError>),
+    /// Something this transport cannot do.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl TransportError {
@@ -169,6 +186,8 @@ impl TransportError {
 pub enum TransportConfig {
     /// STOMP brokers (RabbitMQ, ActiveMQ, the embedded broker).
     Stomp(stomp::StompSettings),
+    /// The ARGO Messaging Service.
+    Ams(ams::AmsSettings),
 }
 
 impl TransportConfig {
@@ -182,6 +201,8 @@ impl TransportConfig {
     pub fn with_buffer_limit(mut self, bytes: usize) -> TransportConfig {
         match &mut self {
             TransportConfig::Stomp(s) => s.client.max_buffered_bytes = Some(bytes),
+            // A pull batch is bounded by its message count.
+            TransportConfig::Ams(_) => {}
         }
         self
     }
@@ -190,6 +211,7 @@ impl TransportConfig {
     pub fn capabilities(&self) -> Capabilities {
         match self {
             TransportConfig::Stomp(_) => stomp::CAPABILITIES,
+            TransportConfig::Ams(_) => ams::adapter::CAPABILITIES,
         }
     }
 
@@ -197,6 +219,8 @@ impl TransportConfig {
     pub fn new_reply_queue(&self) -> String {
         match self {
             TransportConfig::Stomp(_) => stomp::new_reply_queue(),
+            // No reply channel: the name is never used.
+            TransportConfig::Ams(_) => String::new(),
         }
     }
 }
@@ -205,6 +229,8 @@ impl TransportConfig {
 pub enum Connection {
     /// A STOMP connection.
     Stomp(stomp::StompConnection),
+    /// An AMS client (with its publish batcher and pull task).
+    Ams(ams::AmsConnection),
 }
 
 impl Connection {
@@ -214,6 +240,7 @@ impl Connection {
             TransportConfig::Stomp(s) => {
                 Ok(Connection::Stomp(stomp::StompConnection::connect(s).await?))
             }
+            TransportConfig::Ams(s) => Ok(Connection::Ams(ams::AmsConnection::connect(s).await?)),
         }
     }
 
@@ -221,6 +248,9 @@ impl Connection {
     pub async fn open_reply_channel(&mut self, reply_to: &str) -> Result<(), TransportError> {
         match self {
             Connection::Stomp(c) => c.open_reply_channel(reply_to).await,
+            Connection::Ams(_) => Err(TransportError::Unsupported(
+                "AMS has no reply channel (SSM v1 needs one)",
+            )),
         }
     }
 
@@ -232,6 +262,7 @@ impl Connection {
     ) -> Result<(), TransportError> {
         match self {
             Connection::Stomp(c) => c.subscribe(destination, ack).await,
+            Connection::Ams(c) => c.subscribe(destination, ack).await,
         }
     }
 
@@ -239,6 +270,7 @@ impl Connection {
     pub fn publisher(&self) -> Publisher {
         match self {
             Connection::Stomp(c) => Publisher::Stomp(c.publisher()),
+            Connection::Ams(c) => Publisher::Ams(c.publisher()),
         }
     }
 
@@ -246,6 +278,7 @@ impl Connection {
     pub async fn recv(&mut self) -> Result<Event, TransportError> {
         match self {
             Connection::Stomp(c) => c.recv().await,
+            Connection::Ams(c) => c.recv().await,
         }
     }
 
@@ -253,6 +286,7 @@ impl Connection {
     pub async fn close(self) -> Result<(), TransportError> {
         match self {
             Connection::Stomp(c) => c.close().await,
+            Connection::Ams(c) => c.close().await,
         }
     }
 
@@ -269,6 +303,7 @@ impl fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Connection::Stomp(c) => c.describe(f),
+            Connection::Ams(c) => c.describe(f),
         }
     }
 }
@@ -278,6 +313,8 @@ impl fmt::Display for Peer<'_> {
 pub enum Publisher {
     /// Sends STOMP frames.
     Stomp(stomp::StompPublisher),
+    /// Publishes to AMS topics and settles pulled messages.
+    Ams(ams::AmsPublisher),
 }
 
 impl Publisher {
@@ -285,13 +322,24 @@ impl Publisher {
     pub async fn send(&self, envelope: Envelope) -> Result<(), TransportError> {
         match self {
             Publisher::Stomp(p) => p.send(envelope).await,
+            Publisher::Ams(p) => p.send_confirmed(envelope).await.map(|_| ()),
         }
     }
 
     /// Sends an envelope and returns once the service confirmed it took it.
     pub async fn send_confirmed(&self, envelope: Envelope) -> Result<(), TransportError> {
+        self.send_confirmed_id(envelope).await.map(|_| ())
+    }
+
+    /// As [`Publisher::send_confirmed`], with the id the service gave the message when it
+    /// gives one (AMS: the `messageId`, logged as the Argo ID).
+    pub async fn send_confirmed_id(
+        &self,
+        envelope: Envelope,
+    ) -> Result<Option<String>, TransportError> {
         match self {
-            Publisher::Stomp(p) => p.send_confirmed(envelope).await,
+            Publisher::Stomp(p) => p.send_confirmed(envelope).await.map(|()| None),
+            Publisher::Ams(p) => p.send_confirmed(envelope).await.map(Some),
         }
     }
 
@@ -301,6 +349,11 @@ impl Publisher {
         match (self, token) {
             (_, AckToken::Auto) => Ok(()),
             (Publisher::Stomp(p), AckToken::Stomp(t)) => p.ack(t).await,
+            (Publisher::Ams(p), AckToken::Ams(t)) => p.ack(t),
+            // A token of another transport cannot be of this connection.
+            (Publisher::Stomp(_), AckToken::Ams(_)) | (Publisher::Ams(_), AckToken::Stomp(_)) => {
+                Err(TransportError::StaleAck)
+            }
         }
     }
 }

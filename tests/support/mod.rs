@@ -17,6 +17,7 @@
 //! - [`serial`]: the lock of tests that must not overlap inside one binary.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod ams_py;
 pub mod brokers;
 pub mod e2e;
 pub mod faults;
