@@ -146,25 +146,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(a) => tracing::info!(addr = %handle.local_addr(), authn = %a, %project, "AMS API listening; press Ctrl-C to stop; messages are kept in memory only"),
             None => tracing::info!(addr = %handle.local_addr(), %project, "AMS API listening; press Ctrl-C to stop; messages are kept in memory only"),
         }
-        wait_for_signal().await?;
+        super::wait_for_signal().await?;
         tracing::info!("stopping");
         handle.shutdown().await;
         Ok(())
     })
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
 }

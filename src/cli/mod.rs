@@ -95,3 +95,23 @@ pub fn main() -> i32 {
         }
     }
 }
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere): how the standalone servers (`ssm broker`,
+/// `ssm ams-server`) are stopped.
+#[cfg(unix)]
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+}

@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 use crate::ams_server::{pki, Server};
 use crate::support::e2e::records;
-use crate::support::messages::assert_exactly_once;
+use crate::support::faults::report;
+use crate::support::messages::{assert_exactly_once, Tally};
 use ssm::queue::MessageStore;
 
 const TOKEN: &str = "s3cret-token";
@@ -78,6 +79,21 @@ fn enqueue(dir: &Path, outq: &Path, n: usize, size: usize) -> Vec<Vec<u8>> {
     let out = ssm(&args);
     assert!(out.status.success(), "enqueue: {out:?}");
     bodies
+}
+
+/// A fault-report line (`fault=<name> broker=ams-server ...`) for what was queued and what was
+/// stored, then the exactly-once check.
+fn report_and_check(fault: &str, bodies: &[Vec<u8>], stored: Vec<Vec<u8>>) {
+    let t = Tally::of(bodies.iter().cloned(), stored.iter().cloned());
+    report(&format!(
+        "fault={fault} broker=ams-server sent={} stored={} duplicated={} lost={} unknown={}",
+        t.sent,
+        t.stored(),
+        t.duplicated(),
+        t.lost.len(),
+        t.unknown.len()
+    ));
+    assert_exactly_once(&format!("[{fault}]"), bodies, stored);
 }
 
 fn stored(store: &Path) -> Vec<Vec<u8>> {
@@ -173,7 +189,7 @@ fn a_message_too_large_goes_to_the_reject_queue_and_the_rest_are_sent() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Published one by one after the 413, the earlier ones of the batch may exist twice on
     // the service; the receiver stores each once.
-    assert_exactly_once("[ams 413]", &small, stored(&store));
+    report_and_check("ams-413", &small, stored(&store));
 }
 
 #[test]
@@ -259,7 +275,7 @@ fn storms_of_503_and_acks_after_the_deadline_lose_nothing_and_store_once() {
     // Whatever came again after a late ack is recognised; a second run finds nothing new.
     let out = receive_for(dir.path(), &rcfg, 3);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_exactly_once("[ams 503+408]", &bodies, stored(&store));
+    report_and_check("ams-503-late-ack", &bodies, stored(&store));
 }
 
 #[test]
@@ -301,7 +317,7 @@ fn a_receiver_killed_between_store_and_ack_stores_each_once_after_restart() {
         let out = receive_for(dir.path(), &rcfg, 5);
         assert_eq!(out.status.code(), Some(0), "{out:?}");
     }
-    assert_exactly_once("[ams kill -9]", &bodies, stored(&store));
+    report_and_check("ams-receiver-kill9", &bodies, stored(&store));
 }
 
 #[test]
@@ -326,7 +342,7 @@ fn the_server_killed_and_restarted_leaves_the_queue_and_sends_later() {
     let rcfg = receiver_cfg(dir.path(), &server, TOKEN, &store);
     let out = receive_for(dir.path(), &rcfg, 4);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_exactly_once("[ams restart]", &bodies, stored(&store));
+    report_and_check("ams-server-restart", &bodies, stored(&store));
 }
 
 #[test]
@@ -408,7 +424,7 @@ fn a_401_after_the_service_renewed_its_tokens_is_met_by_a_new_exchange() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_exactly_once("[ams 401 renewal]", &bodies, stored(&store));
+    report_and_check("ams-401-renewal", &bodies, stored(&store));
 }
 
 #[test]
