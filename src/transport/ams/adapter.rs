@@ -63,6 +63,9 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Pause after an empty pull, doubled on each further empty one up to [`IDLE_MAX`].
 const IDLE_MIN: Duration = Duration::from_millis(50);
 const IDLE_MAX: Duration = Duration::from_secs(2);
+/// How long closing a connection waits for the acknowledgement of its last, settled batch.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// A batch unsettled for this long gets its deadline extended: the real service's default
 /// deadline is 10 s, and the check must happen well inside it.
 const EXTEND_AFTER: Duration = Duration::from_secs(4);
@@ -117,6 +120,14 @@ struct Batch {
 struct Shared {
     batch: Mutex<Option<Batch>>,
     settled: Notify,
+    /// Set by [`AmsConnection::close`]: pull no more; acknowledge a batch only if it is settled.
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// One confirmed send waiting for its publish.
@@ -218,8 +229,18 @@ impl AmsConnection {
         }
     }
 
-    /// Ends the connection: an unsettled batch is not acknowledged (it comes again).
-    pub async fn close(self) -> Result<(), TransportError> {
+    /// Ends the connection: a batch whose deliveries are all settled is acknowledged first
+    /// (waiting up to [`CLOSE_WAIT`]), an unsettled one is not (it comes again).
+    pub async fn close(mut self) -> Result<(), TransportError> {
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.settled.notify_one();
+        if let Some(puller) = self.puller.take() {
+            if tokio::time::timeout(CLOSE_WAIT, puller).await.is_err() {
+                warn!("the last acknowledgement did not finish in time; those messages come again");
+            }
+        }
         Ok(())
     }
 
@@ -403,6 +424,9 @@ impl Puller {
         let mut number = 0u64;
         let mut extended = false;
         loop {
+            if self.shared.closing() {
+                return Ok(());
+            }
             let pulled = with_retries(&self.settings.retry, || {
                 self.client
                     .pull(&self.subscription, self.settings.max_batch, true)
@@ -444,6 +468,9 @@ impl Puller {
                 };
                 if left == 0 {
                     break;
+                }
+                if self.shared.closing() {
+                    return Ok(()); // unsettled: not acknowledged, delivered again
                 }
                 if extended {
                     notified.await;
