@@ -1,26 +1,65 @@
-//! A Python virtualenv with `dirq` and `stomp.py` from PyPI, shared by the test binaries.
+//! The tests' Python virtualenvs, built from PyPI and shared by the test binaries.
 //!
-//! Use it from a test file with `#[path = "support/pyenv.rs"] mod pyenv;` and call
-//! [`python`]. The venv lives in `$CARGO_TARGET_TMPDIR/pyenv` and is built once: an exclusive
-//! `flock` on `pyenv.lock` serialises builders across test binaries running at the same time,
-//! and a `.ready` marker written last tells later callers that a build completed (a build
-//! interrupted half-way is thrown away and redone). If the venv cannot be built (no `python3`,
-//! no network to PyPI), this panics with pip's output: these tests never skip silently.
+//! [`venv`] builds one named venv once in `$CARGO_TARGET_TMPDIR/<name>`: an exclusive `flock`
+//! on `<name>.lock` serialises builders across test binaries running at the same time, and a
+//! `.ready` marker written last tells later callers that a build completed (a build interrupted
+//! half-way is thrown away and redone). If a venv cannot be built (no `python3`, no network to
+//! PyPI, the check fails), this panics with pip's output: these tests never skip silently.
+//!
+//! [`python`] is the venv with `dirq` and `stomp.py` that the queue interop tests read our
+//! queues with; the other venvs (`ams_py`, `ssm2peer`, `stomppy`) name their own packages.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-/// The packages installed in the venv, in one pip run.
+/// The packages of the default venv, in one pip run.
 pub const PACKAGES: &[&str] = &["dirq", "stomp.py"];
 
-/// Path of the venv's `python`, building the venv first if needed.
+/// Path of the default venv's `python` (`dirq`, `stomp.py`), building it first if needed.
 pub fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(build).clone()
+    venv("pyenv", PACKAGES, "import dirq, stomp")
+}
+
+/// Path of the `python` of venv `name` holding `packages`, built once (per machine, and per
+/// process) and accepted only when the Python statement `check` runs.
+pub fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(python) = built.get(name) {
+        return python.clone();
+    }
+    let python = build(name, packages, check);
+    built.insert(name.to_string(), python.clone());
+    python
+}
+
+/// A file in `$CARGO_TARGET_TMPDIR` holding `content`, written once per process (atomically:
+/// other test binaries may be running the one written before).
+pub fn file(name: &str, content: &str) -> PathBuf {
+    static WRITTEN: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut written = WRITTEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = written.get(name) {
+        return path.clone();
+    }
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(base).expect("pyenv: create CARGO_TARGET_TMPDIR");
+    let path = base.join(name);
+    let tmp = base.join(format!(".{name}.{}", std::process::id()));
+    fs::write(&tmp, content).unwrap_or_else(|e| panic!("pyenv: write {tmp:?}: {e}"));
+    fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("pyenv: rename to {path:?}: {e}"));
+    written.insert(name.to_string(), path.clone());
+    path
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -36,13 +75,13 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn build() -> PathBuf {
+fn build(name: &str, packages: &[&str], check: &str) -> PathBuf {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(base).expect("pyenv: create CARGO_TARGET_TMPDIR");
-    let venv = base.join("pyenv");
+    let venv = base.join(name);
     let ready = venv.join(".ready");
     let python = venv.join("bin").join("python");
-    let lock = File::create(base.join("pyenv.lock")).expect("pyenv: create lock file");
+    let lock = File::create(base.join(format!("{name}.lock"))).expect("pyenv: create lock file");
     // SAFETY: flock on a file descriptor we own for the duration of the call; the lock is
     // released when `lock` is dropped at the end of this function.
     let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
@@ -55,7 +94,7 @@ fn build() -> PathBuf {
     }
     run(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv",
+        &format!("python3 -m venv {name}"),
     );
     run(
         Command::new(&python)
@@ -66,13 +105,10 @@ fn build() -> PathBuf {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PACKAGES),
-        "pip install dirq stomp.py",
+            .args(packages),
+        &format!("pip install {}", packages.join(" ")),
     );
-    run(
-        Command::new(&python).args(["-c", "import dirq, stomp"]),
-        "import dirq, stomp",
-    );
+    run(Command::new(&python).args(["-c", check]), check);
     fs::write(&ready, b"ok\n").expect("pyenv: write .ready marker");
     drop(lock);
     python

@@ -6,16 +6,14 @@
 //! receiver does (decrypt when the body says `pkcs7-mime`, verify signature and chain), but
 //! with client acknowledgement, after writing what it got to a file.
 //!
-//! The venv lives in `$CARGO_TARGET_TMPDIR/pyenv-ssm2` and is built once (a `flock` serialises
-//! builders across test binaries; `.ready` is written last). No `python3` or no PyPI fails the
-//! test loudly: it never skips.
+//! The venv lives in `$CARGO_TARGET_TMPDIR/pyenv-ssm2` and is built once by
+//! [`super::pyenv::venv`] (one builder at a time across test binaries). No `python3` or no
+//! PyPI fails the test loudly: it never skips.
 #![allow(dead_code)]
 
 use std::fs::{self, File};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -32,82 +30,18 @@ const SCRIPT: &str = include_str!("ssm2peer.py");
 
 /// The venv's `python`, building the venv first if needed.
 pub fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(build).clone()
+    super::pyenv::venv(
+        "pyenv-ssm2",
+        PACKAGES,
+        "import dirq, stomp; assert stomp.__version__[:2] == (4, 1), stomp.__version__",
+    )
 }
 
-/// The peer script, written next to the venv.
+/// The peer script, written next to the venv once per process (so that an edited script is
+/// the one that runs).
 pub fn script() -> PathBuf {
     let _ = python();
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ssm2peer.py");
-    // Written each run, so that an edited script is the one that runs (atomic rename: other
-    // test binaries may be running it).
-    let tmp = p.with_extension(format!("py.{}", std::process::id()));
-    fs::write(&tmp, SCRIPT).expect("ssm2peer: write script");
-    fs::rename(&tmp, &p).expect("ssm2peer: rename script");
-    p
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("ssm2peer: cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "ssm2peer: {what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn build() -> PathBuf {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    fs::create_dir_all(base).expect("ssm2peer: create CARGO_TARGET_TMPDIR");
-    let venv = base.join("pyenv-ssm2");
-    let ready = venv.join(".ready");
-    let python = venv.join("bin").join("python");
-    let lock = File::create(base.join("pyenv-ssm2.lock")).expect("ssm2peer: lock file");
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped below.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(
-        rc,
-        0,
-        "ssm2peer: flock: {}",
-        std::io::Error::last_os_error()
-    );
-    if ready.exists() && python.exists() {
-        return python;
-    }
-    if venv.exists() {
-        fs::remove_dir_all(&venv).expect("ssm2peer: remove a half-built venv");
-    }
-    run(
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv",
-    );
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES),
-        "pip install stomp.py==4.1.24 dirq",
-    );
-    run(
-        Command::new(&python).args([
-            "-c",
-            "import dirq, stomp; assert stomp.__version__[:2] == (4, 1), stomp.__version__",
-        ]),
-        "import dirq, stomp 4.1",
-    );
-    fs::write(&ready, b"ok\n").expect("ssm2peer: write .ready");
-    drop(lock);
-    python
+    super::pyenv::file("ssm2peer.py", SCRIPT)
 }
 
 /// How the peer seals one message.
