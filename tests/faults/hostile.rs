@@ -605,7 +605,10 @@ fn flood(b: &Target) {
             b.name
         );
 
-        // 100 000 tiny frames: pings carrying a reack (they go through the lanes).
+        // 100 000 tiny frames: pings carrying a reack (they go through the lanes, the
+        // committer and a broker ack each). The bound below is for liveness, not speed: on a
+        // loaded two-core CI machine a real broker takes 20–90 s to pass them all through.
+        let flood_start = std::time::Instant::now();
         let h = peer.client.handle();
         for i in 0..100_000u32 {
             let f = peer
@@ -619,10 +622,15 @@ fn flood(b: &Target) {
         let id = "after-flood";
         peer.send(peer.msg(id, None, ctx.good_msg(&content))).await;
         assert_eq!(
-            peer.answer(Some(id), Duration::from_secs(90)).await,
+            peer.answer(Some(id), Duration::from_secs(300)).await,
             Answer::Stored(message_id(&content)),
-            "[{}] no good message stored after 100 000 tiny frames",
+            "[{}] no good message stored within 300 s of 100 000 tiny frames",
             b.name
+        );
+        eprintln!(
+            "[{}] 100 000 pings, then a message stored, in {:.1} s",
+            b.name,
+            flood_start.elapsed().as_secs_f64()
         );
     });
     assert!(
