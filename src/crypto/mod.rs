@@ -30,6 +30,7 @@ mod payload;
 mod seal;
 mod smime;
 mod trust;
+mod verified;
 
 use md5::{Digest, Md5};
 

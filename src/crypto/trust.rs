@@ -32,6 +32,7 @@ use openssl::x509::{X509Crl, X509StoreContext, X509};
 
 use super::dn::subject_dn;
 use super::error::{ssl_reason, CryptoError};
+use super::verified::{self, Verified};
 
 // X509_V_ERR_* codes from <openssl/x509_vfy.h>; stable across OpenSSL 1.0–3.x.
 const X509_V_ERR_CERT_NOT_YET_VALID: i32 = 9;
@@ -68,6 +69,8 @@ struct Inner {
     crl_check: bool,
     certs: Vec<X509>,
     crls: Vec<X509Crl>,
+    /// Chains this build of the store verified lately (a reload starts afresh).
+    verified: Verified,
 }
 
 /// A snapshot of the OpenSSL store (kept alive while in use, even across a reload).
@@ -410,6 +413,7 @@ fn build(
             crl_check,
             certs,
             crls,
+            verified: Verified::default(),
         })
     }
 }
@@ -442,7 +446,15 @@ impl TrustStore {
     /// [`CryptoError::TrustUnavailable`] when this store's own CRL for the chain is expired or
     /// not yet valid (not the signer's fault), [`CryptoError::UntrustedSigner`] for
     /// anything else, with OpenSSL's reason.
+    ///
+    /// A chain that verified is remembered for a while ([`super::verified`]): the same
+    /// certificates are then accepted without building the chain again.
     pub fn verify(&self, cert: &X509, untrusted_chain: &[X509]) -> Result<(), CryptoError> {
+        let inner = self.inner();
+        let key = verified::key(cert, untrusted_chain);
+        if key.as_deref().is_some_and(|k| inner.verified.holds(k)) {
+            return Ok(());
+        }
         let dn = subject_dn(cert);
         let internal = |e: openssl::error::ErrorStack| CryptoError::UntrustedSigner {
             dn: dn.clone(),
@@ -454,8 +466,12 @@ impl TrustStore {
         }
         let mut ctx = X509StoreContext::new().map_err(internal)?;
         let outcome = ctx
-            .init(&self.inner().store, cert, &chain, |c| {
+            .init(&inner.store, cert, &chain, |c| {
                 let ok = c.verify_cert()?;
+                if let (true, Some(key), Some(built)) = (ok, key, c.chain()) {
+                    let built: Vec<&openssl::x509::X509Ref> = built.iter().collect();
+                    inner.verified.remember(key, &built);
+                }
                 let failing = c.current_cert().map(|x| {
                     (
                         subject_dn(x),
