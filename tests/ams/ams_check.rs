@@ -153,3 +153,32 @@ fn check_receive_probes_the_subscription_and_the_certificate_exchange() {
     );
     assert!(l.contains("GOCDB"), "{l}");
 }
+
+/// The AMS flags replace the file's settings: a wrong token and project in the file, the
+/// right ones on the command line.
+#[test]
+fn ams_flags_override_the_file() {
+    let server = Server::start(&["--token", TOKEN]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sender_cfg(dir.path(), &server, "wrong", &dir.path().join("outq"));
+    edit(&cfg, "ams_project: accounting", "ams_project: nope");
+    edit(&cfg, "protocol: AMS", "protocol: STOMP");
+    let flags = [
+        "--protocol",
+        "ams",
+        "--ams-project",
+        "accounting",
+        "--token",
+        TOKEN,
+    ];
+    let broker = format!("localhost:{}", server.port);
+    let mut args = flags.to_vec();
+    args.extend(["--broker", &broker]);
+    let (code, out) = check("send", &cfg, &args);
+    assert_eq!(code, Some(0), "{out}");
+    line(&out, "OK   topic gLite-APEL:");
+    // Without them the file's STOMP holds (and its broker is no STOMP broker).
+    let (code, out) = check("send", &cfg, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("OK   topic"), "{out}");
+}
