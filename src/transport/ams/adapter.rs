@@ -16,8 +16,8 @@
 //!   last ack id) only once every delivery of it was settled by [`AmsPublisher::ack`], and
 //!   nothing is pulled again before that: AMS acks count only against the last pull.
 //! - The ack deadline is the subscription's own, read when subscribing (`GET` of the
-//!   subscription; a failure other than 401/403/404 is logged and the service's default of
-//!   10 s assumed). A batch still unsettled at half the deadline in force gets it extended
+//!   subscription; a failure other than 401/404 is logged and the service's default of
+//!   10 s assumed — a 403 too: a consumer's token may pull without reading the settings). A batch still unsettled at half the deadline in force gets it extended
 //!   (`modifyAckDeadline`: doubled, at least 60 s, at most the service's 600 s), so the ack
 //!   lands inside it; the subscription's own deadline is set back when the connection closes.
 //!   A connection dropped with a batch unsettled acknowledges nothing: the service delivers it
@@ -95,7 +95,8 @@ fn extended(seconds: u32) -> Option<u32> {
 
 /// What the `GET` of the subscription at subscribe gives: its deadline, or — for a failure
 /// that says nothing about the settings (connection, 5xx, an odd answer) — the default, with
-/// a warning. 401/403/404 and the token exchange's refusals end the run: they need a fix.
+/// a warning; a 403 too (a token may pull without reading the subscription's settings). 401,
+/// 404 and the token exchange's refusals end the run: they need a fix.
 fn deadline_from(
     subscription: &str,
     got: Result<SubscriptionInfo, AmsError>,
@@ -104,17 +105,25 @@ fn deadline_from(
         Ok(info) => {
             let secs = u32::try_from(
                 info.ack_deadline_seconds
-                    .clamp(0, i64::from(MAX_ACK_DEADLINE)),
+                    .clamp(1, i64::from(MAX_ACK_DEADLINE)),
             )
             .unwrap_or(DEFAULT_ACK_DEADLINE);
             Ok(secs)
         }
         Err(
-            e @ (AmsError::Unauthorized { .. }
-            | AmsError::Forbidden { .. }
-            | AmsError::NotFound { .. }
-            | AmsError::Setup(_)),
+            e @ (AmsError::Unauthorized { .. } | AmsError::NotFound { .. } | AmsError::Setup(_)),
         ) => Err(e),
+        // A consumer's token may be allowed to pull and ack but not to read the subscription's
+        // settings (the Python SSM never reads them): the pulls decide, not this.
+        Err(err @ AmsError::Forbidden { .. }) => {
+            warn!(
+                %err,
+                subscription,
+                seconds = DEFAULT_ACK_DEADLINE,
+                "this token may not read the subscription's settings; assuming the service's default ack deadline"
+            );
+            Ok(DEFAULT_ACK_DEADLINE)
+        }
         Err(e @ AmsError::Authn { .. }) if !e.is_retryable() => Err(e),
         Err(err) => {
             warn!(
@@ -730,7 +739,7 @@ mod tests {
             ..SubscriptionInfo::default()
         };
         assert_eq!(deadline_from("s", Ok(info(33))).unwrap(), 33);
-        assert_eq!(deadline_from("s", Ok(info(-1))).unwrap(), 0);
+        assert_eq!(deadline_from("s", Ok(info(-1))).unwrap(), 1);
         assert_eq!(deadline_from("s", Ok(info(9999))).unwrap(), 600);
         let server = AmsError::Server {
             host: "h".into(),
@@ -748,17 +757,22 @@ mod tests {
             reason: "not a subscription".into(),
         };
         assert_eq!(deadline_from("s", Err(odd)).unwrap(), DEFAULT_ACK_DEADLINE);
+        // A token that may pull but not read the settings: the pulls decide.
+        let forbidden = AmsError::Forbidden {
+            host: "h".into(),
+            call: "c".into(),
+            message: "Access to this resource is forbidden".into(),
+        };
+        assert_eq!(
+            deadline_from("s", Err(forbidden)).unwrap(),
+            DEFAULT_ACK_DEADLINE
+        );
         for e in [
             AmsError::Unauthorized {
                 host: "h".into(),
                 token: super::super::TokenSource::Configured,
                 call: "c".into(),
                 message: "Unauthorized".into(),
-            },
-            AmsError::Forbidden {
-                host: "h".into(),
-                call: "c".into(),
-                message: "Access to this resource is forbidden".into(),
             },
             AmsError::NotFound {
                 host: "h".into(),
