@@ -6,7 +6,8 @@
 //! (argo-ams-library) show it; the rules live in [`state`] (pure, unit-tested), the HTTP and TLS
 //! in this module and [`routes`]:
 //! - `POST /v1/projects/{p}/topics/{t}:publish`, `POST …/subscriptions/{s}:pull`,
-//!   `:acknowledge`, `:modifyAckDeadline`, `GET …/subscriptions/{s}:offsets`, with the real JSON
+//!   `:acknowledge`, `:modifyAckDeadline`, `GET …/subscriptions/{s}:offsets`, `GET
+//!   …/subscriptions/{s}` (its ack deadline in force), `GET …/topics/{t}`, with the real JSON
 //!   answers and error objects (shared with the client: [`crate::transport::ams::wire`]).
 //! - The token comes from the `x-api-key` header or else the `?key=` URL parameter.
 //! - Pull timing as the real server's Kafka consumer: nothing waiting → `[]` at once;
@@ -143,6 +144,8 @@ pub(crate) struct Shared {
     /// API requests seen, and how often one gets a 503 (0: never).
     requests: AtomicU64,
     fault_503_every: u64,
+    /// The `createdOn` of every topic and subscription: the server's start, in seconds.
+    created_on: String,
 }
 
 impl Shared {
@@ -328,6 +331,15 @@ pub async fn start(cfg: AmsServerConfig) -> Result<AmsServerHandle, AmsServerErr
         authn_token: token.clone(),
         dns: cfg.authn.as_ref().and_then(|a| a.dns.clone()),
         connections: AtomicU64::new(0),
+        created_on: state::publish_time(
+            std::time::UNIX_EPOCH
+                + Duration::from_secs(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs(),
+                ),
+        ),
         requests: AtomicU64::new(0),
         fault_503_every: cfg.fault_503_every,
     });

@@ -1,17 +1,22 @@
 //! The HTTP routes of `ssm ams-server` (axum): they parse the URL, find the token, call
 //! [`super::state`] and write its answers and errors as the real server does.
 //!
+//! Every API route takes an [`Authorized`] call: the route table, the token and the checks of
+//! [`State::authorize`](super::state::State::authorize) are made once, there, for all of them.
+//!
 //! Guarantees: every answer is `application/json; charset=utf-8` with the real server's bytes
 //! (pretty-printed, [`wire::to_pretty`]); `modifyAckDeadline` answers 200 with an empty body and
 //! `acknowledge` with `{}` as the real one; a path the real router does not know gets its
 //! `404 page not found` text. The state lock is never held across an await.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -25,7 +30,10 @@ type Ctx = State<Arc<Shared>>;
 /// The AMS API routes.
 pub(crate) fn api(shared: Arc<Shared>, max_request_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/projects/{project}/topics/{action}", post(topic))
+        .route(
+            "/v1/projects/{project}/topics/{action}",
+            post(topic_post).get(topic_get),
+        )
         .route(
             "/v1/projects/{project}/subscriptions/{action}",
             post(subscription_post).get(subscription_get),
@@ -133,26 +141,88 @@ fn split_action(segment: &str) -> Option<(&str, &str)> {
     segment.rsplit_once(':')
 }
 
-async fn topic(
-    State(shared): Ctx,
-    Path((project, segment)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let Some((name, "publish")) = split_action(&segment) else {
-        return not_found_page().await;
-    };
-    let tok = token(&headers, &uri);
-    let mut st = shared.state();
-    if let Err(e) = st.authorize(
-        &project,
-        &[("topic", name)],
-        tok.as_deref(),
-        Role::Publisher,
-    ) {
-        return error(e);
+/// The kind of resource a route is about: which URL key names it, the role its calls need,
+/// and the actions the real router has for it.
+pub(crate) trait Resource {
+    /// The key of its name in the checks' order (`topic`, `subscription`).
+    const KEY: &'static str;
+    /// The role its calls need.
+    const ROLE: Role;
+    /// Whether the real router has `method` on `…/{name}` (`action` `None`) or
+    /// `…/{name}:{action}`.
+    fn routes(method: &Method, action: Option<&str>) -> bool;
+}
+
+/// `/v1/projects/{p}/topics/{t}…`.
+pub(crate) struct Topics;
+
+impl Resource for Topics {
+    const KEY: &'static str = "topic";
+    const ROLE: Role = Role::Publisher;
+    fn routes(method: &Method, action: Option<&str>) -> bool {
+        matches!(
+            (method.as_str(), action),
+            ("POST", Some("publish")) | ("GET", None)
+        )
     }
+}
+
+/// `/v1/projects/{p}/subscriptions/{s}…`.
+pub(crate) struct Subscriptions;
+
+impl Resource for Subscriptions {
+    const KEY: &'static str = "subscription";
+    const ROLE: Role = Role::Consumer;
+    fn routes(method: &Method, action: Option<&str>) -> bool {
+        matches!(
+            (method.as_str(), action),
+            ("POST", Some("pull" | "acknowledge" | "modifyAckDeadline"))
+                | ("GET", Some("offsets") | None)
+        )
+    }
+}
+
+/// A call that passed the checks every API route makes, in the real server's order (a route
+/// it does not have: its 404 page; then [`State::authorize`](super::state::State::authorize):
+/// names, token, project, role). Handlers get the resource's name and the action.
+pub(crate) struct Authorized<R> {
+    name: String,
+    action: Option<String>,
+    _resource: PhantomData<R>,
+}
+
+impl<R: Resource> FromRequestParts<Arc<Shared>> for Authorized<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, Response> {
+        let Ok(Path((project, segment))) =
+            Path::<(String, String)>::from_request_parts(parts, shared).await
+        else {
+            return Err(not_found_page().await);
+        };
+        let (name, action) = match split_action(&segment) {
+            Some((name, action)) => (name, Some(action)),
+            None => (segment.as_str(), None),
+        };
+        if !R::routes(&parts.method, action) {
+            return Err(not_found_page().await);
+        }
+        let tok = token(&parts.headers, &parts.uri);
+        shared
+            .state()
+            .authorize(&project, &[(R::KEY, name)], tok.as_deref(), R::ROLE)
+            .map_err(error)?;
+        Ok(Authorized {
+            name: name.to_string(),
+            action: action.map(str::to_string),
+            _resource: PhantomData,
+        })
+    }
+}
+
+async fn topic_post(State(shared): Ctx, call: Authorized<Topics>, body: Bytes) -> Response {
+    let name = call.name.as_str();
+    let mut st = shared.state();
     match st.publish(name, &body, SystemTime::now()) {
         Ok((answer, max)) => {
             drop(st);
@@ -173,59 +243,36 @@ async fn topic(
     }
 }
 
-async fn subscription_get(
-    State(shared): Ctx,
-    Path((project, segment)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let Some((name, "offsets")) = split_action(&segment) else {
-        return not_found_page().await;
-    };
-    let tok = token(&headers, &uri);
-    let mut st = shared.state();
-    if let Err(e) = st.authorize(
-        &project,
-        &[("subscription", name)],
-        tok.as_deref(),
-        Role::Consumer,
-    ) {
-        return error(e);
+async fn topic_get(State(shared): Ctx, call: Authorized<Topics>) -> Response {
+    match shared.state().topic_info(&call.name, &shared.created_on) {
+        Ok(info) => json(StatusCode::OK, wire::to_pretty(&info)),
+        Err(e) => error(e),
     }
-    match st.offsets(name) {
-        Ok(o) => json(StatusCode::OK, wire::to_pretty(&o)),
+}
+
+async fn subscription_get(State(shared): Ctx, call: Authorized<Subscriptions>) -> Response {
+    let mut st = shared.state();
+    let answer = match call.action.as_deref() {
+        Some(_) => st.offsets(&call.name).map(|o| wire::to_pretty(&o)),
+        None => st
+            .subscription_info(&call.name, &shared.created_on)
+            .map(|i| wire::to_pretty(&i)),
+    };
+    match answer {
+        Ok(body) => json(StatusCode::OK, body),
         Err(e) => error(e),
     }
 }
 
 async fn subscription_post(
     State(shared): Ctx,
-    Path((project, segment)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
+    call: Authorized<Subscriptions>,
     body: Bytes,
 ) -> Response {
-    let Some((name, action)) = split_action(&segment) else {
-        return not_found_page().await;
-    };
-    if !matches!(action, "pull" | "acknowledge" | "modifyAckDeadline") {
-        return not_found_page().await;
-    }
-    let tok = token(&headers, &uri);
-    {
-        let st = shared.state();
-        if let Err(e) = st.authorize(
-            &project,
-            &[("subscription", name)],
-            tok.as_deref(),
-            Role::Consumer,
-        ) {
-            return error(e);
-        }
-    }
-    match action {
-        "pull" => pull(&shared, name, &body).await,
-        "acknowledge" => match shared.state().acknowledge(name, &body, Instant::now()) {
+    let name = call.name.as_str();
+    match call.action.as_deref() {
+        Some("pull") => pull(&shared, name, &body).await,
+        Some("acknowledge") => match shared.state().acknowledge(name, &body, Instant::now()) {
             Ok(()) => json(StatusCode::OK, b"{}".to_vec()),
             Err(e) => error(e),
         },

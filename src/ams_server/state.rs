@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::transport::ams::wire::{
     self, AckRequest, ErrorAnswer, Message, ModifyAckDeadlineRequest, Offsets, PublishAnswer,
-    PublishRequest, PullAnswer, PullRequest, ReceivedMessage,
+    PublishRequest, PullAnswer, PullRequest, PushConfig, ReceivedMessage, SubscriptionInfo,
+    TopicInfo,
 };
 
 /// An error answer: the HTTP status is its `code`.
@@ -466,6 +467,37 @@ impl State {
         Ok(())
     }
 
+    /// A subscription's description (`GET …/subscriptions/{s}`): its topic and the ack
+    /// deadline in force; `created_on` is the server's start.
+    pub fn subscription_info(
+        &self,
+        sub: &str,
+        created_on: &str,
+    ) -> Result<SubscriptionInfo, ApiError> {
+        let s = self
+            .subs
+            .get(sub)
+            .ok_or_else(|| not_found("Subscription"))?;
+        Ok(SubscriptionInfo {
+            name: format!("/projects/{}/subscriptions/{sub}", self.project),
+            topic: format!("/projects/{}/topics/{}", self.project, s.topic),
+            push_config: PushConfig::default(),
+            ack_deadline_seconds: i64::from(s.ack_deadline),
+            created_on: created_on.to_string(),
+        })
+    }
+
+    /// A topic's description (`GET …/topics/{t}`).
+    pub fn topic_info(&self, topic: &str, created_on: &str) -> Result<TopicInfo, ApiError> {
+        if !self.topics.contains_key(topic) {
+            return Err(not_found("Topic"));
+        }
+        Ok(TopicInfo {
+            name: format!("/projects/{}/topics/{topic}", self.project),
+            created_on: created_on.to_string(),
+        })
+    }
+
     /// A subscription's offsets.
     pub fn offsets(&mut self, sub: &str) -> Result<Offsets, ApiError> {
         let s = self
@@ -703,6 +735,37 @@ mod tests {
         assert_eq!(e.error.message, "Invalid topic name");
         s.authorize("ARGO", &names, Some("tok"), Role::Publisher)
             .unwrap();
+    }
+
+    #[test]
+    fn descriptions_show_the_deadline_in_force_and_404_for_unknown_names() {
+        let mut s = state();
+        let info = s.subscription_info("sub1", "2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(info.ack_deadline_seconds, 10);
+        assert_eq!(info.name, "/projects/ARGO/subscriptions/sub1");
+        assert_eq!(info.topic, "/projects/ARGO/topics/topic1");
+        s.modify_ack_deadline("sub1", br#"{"ackDeadlineSeconds":77}"#)
+            .unwrap();
+        assert_eq!(
+            s.subscription_info("sub1", "")
+                .unwrap()
+                .ack_deadline_seconds,
+            77
+        );
+        let e = s.subscription_info("nope", "").unwrap_err();
+        assert_eq!(
+            (e.error.code, e.error.message.as_str()),
+            (404, "Subscription doesn't exist")
+        );
+        assert_eq!(
+            s.topic_info("topic1", "x").unwrap().name,
+            "/projects/ARGO/topics/topic1"
+        );
+        let e = s.topic_info("nope", "").unwrap_err();
+        assert_eq!(
+            (e.error.code, e.error.message.as_str()),
+            (404, "Topic doesn't exist")
+        );
     }
 
     #[test]

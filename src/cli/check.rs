@@ -11,6 +11,11 @@
 //! acking, so that even on a queue destination nothing is consumed (an unacked message is
 //! redelivered). Nothing is ever SENT: a probe message on the real topic would reach every
 //! receiver. `--offline` skips the broker.
+//!
+//! With `protocol: AMS` the probe reads only: the certificate-for-token exchange when no
+//! `[messaging] token` is set, then a `GET` of the topic (sender) or the subscription
+//! (receiver). A refused token says to check the token or the host DN in GOCDB, a missing
+//! topic or subscription to check `[messaging] destination`.
 
 use std::path::Path;
 

@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use super::flags::AmsOverrides;
 use super::ini::IniReader;
 use super::values::KindChoice;
 use super::{missing, set, set_required, BrokerOverrides, ConfigError, IdentityOverrides};
@@ -131,6 +132,7 @@ pub struct CommonSettings {
 
 /// The flags both commands share, borrowed from either command's overrides.
 pub(crate) struct CommonFlags<'a> {
+    pub ams: &'a AmsOverrides,
     pub broker: &'a [(String, u16)],
     pub broker_opts: &'a BrokerOverrides,
     pub identity: &'a IdentityOverrides,
@@ -150,19 +152,44 @@ impl CommonSettings {
         }
     }
 
-    /// Reads `[broker]`, `[logging]`, the identity options of `[certificates]` and `[daemon]`,
-    /// and for AMS `[messaging] ams_project` (required) and `token`.
+    /// Reads `[{role}] protocol` (unless `--protocol` gives it), `[broker]`, `[logging]`, the
+    /// identity options of `[certificates]` and `[daemon]`, and for AMS `[messaging]
+    /// ams_project` (required, unless `--ams-project` gives it) and `token`. The AMS options
+    /// are read (so not reported as unknown) even when a flag turns the file's AMS off.
     pub(crate) fn read(
         r: &mut IniReader,
-        protocol: Protocol,
+        role: &'static str,
+        flags: &AmsOverrides,
+        warnings: &mut Vec<String>,
     ) -> Result<CommonSettings, ConfigError> {
+        let protocol = match flags.protocol {
+            None => r.protocol(role, warnings)?,
+            Some(p) => {
+                // The flag wins, even over a value the file could not have run with.
+                let _ = r.protocol(role, &mut Vec::new());
+                p
+            }
+        };
         let broker = r.broker(protocol)?;
+        if flags.protocol == Some(Protocol::Stomp) {
+            for key in ["ams_project", "token", "ams_authn_port"] {
+                let _ = r.plain("messaging", key);
+            }
+        }
         let ams = match protocol {
             Protocol::Stomp => None,
             Protocol::Ams => {
-                let project = r.plain("messaging", "ams_project")?.ok_or_else(|| {
-                    r.invalid("messaging", "ams_project", "is required with protocol AMS")
-                })?;
+                let project = match r.plain("messaging", "ams_project")? {
+                    Some(p) => p,
+                    None if flags.ams_project.is_some() => String::new(),
+                    None => {
+                        return Err(r.invalid(
+                            "messaging",
+                            "ams_project",
+                            "is required with protocol AMS",
+                        ))
+                    }
+                };
                 Some(AmsMessaging {
                     project,
                     token: r.plain("messaging", "token")?,
@@ -204,6 +231,22 @@ impl CommonSettings {
         set(&mut id.cafile, &f.identity.cafile);
         set(&mut self.daemon.pidfile, f.pidfile);
         set(&mut self.daemon.metrics, f.metrics);
+        match f.ams.protocol {
+            Some(Protocol::Stomp) => self.ams = None,
+            Some(Protocol::Ams) if self.ams.is_none() => {
+                self.ams = Some(AmsMessaging {
+                    project: String::new(),
+                    token: None,
+                    authn_port: 8443,
+                });
+            }
+            _ => {}
+        }
+        if let Some(ams) = &mut self.ams {
+            set_required(&mut ams.project, &f.ams.ams_project);
+            set(&mut ams.token, &f.ams.token);
+            set_required(&mut ams.authn_port, &f.ams.ams_authn_port);
+        }
     }
 
     /// Checks the shared required settings, in the order their errors are reported: broker,
@@ -214,6 +257,14 @@ impl CommonSettings {
         cas_required: bool,
     ) -> Result<(), ConfigError> {
         self.broker.check(origin)?;
+        if self.ams.as_ref().is_some_and(|a| a.project.is_empty()) {
+            return Err(missing(
+                origin,
+                "messaging",
+                "ams_project",
+                "--ams-project NAME",
+            ));
+        }
         let id = &self.identity;
         if id.certificate.as_os_str().is_empty() {
             return Err(missing(origin, "certificates", "certificate", "--cert C"));

@@ -7,6 +7,7 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 
+use super::common::Protocol;
 use super::values::{self, KindChoice};
 use crate::crypto::Cipher;
 use crate::queue::PathType;
@@ -72,6 +73,9 @@ pub struct SenderOverrides {
     /// Broker login, passcode, TLS and kind (the same flags for both commands).
     #[command(flatten)]
     pub broker_opts: BrokerOverrides,
+    /// The transport and the AMS settings (the same flags for both commands).
+    #[command(flatten)]
+    pub ams: AmsOverrides,
 }
 
 /// Flags of `ssm receive`.
@@ -114,6 +118,9 @@ pub struct ReceiverOverrides {
     /// Broker login, passcode, TLS and kind (the same flags for both commands).
     #[command(flatten)]
     pub broker_opts: BrokerOverrides,
+    /// The transport and the AMS settings (the same flags for both commands).
+    #[command(flatten)]
+    pub ams: AmsOverrides,
 }
 
 /// Certificate flags `ssm send` and `ssm receive` share, flattened where they stood in both
@@ -156,4 +163,147 @@ pub struct BrokerOverrides {
     /// [default: auto].
     #[arg(long, value_name = "KIND", value_parser = values::parse_broker_kind)]
     pub broker_kind: Option<KindChoice>,
+}
+
+/// The transport and the ARGO Messaging Service settings `ssm send` and `ssm receive` share,
+/// flattened after the broker flags. With AMS, `--broker HOST[:PORT]` (or `[broker] host`) is
+/// the AMS host and `--destination` the topic (send) or the subscription (receive).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct AmsOverrides {
+    /// Transport: stomp (brokers) or ams (the ARGO Messaging Service)
+    /// ([sender] protocol / [receiver] protocol) [default: STOMP].
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
+    pub protocol: Option<Protocol>,
+    /// AMS project, e.g. accounting ([messaging] ams_project); with protocol AMS.
+    #[arg(long, value_name = "NAME")]
+    pub ams_project: Option<String>,
+    /// AMS token ([messaging] token); with protocol AMS; without one the host certificate is
+    /// exchanged for a token. Other users may see a command line: prefer the file.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Port of the AMS certificate-for-token exchange on the AMS host
+    /// ([messaging] ams_authn_port) [default: 8443].
+    #[arg(long, value_name = "PORT", value_parser = values::parse_port)]
+    pub ams_authn_port: Option<u16>,
+}
+
+/// `stomp` or `ams`, in any case (as `[sender] protocol` takes them).
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    if s.eq_ignore_ascii_case("stomp") {
+        Ok(Protocol::Stomp)
+    } else if s.eq_ignore_ascii_case("ams") {
+        Ok(Protocol::Ams)
+    } else {
+        Err(format!("'{s}' is not a protocol: stomp or ams"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Loadable, ReceiverConfig, SenderConfig};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Send {
+        #[command(flatten)]
+        o: SenderOverrides,
+    }
+
+    #[derive(Parser)]
+    struct Receive {
+        #[command(flatten)]
+        o: ReceiverOverrides,
+    }
+
+    const STOMP_SENDER: &str =
+        "[sender]\nprotocol: STOMP\n\n[broker]\nhost: mq.example.org\nport: 61613\n\n\
+        [certificates]\ncertificate: /c\nkey: /k\ncapath: /ca\nserver_cert: /s\n\n\
+        [messaging]\ndestination: gLite-APEL\npath: /q\n";
+
+    const AMS_RECEIVER: &str = "[receiver]\nprotocol: AMS\n\n[broker]\nhost: msg.argo.grnet.gr\n\n\
+        [certificates]\ncertificate: /c\nkey: /k\ncapath: /ca\n\n\
+        [messaging]\nams_project: accounting\ntoken: file-token\ndestination: sub\npath: /s\n";
+
+    fn send(args: &[&str]) -> SenderOverrides {
+        Send::try_parse_from(std::iter::once("send").chain(args.iter().copied()))
+            .unwrap()
+            .o
+    }
+
+    fn receive(args: &[&str]) -> ReceiverOverrides {
+        Receive::try_parse_from(std::iter::once("receive").chain(args.iter().copied()))
+            .unwrap()
+            .o
+    }
+
+    #[test]
+    fn ams_flags_override_the_file() {
+        // A STOMP sender.cfg turned to AMS by flags: the host is the AMS host (443).
+        let o = send(&["--protocol", "AMS", "--ams-project", "p", "--token", "t"]);
+        let (c, _) = SenderConfig::from_ini_str_with(STOMP_SENDER, "sender.cfg", &o).unwrap();
+        let ams = c.common.ams.as_ref().unwrap();
+        assert_eq!(
+            (ams.project.as_str(), ams.token.as_deref()),
+            ("p", Some("t"))
+        );
+        assert_eq!(ams.authn_port, 8443);
+        assert_eq!(
+            c.common.broker.brokers,
+            vec![("mq.example.org".to_string(), 443)]
+        );
+
+        // An AMS receiver.cfg: the token, project and port flags replace the file's.
+        let o = receive(&[
+            "--token",
+            "flag-token",
+            "--ams-project",
+            "q",
+            "--ams-authn-port",
+            "9443",
+        ]);
+        let (c, _) = ReceiverConfig::from_ini_str_with(AMS_RECEIVER, "receiver.cfg", &o).unwrap();
+        let ams = c.common.ams.as_ref().unwrap();
+        assert_eq!(ams.token.as_deref(), Some("flag-token"));
+        assert_eq!((ams.project.as_str(), ams.authn_port), ("q", 9443));
+        // ... and --protocol stomp turns it back to STOMP, without a warning about the AMS
+        // options (they are the file's, read and unused).
+        let o = receive(&["--protocol", "stomp"]);
+        let file = AMS_RECEIVER.replace("grnet.gr\n", "grnet.gr\nport: 61613\n");
+        let (c, warnings) = ReceiverConfig::from_ini_str_with(&file, "receiver.cfg", &o).unwrap();
+        assert!(c.common.ams.is_none());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Without flags the file holds.
+        let (c, _) =
+            ReceiverConfig::from_ini_str_with(AMS_RECEIVER, "receiver.cfg", &receive(&[])).unwrap();
+        assert_eq!(c.common.ams.unwrap().token.as_deref(), Some("file-token"));
+    }
+
+    #[test]
+    fn ams_from_flags_only_needs_the_project() {
+        let base = [
+            "--broker",
+            "localhost:8443",
+            "--destination",
+            "sub",
+            "--cert",
+            "/c",
+            "--key",
+            "/k",
+            "--capath",
+            "/ca",
+            "--path",
+            "/s",
+            "--protocol",
+            "ams",
+        ];
+        let e = ReceiverConfig::from_overrides(&receive(&base)).unwrap_err();
+        assert!(e.to_string().contains("--ams-project"), "{e}");
+        let mut args = base.to_vec();
+        args.extend(["--ams-project", "accounting"]);
+        let c = ReceiverConfig::from_overrides(&receive(&args)).unwrap();
+        let ams = c.common.ams.unwrap();
+        assert_eq!((ams.project.as_str(), ams.token), ("accounting", None));
+        assert!(Send::try_parse_from(["send", "--protocol", "amqp"]).is_err());
+    }
 }

@@ -41,6 +41,7 @@ impl ReceiverConfig {
     /// options (`-c`, `--max-messages`, `--for`) are not settings and are left to the caller.
     pub fn apply(&mut self, o: &ReceiverOverrides) {
         self.common.apply(CommonFlags {
+            ams: &o.ams,
             broker: &o.broker,
             broker_opts: &o.broker_opts,
             identity: &o.identity,
@@ -105,8 +106,8 @@ impl Loadable for ReceiverConfig {
     ) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
-        let protocol = r.protocol("receiver", &mut warnings)?;
-        let mut c = ReceiverConfig::unset(CommonSettings::read(&mut r, protocol)?);
+        let common = CommonSettings::read(&mut r, "receiver", &o.ams, &mut warnings)?;
+        let mut c = ReceiverConfig::unset(common);
         if let Some(dn_file) = r.path("receiver", "dn_file")? {
             c.dn_file = dn_file;
         }

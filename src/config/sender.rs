@@ -62,6 +62,7 @@ impl SenderConfig {
     /// settings and are left to the caller.
     pub fn apply(&mut self, o: &SenderOverrides) {
         self.common.apply(CommonFlags {
+            ams: &o.ams,
             broker: &o.broker,
             broker_opts: &o.broker_opts,
             identity: &o.identity,
@@ -152,8 +153,8 @@ impl Loadable for SenderConfig {
     ) -> Result<(SenderConfig, Vec<String>), ConfigError> {
         let mut r = IniReader::parse(text, origin)?;
         let mut warnings = Vec::new();
-        let protocol = r.protocol("sender", &mut warnings)?;
-        let mut c = SenderConfig::unset(CommonSettings::read(&mut r, protocol)?);
+        let common = CommonSettings::read(&mut r, "sender", &o.ams, &mut warnings)?;
+        let mut c = SenderConfig::unset(common);
 
         const CERTS: &str = "certificates";
         c.server_cert = r.path(CERTS, "server_cert")?;

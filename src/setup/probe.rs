@@ -265,3 +265,124 @@ pub(super) fn broker(
     }
     Ok(())
 }
+
+/// What the AMS probe looks for: the sender's topic or the receiver's subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmsResource {
+    /// `[messaging] destination` of a sender.
+    Topic,
+    /// `[messaging] destination` of a receiver.
+    Subscription,
+}
+
+/// For `protocol: AMS` (`ssm check` without `--offline` only): that the token works — the
+/// configured one, or the one the host certificate is exchanged for — and that the topic or
+/// subscription exists, each reported as the STOMP probe reports the broker and the
+/// destination. Harmless: it only reads (the exchange, and a `GET` of the topic or the
+/// subscription); nothing is published, pulled or acknowledged.
+pub(super) fn ams(
+    checks: &mut Checks,
+    common: &crate::config::CommonSettings,
+    name: &str,
+    resource: AmsResource,
+) -> anyhow::Result<()> {
+    use crate::transport::ams::{AmsClient, AmsError};
+    use crate::transport::TransportConfig;
+
+    if !checks.probe_broker() {
+        return Ok(());
+    }
+    let Some(TransportConfig::Ams(settings)) = super::ams_transport(common) else {
+        return checks.fail(
+            Rule::Broker,
+            Failure::msg("protocol: AMS needs a [broker] host"),
+        );
+    };
+    let mut cfg = settings.client;
+    cfg.request_timeout = Duration::from_secs(15);
+    cfg.connect_timeout = Duration::from_secs(10);
+    let service = format!("AMS {}:{}", cfg.host, cfg.port);
+    let project = cfg.project.clone();
+    let exchanged = cfg.token.is_none();
+    let authn = format!("AMS token exchange {}:{}", cfg.host, cfg.authn_port);
+    let what = match resource {
+        AmsResource::Topic => format!("topic {name}"),
+        AmsResource::Subscription => format!("subscription {name}"),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return checks.fail(
+                Rule::Broker,
+                Failure::msg(format!("cannot start the runtime: {e}")),
+            )
+        }
+    };
+    let client = match AmsClient::new(cfg) {
+        Ok(c) => c,
+        Err(e) => return checks.fail_as(&service, Failure::msg(e)),
+    };
+    rt.block_on(async {
+        if exchanged {
+            // A refusal here says what to fix (the DN in GOCDB, the certificate); without a
+            // token nothing else can be looked at.
+            match client.exchange().await {
+                Ok(_) => checks.ok_as(&authn, "a token for the host certificate"),
+                Err(e) => return checks.fail_as(&authn, Failure::msg(e)),
+            }
+        }
+        let token = if exchanged {
+            "the exchanged token"
+        } else {
+            "[messaging] token"
+        };
+        let found = match resource {
+            AmsResource::Topic => client
+                .topic(name)
+                .await
+                .map(|_| format!("exists in project {project}")),
+            AmsResource::Subscription => client.subscription(name).await.map(|s| {
+                format!(
+                    "exists in project {project} (topic {}, ack deadline {} s)",
+                    s.topic.rsplit('/').next().unwrap_or(""),
+                    s.ack_deadline_seconds
+                )
+            }),
+        };
+        match found {
+            Ok(detail) => {
+                checks.ok_as(&service, format!("HTTPS, {token} accepted"));
+                checks.ok_as(&what, detail);
+                Ok(())
+            }
+            // The service checks the token before the resource: it was accepted.
+            Err(e @ AmsError::NotFound { .. }) if missing_resource(&e) => {
+                checks.ok_as(&service, format!("HTTPS, {token} accepted"));
+                checks.fail_as(&what, Failure::msg(e))
+            }
+            Err(e @ AmsError::Forbidden { .. }) if resource == AmsResource::Topic => {
+                // Seeing a topic's description is a right of its own on the real service
+                // (`topics:show`); a publisher may lack it and still publish.
+                checks.ok_as(&service, format!("HTTPS, {token} accepted"));
+                checks.ok_as(
+                    &what,
+                    format!(
+                        "not checked: {e} (publishing may still be allowed; the first send tells)"
+                    ),
+                );
+                Ok(())
+            }
+            Err(e) => checks.fail_as(&service, Failure::msg(e)),
+        }
+    })
+}
+
+/// A 404 about the topic or the subscription itself (not the project, nor a host that is no
+/// AMS host).
+fn missing_resource(e: &crate::transport::ams::AmsError) -> bool {
+    matches!(e, crate::transport::ams::AmsError::NotFound { what, .. }
+        if what.starts_with("topic ") || what.starts_with("subscription "))
+}

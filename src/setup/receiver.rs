@@ -80,8 +80,14 @@ pub fn receiver(
     let pidfile = probe::pidfile(checks, common.daemon.pidfile.as_deref())?;
     probe::metrics_addr(checks, common.daemon.metrics.as_deref())?;
     if common.ams.is_none() {
-        // #16: the probe speaks STOMP; AMS is found out by doing (the subscription's offsets).
         probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    } else {
+        probe::ams(
+            checks,
+            common,
+            &cfg.destination,
+            probe::AmsResource::Subscription,
+        )?;
     }
     if checks.reporting() {
         return Ok(None);

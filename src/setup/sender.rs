@@ -80,8 +80,9 @@ pub fn sender(
     let pidfile = probe::pidfile(checks, common.daemon.pidfile.as_deref())?;
     probe::metrics_addr(checks, common.daemon.metrics.as_deref())?;
     if common.ams.is_none() {
-        // #16: the probe speaks STOMP; AMS is found out by doing (its first call).
         probe::broker(checks, &common.broker, id, &cfg.destination)?;
+    } else {
+        probe::ams(checks, common, &cfg.destination, probe::AmsResource::Topic)?;
     }
     if checks.reporting() {
         return Ok(None);

@@ -657,3 +657,93 @@ fn argo_ams_library_meets_balancer_503s() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The receiving adapter reads the subscription's deadline (here 2 s, not the service's
+/// default 10 s) and extends it before it runs out: a batch held unsettled for 3 s is still
+/// acknowledged in time, and the subscription's own deadline is set back on close.
+#[tokio::test]
+async fn the_adapter_extends_the_subscriptions_own_deadline_before_it_runs_out() {
+    use ssm::transport::ams::{AmsConnection, AmsSettings};
+    use ssm::transport::{AckToken, Acknowledge, Event};
+
+    let server = Server::start(&["--token", "t", "--ack-deadline", "2"]);
+    let c = server.client(Some("t"));
+    assert_eq!(
+        c.subscription("apel").await.unwrap().ack_deadline_seconds,
+        2
+    );
+    c.publish("gLite-APEL", &[msg("a", "x"), msg("b", "y")])
+        .await
+        .unwrap();
+
+    let mut conn = AmsConnection::connect(&AmsSettings::new(server.config(Some("t"))))
+        .await
+        .unwrap();
+    conn.subscribe("apel", Acknowledge::Client { window: 10 })
+        .await
+        .unwrap();
+    let publisher = conn.publisher();
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), conn.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Delivery(d) => match d.ack {
+                AckToken::Ams(a) => acks.push(a),
+                other => panic!("not an AMS ack: {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Past the subscription's 2 s: only an extension made in time keeps the ack valid.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let during = c.subscription("apel").await.unwrap().ack_deadline_seconds;
+    assert!(during >= 60, "deadline in force while unsettled: {during}");
+    for a in &acks {
+        publisher.ack(a).unwrap();
+    }
+    // Acknowledged (not a 408): the subscription's offset moves past both messages.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = c.offsets("apel").await.unwrap();
+        if o.current == 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "never acknowledged: {o:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.close().await.unwrap();
+    assert_eq!(
+        c.subscription("apel").await.unwrap().ack_deadline_seconds,
+        2
+    );
+}
+
+/// `GET` of a subscription and of a topic, as the real server answers them; unknown names 404.
+#[tokio::test]
+async fn subscription_and_topic_descriptions() {
+    let server = Server::start(&["--token", "t"]);
+    let c = server.client(Some("t"));
+    let info = c.subscription("apel").await.unwrap();
+    assert_eq!(info.name, "/projects/accounting/subscriptions/apel");
+    assert_eq!(info.topic, "/projects/accounting/topics/gLite-APEL");
+    assert_eq!(info.ack_deadline_seconds, 10);
+    assert!(info.created_on.ends_with('Z'), "{}", info.created_on);
+    assert_eq!(
+        c.topic("gLite-APEL").await.unwrap().name,
+        "/projects/accounting/topics/gLite-APEL"
+    );
+    let e = c.subscription("nope").await.unwrap_err();
+    assert!(matches!(e, AmsError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("subscription nope"), "{e}");
+    let e = c.topic("nope").await.unwrap_err();
+    assert!(e.to_string().contains("topic nope"), "{e}");
+    let e = server
+        .client(Some("wrong"))
+        .subscription("apel")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AmsError::Unauthorized { .. }), "{e}");
+}

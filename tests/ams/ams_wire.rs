@@ -11,13 +11,18 @@ use crate::support::faults::report;
 use crate::support::messages::{assert_exactly_once, Tally};
 use ssm::queue::MessageStore;
 
-const TOKEN: &str = "s3cret-token";
+pub(crate) const TOKEN: &str = "s3cret-token";
 
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn sender_cfg(dir: &Path, server: &Server, token: &str, outq: &Path) -> std::path::PathBuf {
+pub(crate) fn sender_cfg(
+    dir: &Path,
+    server: &Server,
+    token: &str,
+    outq: &Path,
+) -> std::path::PathBuf {
     let pk = pki();
     // As the Python SSM 4.0's sender.cfg has it (port given and unused).
     let text = format!(
@@ -37,7 +42,12 @@ fn sender_cfg(dir: &Path, server: &Server, token: &str, outq: &Path) -> std::pat
     f
 }
 
-fn receiver_cfg(dir: &Path, server: &Server, token: &str, store: &Path) -> std::path::PathBuf {
+pub(crate) fn receiver_cfg(
+    dir: &Path,
+    server: &Server,
+    token: &str,
+    store: &Path,
+) -> std::path::PathBuf {
     let pk = pki();
     let text = format!(
         "[receiver]\nprotocol: AMS\n\n[broker]\nhost: localhost:{}\nport: 443\n\n[certificates]\n\
@@ -57,7 +67,7 @@ fn receiver_cfg(dir: &Path, server: &Server, token: &str, store: &Path) -> std::
     f
 }
 
-fn ssm(args: &[&str]) -> Output {
+pub(crate) fn ssm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ssm"))
         .args(args)
         .output()

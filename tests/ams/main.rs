@@ -5,5 +5,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ams_check;
 mod ams_server;
 mod ams_wire;

@@ -14,10 +14,14 @@
 //! - The receiving side pulls batches with `"returnImmediately":"true"` and backs off while
 //!   nothing is waiting (no busy loop). A pulled batch is acknowledged (cumulatively, with its
 //!   last ack id) only once every delivery of it was settled by [`AmsPublisher::ack`], and
-//!   nothing is pulled again before that: AMS acks count only against the last pull. While a
-//!   batch takes long to settle, the subscription's ack deadline is extended
-//!   (`modifyAckDeadline`). A connection dropped with a batch unsettled acknowledges nothing:
-//!   the service delivers it again on the next pull (the receiver's redelivery request).
+//!   nothing is pulled again before that: AMS acks count only against the last pull.
+//! - The ack deadline is the subscription's own, read when subscribing (`GET` of the
+//!   subscription; a failure other than 401/404 is logged and the service's default of
+//!   10 s assumed — a 403 too: a consumer's token may pull without reading the settings). A batch still unsettled at half the deadline in force gets it extended
+//!   (`modifyAckDeadline`: doubled, at least 60 s, at most the service's 600 s), so the ack
+//!   lands inside it; the subscription's own deadline is set back when the connection closes.
+//!   A connection dropped with a batch unsettled acknowledges nothing: the service delivers it
+//!   again on the next pull (the receiver's redelivery request).
 //! - A `408` on acknowledge (too late) is logged and the run goes on: the messages come again
 //!   and the receiver's dedupe stores them once. `401`/`403`/`404` end the connection with the
 //!   client's message, which says what to fix.
@@ -39,7 +43,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::client::{with_retries, AmsClient, AmsConfig, AmsError, Pulled, RetryPolicy};
-use super::wire::{Attributes, EMPAID};
+use super::wire::{Attributes, SubscriptionInfo, EMPAID};
 use crate::protocol::v2::EMPA_ID;
 use crate::transport::{
     AckToken, Acknowledge, Capabilities, Delivery, Envelope, Event, TransportError,
@@ -66,11 +70,72 @@ const IDLE_MAX: Duration = Duration::from_secs(2);
 /// How long closing a connection waits for the acknowledgement of its last, settled batch.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// A batch unsettled for this long gets its deadline extended: the real service's default
-/// deadline is 10 s, and the check must happen well inside it.
-const EXTEND_AFTER: Duration = Duration::from_secs(4);
-/// The deadline set then, in seconds (the service allows up to 600).
-const EXTENDED_DEADLINE: u32 = 120;
+/// The real service's default ack deadline, assumed when the subscription cannot be read.
+pub const DEFAULT_ACK_DEADLINE: u32 = 10;
+/// The longest ack deadline the service accepts.
+pub const MAX_ACK_DEADLINE: u32 = 600;
+/// The shortest extended deadline: one extension should cover a slow batch.
+const MIN_EXTENDED_DEADLINE: u32 = 60;
+
+/// When a batch pulled at `pulled_at` under a deadline of `seconds` gets it extended: at half
+/// of it, which leaves the other half for the `modifyAckDeadline` call to arrive.
+fn extend_at(pulled_at: Instant, seconds: u32) -> Instant {
+    pulled_at + Duration::from_millis(u64::from(seconds) * 500)
+}
+
+/// The deadline an extension sets after `seconds`: doubled, at least
+/// [`MIN_EXTENDED_DEADLINE`]; `None` once the service's maximum is in force.
+fn extended(seconds: u32) -> Option<u32> {
+    (seconds < MAX_ACK_DEADLINE).then(|| {
+        seconds
+            .saturating_mul(2)
+            .clamp(MIN_EXTENDED_DEADLINE, MAX_ACK_DEADLINE)
+    })
+}
+
+/// What the `GET` of the subscription at subscribe gives: its deadline, or — for a failure
+/// that says nothing about the settings (connection, 5xx, an odd answer) — the default, with
+/// a warning; a 403 too (a token may pull without reading the subscription's settings). 401,
+/// 404 and the token exchange's refusals end the run: they need a fix.
+fn deadline_from(
+    subscription: &str,
+    got: Result<SubscriptionInfo, AmsError>,
+) -> Result<u32, AmsError> {
+    match got {
+        Ok(info) => {
+            let secs = u32::try_from(
+                info.ack_deadline_seconds
+                    .clamp(1, i64::from(MAX_ACK_DEADLINE)),
+            )
+            .unwrap_or(DEFAULT_ACK_DEADLINE);
+            Ok(secs)
+        }
+        Err(
+            e @ (AmsError::Unauthorized { .. } | AmsError::NotFound { .. } | AmsError::Setup(_)),
+        ) => Err(e),
+        // A consumer's token may be allowed to pull and ack but not to read the subscription's
+        // settings (the Python SSM never reads them): the pulls decide, not this.
+        Err(err @ AmsError::Forbidden { .. }) => {
+            warn!(
+                %err,
+                subscription,
+                seconds = DEFAULT_ACK_DEADLINE,
+                "this token may not read the subscription's settings; assuming the service's default ack deadline"
+            );
+            Ok(DEFAULT_ACK_DEADLINE)
+        }
+        Err(e @ AmsError::Authn { .. }) if !e.is_retryable() => Err(e),
+        Err(err) => {
+            warn!(
+                %err,
+                subscription,
+                seconds = DEFAULT_ACK_DEADLINE,
+                "could not read the subscription's ack deadline; assuming the service's default"
+            );
+            Ok(DEFAULT_ACK_DEADLINE)
+        }
+    }
+}
 
 /// How to reach AMS.
 #[derive(Debug, Clone)]
@@ -178,8 +243,8 @@ impl AmsConnection {
         })
     }
 
-    /// Starts pulling from the subscription `destination`. The subscription is looked at
-    /// first (its offsets), so that a wrong token, project or name ends the run here.
+    /// Starts pulling from the subscription `destination`. The subscription is read first
+    /// (for its ack deadline), so that a wrong token, project or name ends the run here.
     pub async fn subscribe(
         &mut self,
         destination: &str,
@@ -190,9 +255,12 @@ impl AmsConnection {
                 "one AMS connection pulls from one subscription",
             ));
         }
-        let offsets =
-            with_retries(&self.settings.retry, || self.client.offsets(destination)).await?;
-        debug!(subscription = destination, ?offsets, "subscribed");
+        let info = with_retries(&self.settings.retry, || {
+            self.client.subscription(destination)
+        })
+        .await;
+        let ack_deadline = deadline_from(destination, info)?;
+        debug!(subscription = destination, ack_deadline, "subscribed");
         let (tx, rx) = mpsc::channel(self.settings.max_batch.max(1) as usize);
         let puller = Puller {
             client: self.client.clone(),
@@ -201,6 +269,7 @@ impl AmsConnection {
             connection: self.id,
             shared: self.shared.clone(),
             events: tx,
+            ack_deadline,
         };
         self.puller = Some(tokio::spawn(puller.run()));
         self.events = Some(rx);
@@ -410,19 +479,36 @@ struct Puller {
     connection: u64,
     shared: Arc<Shared>,
     events: mpsc::Sender<Result<Event, TransportError>>,
+    /// The subscription's own deadline, read at subscribe.
+    ack_deadline: u32,
 }
 
 impl Puller {
     async fn run(self) {
-        if let Err(e) = self.pull_loop().await {
+        let mut in_force = self.ack_deadline;
+        let result = self.pull_loop(&mut in_force).await;
+        if in_force != self.ack_deadline {
+            // Best effort: the subscription's own setting is the operator's, not ours.
+            match self
+                .client
+                .modify_ack_deadline(&self.subscription, self.ack_deadline)
+                .await
+            {
+                Ok(()) => debug!(seconds = self.ack_deadline, "ack deadline set back"),
+                Err(err) => {
+                    warn!(%err, seconds = self.ack_deadline, "could not set the ack deadline back")
+                }
+            }
+        }
+        if let Err(e) = result {
             let _ = self.events.send(Err(e)).await;
         }
     }
 
-    async fn pull_loop(&self) -> Result<(), TransportError> {
+    /// `in_force`: the deadline the service applies now (raised by extensions).
+    async fn pull_loop(&self, in_force: &mut u32) -> Result<(), TransportError> {
         let mut idle = IDLE_MIN;
         let mut number = 0u64;
-        let mut extended = false;
         loop {
             if self.shared.closing() {
                 return Ok(());
@@ -460,6 +546,7 @@ impl Puller {
                 }
             }
             // Wait until every delivery is settled; extend the deadline if that takes long.
+            let mut stuck = false;
             loop {
                 let notified = self.shared.settled.notified();
                 let left = match self.shared.batch.lock() {
@@ -472,17 +559,23 @@ impl Puller {
                 if self.shared.closing() {
                     return Ok(()); // unsettled: not acknowledged, delivered again
                 }
-                if extended {
+                let Some(next) = extended(*in_force).filter(|_| !stuck) else {
                     notified.await;
-                } else {
-                    let extend_at = pulled_at + EXTEND_AFTER;
-                    tokio::select! {
-                        () = notified => {}
-                        () = tokio::time::sleep_until(extend_at) => {
-                            extended = true;
-                            match self.client.modify_ack_deadline(&self.subscription, EXTENDED_DEADLINE).await {
-                                Ok(()) => debug!(seconds = EXTENDED_DEADLINE, "ack deadline extended"),
-                                Err(err) => warn!(%err, "could not extend the ack deadline"),
+                    continue;
+                };
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep_until(extend_at(pulled_at, *in_force)) => {
+                        match self.client.modify_ack_deadline(&self.subscription, next).await {
+                            Ok(()) => {
+                                debug!(seconds = next, "ack deadline extended");
+                                *in_force = next;
+                            }
+                            Err(err) => {
+                                // Not again for this deadline: the ack may come late (408),
+                                // and the messages then come again and are stored once.
+                                warn!(%err, "could not extend the ack deadline");
+                                stuck = true;
                             }
                         }
                     }
@@ -625,5 +718,77 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), shared.settled.notified())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn extensions_come_at_half_the_deadline_and_grow_to_the_maximum() {
+        let t = Instant::now();
+        assert_eq!(extend_at(t, 10), t + Duration::from_secs(5));
+        assert_eq!(extend_at(t, 0), t);
+        assert_eq!(extended(0), Some(60));
+        assert_eq!(extended(10), Some(60));
+        assert_eq!(extended(60), Some(120));
+        assert_eq!(extended(400), Some(600));
+        assert_eq!(extended(600), None);
+    }
+
+    #[test]
+    fn the_deadline_falls_back_only_for_failures_that_need_no_fix() {
+        let info = |secs| SubscriptionInfo {
+            ack_deadline_seconds: secs,
+            ..SubscriptionInfo::default()
+        };
+        assert_eq!(deadline_from("s", Ok(info(33))).unwrap(), 33);
+        assert_eq!(deadline_from("s", Ok(info(-1))).unwrap(), 1);
+        assert_eq!(deadline_from("s", Ok(info(9999))).unwrap(), 600);
+        let server = AmsError::Server {
+            host: "h".into(),
+            call: "c".into(),
+            status: 503,
+            message: "<html>".into(),
+        };
+        assert_eq!(
+            deadline_from("s", Err(server)).unwrap(),
+            DEFAULT_ACK_DEADLINE
+        );
+        let odd = AmsError::BadAnswer {
+            host: "h".into(),
+            call: "c".into(),
+            reason: "not a subscription".into(),
+        };
+        assert_eq!(deadline_from("s", Err(odd)).unwrap(), DEFAULT_ACK_DEADLINE);
+        // A token that may pull but not read the settings: the pulls decide.
+        let forbidden = AmsError::Forbidden {
+            host: "h".into(),
+            call: "c".into(),
+            message: "Access to this resource is forbidden".into(),
+        };
+        assert_eq!(
+            deadline_from("s", Err(forbidden)).unwrap(),
+            DEFAULT_ACK_DEADLINE
+        );
+        for e in [
+            AmsError::Unauthorized {
+                host: "h".into(),
+                token: super::super::TokenSource::Configured,
+                call: "c".into(),
+                message: "Unauthorized".into(),
+            },
+            AmsError::NotFound {
+                host: "h".into(),
+                what: "subscription s".into(),
+                message: "Subscription doesn't exist".into(),
+                hint: "check",
+            },
+            AmsError::Authn {
+                target: "h:8443".into(),
+                dn: String::new(),
+                status: 404,
+                message: "Binding was not found".into(),
+                hint: "register",
+            },
+        ] {
+            assert!(deadline_from("s", Err(e)).is_err());
+        }
     }
 }

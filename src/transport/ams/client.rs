@@ -1,5 +1,6 @@
 //! [`AmsClient`]: the calls the SSM makes to the ARGO Messaging Service, over kept-alive HTTPS
-//! connections (hyper + OpenSSL).
+//! connections (hyper + OpenSSL): publish, pull, acknowledge, modifyAckDeadline, offsets, and
+//! the descriptions of a subscription and a topic (for the ack deadline and `ssm check`).
 //!
 //! Guarantees:
 //! - One client holds a pool of kept-alive connections (hyper-util's): a TLS handshake per
@@ -39,7 +40,8 @@ use rand::Rng;
 
 use super::wire::{
     self, AckRequest, Attributes, ErrorAnswer, Message, ModifyAckDeadlineRequest, Offsets,
-    PublishAnswer, PublishRequest, PullAnswer, PullRequest, TokenAnswer,
+    PublishAnswer, PublishRequest, PullAnswer, PullRequest, SubscriptionInfo, TokenAnswer,
+    TopicInfo,
 };
 use crate::stomp::TlsConfig;
 
@@ -570,6 +572,8 @@ enum Call<'a> {
     Ack(&'a str),
     ModAck(&'a str),
     Offsets(&'a str),
+    Subscription(&'a str),
+    Topic(&'a str),
 }
 
 impl Call<'_> {
@@ -580,13 +584,19 @@ impl Call<'_> {
             Call::Ack(s) => format!("acknowledge on subscription {s}"),
             Call::ModAck(s) => format!("modifyAckDeadline of subscription {s}"),
             Call::Offsets(s) => format!("offsets of subscription {s}"),
+            Call::Subscription(s) => format!("the description of subscription {s}"),
+            Call::Topic(t) => format!("the description of topic {t}"),
         }
     }
 
     fn subscription(&self) -> Option<&str> {
         match self {
-            Call::Publish(_) => None,
-            Call::Pull(s) | Call::Ack(s) | Call::ModAck(s) | Call::Offsets(s) => Some(s),
+            Call::Publish(_) | Call::Topic(_) => None,
+            Call::Pull(s)
+            | Call::Ack(s)
+            | Call::ModAck(s)
+            | Call::Offsets(s)
+            | Call::Subscription(s) => Some(s),
         }
     }
 }
@@ -1018,36 +1028,37 @@ impl AmsClient {
         subscription: &str,
         ack_ids: &[String],
     ) -> Result<(), AmsError> {
-        let what = Call::Ack(subscription);
-        let body = serde_json::to_vec(&AckRequest {
+        let body = AckRequest {
             ack_ids: Some(ack_ids.to_vec()),
-        })
-        .map_err(|e| self.bad_answer(&what, e.to_string()))?;
-        let path = wire::subscription_path(&self.inner.cfg.project, subscription, "acknowledge");
-        self.call(
-            Method::POST,
-            &path,
-            Some(body),
-            self.inner.cfg.request_timeout,
-            &what,
-        )
-        .await?;
-        Ok(())
+        };
+        self.subscription_post(Call::Ack(subscription), "acknowledge", &body)
+            .await
     }
 
-    /// Sets the subscription's ack deadline (0–600 s) for the pulls that follow.
+    /// Sets the subscription's ack deadline (0–600 s). The service checks an ack against the
+    /// deadline in force when the ack arrives, so this extends the pending pull's too.
     pub async fn modify_ack_deadline(
         &self,
         subscription: &str,
         seconds: u32,
     ) -> Result<(), AmsError> {
-        let what = Call::ModAck(subscription);
-        let body = serde_json::to_vec(&ModifyAckDeadlineRequest {
+        let body = ModifyAckDeadlineRequest {
             ack_deadline_seconds: i64::from(seconds),
-        })
-        .map_err(|e| self.bad_answer(&what, e.to_string()))?;
-        let path =
-            wire::subscription_path(&self.inner.cfg.project, subscription, "modifyAckDeadline");
+        };
+        self.subscription_post(Call::ModAck(subscription), "modifyAckDeadline", &body)
+            .await
+    }
+
+    /// A `POST …/subscriptions/{s}:{action}` whose answer carries nothing the SSM reads.
+    async fn subscription_post(
+        &self,
+        what: Call<'_>,
+        action: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(), AmsError> {
+        let body = serde_json::to_vec(body).map_err(|e| self.bad_answer(&what, e.to_string()))?;
+        let sub = what.subscription().unwrap_or("");
+        let path = wire::subscription_path(&self.inner.cfg.project, sub, action);
         self.call(
             Method::POST,
             &path,
@@ -1059,27 +1070,50 @@ impl AmsClient {
         Ok(())
     }
 
-    /// The subscription's offsets (min, max and current).
-    pub async fn offsets(&self, subscription: &str) -> Result<Offsets, AmsError> {
-        let what = Call::Offsets(subscription);
-        let path = wire::subscription_path(&self.inner.cfg.project, subscription, "offsets");
+    /// A `GET` of `path` whose answer is the JSON of `T`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: Call<'_>,
+        kind: &str,
+    ) -> Result<T, AmsError> {
         let answer = self
             .call(
                 Method::GET,
-                &path,
+                path,
                 None,
                 self.inner.cfg.request_timeout,
                 &what,
             )
             .await?;
         serde_json::from_slice(&answer)
-            .map_err(|e| self.bad_answer(&what, format!("not an offsets answer: {e}")))
+            .map_err(|e| self.bad_answer(&what, format!("not {kind}: {e}")))
+    }
+
+    /// The subscription's description: its topic and its ack deadline.
+    pub async fn subscription(&self, subscription: &str) -> Result<SubscriptionInfo, AmsError> {
+        let path = wire::subscription_info_path(&self.inner.cfg.project, subscription);
+        self.get_json(&path, Call::Subscription(subscription), "a subscription")
+            .await
+    }
+
+    /// The topic's description (it exists, and the token may see it).
+    pub async fn topic(&self, topic: &str) -> Result<TopicInfo, AmsError> {
+        let path = wire::topic_info_path(&self.inner.cfg.project, topic);
+        self.get_json(&path, Call::Topic(topic), "a topic").await
+    }
+
+    /// The subscription's offsets (min, max and current).
+    pub async fn offsets(&self, subscription: &str) -> Result<Offsets, AmsError> {
+        let path = wire::subscription_path(&self.inner.cfg.project, subscription, "offsets");
+        self.get_json(&path, Call::Offsets(subscription), "an offsets answer")
+            .await
     }
 }
 
 fn topic_of<'a>(what: &Call<'a>) -> &'a str {
     match what {
-        Call::Publish(t) => t,
+        Call::Publish(t) | Call::Topic(t) => t,
         _ => "",
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Guarantees:
 //! - Every request and answer the SSM needs has a type here: publish, pull, acknowledge,
-//!   modifyAckDeadline, offsets, the `authx509` token answer and the error object, with the
+//!   modifyAckDeadline, offsets, a subscription's and a topic's description, the `authx509`
+//!   token answer and the error object, with the
 //!   field names and the optional fields of the real service (ARGOeu/argo-messaging,
 //!   `messages/message.go`, `subscriptions/subscription.go`, `handlers/errors.go`).
 //! - The pull parameters are JSON **strings** (`"maxMessages":"10"`): a number there is refused
@@ -140,6 +141,79 @@ pub struct Offsets {
     pub min: i64,
     /// The subscription's offset: the next message it will get.
     pub current: i64,
+}
+
+/// A subscription's push settings, as `GET …/subscriptions/{s}` shows them (empty for a pull
+/// subscription, which is all the SSM uses; kept so the answer has the real server's fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushConfig {
+    /// `""` for a pull subscription.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Where a push subscription sends.
+    #[serde(rename = "pushEndpoint", default)]
+    pub push_endpoint: String,
+    /// Messages per push.
+    #[serde(rename = "maxMessages", default)]
+    pub max_messages: i64,
+    /// The push's authorisation header (`{}` when none).
+    #[serde(rename = "authorizationHeader", default)]
+    pub authorization_header: BTreeMap<String, String>,
+    /// The push's retry policy (`{}` when none).
+    #[serde(rename = "retryPolicy", default)]
+    pub retry_policy: BTreeMap<String, serde_json::Value>,
+    /// The endpoint's verification hash.
+    #[serde(rename = "verificationHash", default)]
+    pub verification_hash: String,
+    /// Whether the endpoint is verified.
+    #[serde(default)]
+    pub verified: bool,
+    /// Mattermost settings of a push subscription.
+    #[serde(rename = "mattermostUrl", default)]
+    pub mattermost_url: String,
+    /// Mattermost settings of a push subscription.
+    #[serde(rename = "mattermostUsername", default)]
+    pub mattermost_username: String,
+    /// Mattermost settings of a push subscription.
+    #[serde(rename = "mattermostChannel", default)]
+    pub mattermost_channel: String,
+    /// Whether pushed data is decoded first.
+    #[serde(rename = "base64Decode", default)]
+    pub base64_decode: bool,
+}
+
+/// `GET /v1/projects/{p}/subscriptions/{s}` answer (`handlers/subscriptions_test.go`,
+/// `TestSubListOne`). The client reads only the deadline; unknown fields are ignored, missing
+/// ones defaulted, so a newer server's answer still parses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// `/projects/{p}/subscriptions/{s}`.
+    #[serde(default)]
+    pub name: String,
+    /// `/projects/{p}/topics/{t}`.
+    #[serde(default)]
+    pub topic: String,
+    /// Push settings (empty for pull).
+    #[serde(rename = "pushConfig", default)]
+    pub push_config: PushConfig,
+    /// How long after a pull its acknowledgement is accepted, in seconds.
+    #[serde(rename = "ackDeadlineSeconds")]
+    pub ack_deadline_seconds: i64,
+    /// When it was made (`2020-11-19T00:00:00Z`).
+    #[serde(rename = "createdOn", default)]
+    pub created_on: String,
+}
+
+/// `GET /v1/projects/{p}/topics/{t}` answer (`handlers/topics_test.go`, `TestTopicListOne`;
+/// `created_on` in snake case there, as the real server writes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// `/projects/{p}/topics/{t}`.
+    #[serde(default)]
+    pub name: String,
+    /// When it was made.
+    #[serde(default)]
+    pub created_on: String,
 }
 
 /// The answer of `GET https://{host}:8443/v1/service-types/ams/hosts/{host}:authx509`.
@@ -286,6 +360,16 @@ pub fn subscription_path(project: &str, sub: &str, action: &str) -> String {
     format!("/v1/projects/{project}/subscriptions/{sub}:{action}")
 }
 
+/// The path of a topic itself (no action): `/v1/projects/{project}/topics/{topic}`.
+pub fn topic_info_path(project: &str, topic: &str) -> String {
+    format!("/v1/projects/{project}/topics/{topic}")
+}
+
+/// The path of a subscription itself (no action): `/v1/projects/{project}/subscriptions/{sub}`.
+pub fn subscription_info_path(project: &str, sub: &str) -> String {
+    format!("/v1/projects/{project}/subscriptions/{sub}")
+}
+
 /// The path of the certificate-for-token exchange on the authentication service.
 pub fn authx509_path(host: &str) -> String {
     format!("/v1/service-types/ams/hosts/{host}:authx509")
@@ -418,5 +502,59 @@ mod tests {
         );
         assert!(valid_name("gLite-APEL") && valid_name("a_b") && !valid_name("a.b"));
         assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn subscription_and_topic_info_match_the_handler_tests() {
+        // TestSubListOne and TestTopicListOne (handlers/*_test.go), byte for byte.
+        let expected = r#"{
+   "name": "/projects/ARGO/subscriptions/sub1",
+   "topic": "/projects/ARGO/topics/topic1",
+   "pushConfig": {
+      "type": "",
+      "pushEndpoint": "",
+      "maxMessages": 0,
+      "authorizationHeader": {},
+      "retryPolicy": {},
+      "verificationHash": "",
+      "verified": false,
+      "mattermostUrl": "",
+      "mattermostUsername": "",
+      "mattermostChannel": "",
+      "base64Decode": false
+   },
+   "ackDeadlineSeconds": 10,
+   "createdOn": "2020-11-19T00:00:00Z"
+}"#;
+        let info = SubscriptionInfo {
+            name: "/projects/ARGO/subscriptions/sub1".into(),
+            topic: "/projects/ARGO/topics/topic1".into(),
+            push_config: PushConfig::default(),
+            ack_deadline_seconds: 10,
+            created_on: "2020-11-19T00:00:00Z".into(),
+        };
+        assert_eq!(String::from_utf8(to_pretty(&info)).unwrap(), expected);
+        assert_eq!(
+            serde_json::from_str::<SubscriptionInfo>(expected).unwrap(),
+            info
+        );
+        // A push subscription's settings (TestSubListAll's sub4) still parse.
+        let push = r#"{"name":"n","topic":"t","pushConfig":{"type":"http_endpoint","maxMessages":1,
+            "authorizationHeader":{"type":"autogen","value":"h"},"retryPolicy":{"type":"linear","period":300}},
+            "ackDeadlineSeconds":33,"extra":1}"#;
+        assert_eq!(
+            serde_json::from_str::<SubscriptionInfo>(push)
+                .unwrap()
+                .ack_deadline_seconds,
+            33
+        );
+        // Without the deadline the answer is not one to trust.
+        assert!(serde_json::from_str::<SubscriptionInfo>(r#"{"name":"n"}"#).is_err());
+        let expected = "{\n   \"name\": \"/projects/ARGO/topics/topic1\",\n   \"created_on\": \"2020-11-22T00:00:00Z\"\n}";
+        let topic = TopicInfo {
+            name: "/projects/ARGO/topics/topic1".into(),
+            created_on: "2020-11-22T00:00:00Z".into(),
+        };
+        assert_eq!(String::from_utf8(to_pretty(&topic)).unwrap(), expected);
     }
 }
