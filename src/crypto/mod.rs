@@ -25,6 +25,7 @@ pub(crate) mod der;
 mod dn;
 mod error;
 mod identity;
+mod mime;
 mod open;
 mod payload;
 mod seal;

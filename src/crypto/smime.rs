@@ -11,7 +11,6 @@
 //! - [`verify`] returns content only if the signature is valid, every signer chains to the
 //!   trust store, and (unless allowed) no signer used a digest weaker than SHA-2.
 
-use base64::Engine;
 use openssl::nid::Nid;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
@@ -20,6 +19,7 @@ use openssl::x509::X509;
 use super::cipher::Cipher;
 use super::error::{ssl_reason, CryptoError};
 use super::identity::Identity;
+use super::mime;
 use super::trust::TrustStore;
 
 /// `openssl smime -sign -text`: a detached signature, content wrapped in a text/plain part
@@ -115,64 +115,14 @@ pub(crate) fn decrypt(body: &[u8], identity: &Identity) -> Result<Vec<u8>, Crypt
         })
 }
 
-/// Reads an S/MIME envelope: the common form (one `application/(x-)pkcs7-mime` part in base64,
-/// as `openssl smime -encrypt` and every SSM write it) is decoded here at once, and anything
-/// else goes to OpenSSL's S/MIME reader. Same result either way: the PKCS#7 structure is
-/// OpenSSL's own DER parse of the same bytes. The reason: OpenSSL's reader decodes base64 line
-/// by line through a chain of BIOs, which cost the receiver about 7 % of its time, twenty times
-/// what one decode of the whole body costs (`docs/performance.md`).
+/// Reads an S/MIME envelope: the common form is read by [`mime`] (one decode of the whole
+/// text), anything else by OpenSSL's reader. The PKCS#7 structure is OpenSSL's own DER parse
+/// either way.
 fn read_envelope(body: &[u8]) -> Result<Pkcs7, openssl::error::ErrorStack> {
-    if let Some(p7) = envelope_der(body).and_then(|der| Pkcs7::from_der(&der).ok()) {
+    if let Some(p7) = mime::pkcs7_mime_der(body).and_then(|der| Pkcs7::from_der(&der).ok()) {
         return Ok(p7);
     }
     Pkcs7::from_smime(body).map(|(p7, _)| p7)
-}
-
-/// The DER inside a single-part base64 `application/(x-)pkcs7-mime` S/MIME body, or `None`
-/// for any other shape (continued headers, another encoding, a multipart: OpenSSL's reader
-/// then decides).
-fn envelope_der(body: &[u8]) -> Option<Vec<u8>> {
-    let (head, rest) = split_header(body)?;
-    let head = std::str::from_utf8(head).ok()?;
-    let (mut pkcs7_mime, mut base64) = (false, false);
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            return None; // a continued header: leave it to OpenSSL
-        }
-        let (name, value) = line.split_once(':')?;
-        let value = value.trim().to_ascii_lowercase();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => {
-                let mime = value.split(';').next().unwrap_or("").trim();
-                pkcs7_mime = mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime";
-            }
-            "content-transfer-encoding" => base64 = value == "base64",
-            _ => {}
-        }
-    }
-    if !(pkcs7_mime && base64) {
-        return None;
-    }
-    let text: Vec<u8> = rest
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
-}
-
-/// The MIME header block of `body` (without its final empty line) and what follows it.
-fn split_header(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let lf = body
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| (i, i + 2));
-    let crlf = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, i + 4));
-    let (end, start) = lf.into_iter().chain(crlf).min()?;
-    Some((&body[..end], &body[start..]))
 }
 
 /// What a signed message may hold besides its (always ASCII) MIME headers.
@@ -187,7 +137,9 @@ pub(crate) enum Content {
 /// Whether the MIME header block (up to the first empty line) is ASCII: OpenSSL's error data
 /// quotes headers, and the `openssl` crate panics on error data that is not UTF-8.
 fn headers_are_ascii(body: &[u8]) -> bool {
-    split_header(body).map_or(body, |(head, _)| head).is_ascii()
+    mime::split_header(body)
+        .map_or(body, |(head, _)| head)
+        .is_ascii()
 }
 
 /// `openssl smime -verify -noverify`, then the signer's chain against `trust` (ours, so that
@@ -215,9 +167,31 @@ pub(crate) fn verify(
             .into(),
         });
     }
+    // The common forms are read by `mime` (one decode of the whole text); if that fails to
+    // give a verified message, OpenSSL's reader has the last word (and gives the error).
+    let fast = mime::multipart_signed(signed)
+        .and_then(|(content, der)| Some((Pkcs7::from_der(&der).ok()?, Some(content))))
+        .or_else(|| {
+            mime::pkcs7_mime_der(signed).and_then(|der| Some((Pkcs7::from_der(&der).ok()?, None)))
+        });
+    if let Some((p7, detached)) = fast {
+        if let Ok(verified) = verify_parsed(&p7, detached.as_deref(), trust, allow_weak_digests) {
+            return Ok(verified);
+        }
+    }
     let (p7, detached) = Pkcs7::from_smime(signed).map_err(|e| CryptoError::NotSigned {
         reason: format!("not an S/MIME message ({})", ssl_reason(&e)),
     })?;
+    verify_parsed(&p7, detached.as_deref(), trust, allow_weak_digests)
+}
+
+/// [`verify`] of a parsed message and its detached content.
+fn verify_parsed(
+    p7: &Pkcs7,
+    detached: Option<&[u8]>,
+    trust: &TrustStore,
+    allow_weak_digests: bool,
+) -> Result<(Vec<u8>, X509), CryptoError> {
     if p7.type_().map(|t| t.nid()) != Some(Nid::PKCS7_SIGNED) {
         return Err(CryptoError::NotSigned {
             reason: "an S/MIME message of another type than signed-data".into(),
@@ -231,13 +205,13 @@ pub(crate) fn verify(
     p7.verify(
         &no_certs,
         &trust.store(),
-        detached.as_deref(),
+        detached,
         Some(&mut content),
         Pkcs7Flags::NOVERIFY,
     )
     .map_err(bad)?;
     if !allow_weak_digests {
-        for nid in signer_digests(&p7) {
+        for nid in signer_digests(p7) {
             if !STRONG_DIGESTS.contains(&nid) {
                 let digest = Nid::from_raw(nid)
                     .short_name()
@@ -336,14 +310,17 @@ mod tests {
         let pki = Pki::generate(dir.path()).unwrap();
         let server = Identity::load(&pki.server.cert, &pki.server.key).unwrap();
         let body = encrypt(b"signed text\n", &server.cert, Cipher::Aes128).unwrap();
-        let ours = envelope_der(&body).expect("the common form is read here");
+        let ours = mime::pkcs7_mime_der(&body).expect("the common form is read here");
         let theirs = Pkcs7::from_smime(&body).unwrap().0.to_der().unwrap();
         assert_eq!(ours, theirs);
         // CRLF line ends, as some senders write them: the same DER.
         let crlf = String::from_utf8(body.clone())
             .unwrap()
             .replace('\n', "\r\n");
-        assert_eq!(envelope_der(crlf.as_bytes()).as_deref(), Some(&theirs[..]));
+        assert_eq!(
+            mime::pkcs7_mime_der(crlf.as_bytes()).as_deref(),
+            Some(&theirs[..])
+        );
         assert_eq!(
             decrypt(crlf.as_bytes(), &server).unwrap(),
             decrypt(&body, &server).unwrap()
@@ -352,12 +329,57 @@ mod tests {
         // Other shapes are left to OpenSSL's reader.
         let text = String::from_utf8(body).unwrap();
         let continued = text.replacen("Content-Type:", "Content-Type:\n ", 1);
-        assert_eq!(envelope_der(continued.as_bytes()), None);
+        assert_eq!(mime::pkcs7_mime_der(continued.as_bytes()), None);
         let other = text.replacen("base64", "quoted-printable", 1);
-        assert_eq!(envelope_der(other.as_bytes()), None);
-        assert_eq!(envelope_der(b"no header at all"), None);
+        assert_eq!(mime::pkcs7_mime_der(other.as_bytes()), None);
+        assert_eq!(mime::pkcs7_mime_der(b"no header at all"), None);
         let broken = text.replacen("MII", "M!I", 1);
-        assert_eq!(envelope_der(broken.as_bytes()), None);
+        assert_eq!(mime::pkcs7_mime_der(broken.as_bytes()), None);
         assert!(decrypt(broken.as_bytes(), &server).is_err());
+    }
+
+    #[test]
+    fn signed_messages_read_here_are_what_openssl_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path()).unwrap();
+        let client = Identity::load(&pki.client.cert, &pki.client.key).unwrap();
+        let trust = TrustStore::new(Some(&pki.capath), None, false).unwrap();
+        // Version 1 signs its base64 payload as one line of thousands of bytes.
+        let long_line = format!("{}\n", "QUJD".repeat(1500));
+        let texts: [&[u8]; 5] = [
+            b"APEL-summary-job-message: v0.2\nSite: A\n%%\n",
+            "Site: caf\u{e9} \u{2713}\r\n\r\n\n%%".as_bytes(),
+            b"no final newline",
+            b"",
+            long_line.as_bytes(),
+        ];
+        for text in texts {
+            let signed = sign(text, &client).unwrap();
+            let crlf = String::from_utf8(signed.clone())
+                .unwrap()
+                .replace("\r\n", "\n")
+                .replace('\n', "\r\n");
+            for body in [signed.as_slice(), crlf.as_bytes()] {
+                let (content, der) = mime::multipart_signed(body).expect("read here");
+                let (p7, theirs) = Pkcs7::from_smime(body).unwrap();
+                assert_eq!(Some(&content), theirs.as_ref(), "{text:?}");
+                assert_eq!(der, p7.to_der().unwrap());
+                let ours = Pkcs7::from_der(&der).unwrap();
+                let (verified, _) = verify_parsed(&ours, Some(&content), &trust, false).unwrap();
+                assert_eq!(
+                    verify(body, &trust, false, Content::Any).unwrap().0,
+                    verified
+                );
+                let (by_openssl, _) = verify_parsed(&p7, theirs.as_deref(), &trust, false).unwrap();
+                assert_eq!(verified, by_openssl);
+            }
+        }
+        // Content changed after signing: refused by both readers, with OpenSSL's reason.
+        let signed = String::from_utf8(sign(b"Site: A\n", &client).unwrap()).unwrap();
+        let forged = signed.replacen("Site: A", "Site: B", 1);
+        assert!(matches!(
+            verify(forged.as_bytes(), &trust, false, Content::Any),
+            Err(CryptoError::BadSignature { .. })
+        ));
     }
 }
