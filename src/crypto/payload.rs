@@ -1,7 +1,8 @@
 //! The payload framings inside the signature, per protocol version.
 //!
-//! Version 1 (`SSM` 1): the message is zlib-compressed (default level, as Python's
-//! `zlib.compress`) then base64-encoded on one padded line; [`encode`] makes it, [`unpack`]
+//! Version 1 (`SSM` 1): the message is zlib-compressed (fastest level; Python's
+//! `zlib.compress` uses the default, and either reads the other's) then base64-encoded on one
+//! padded line; [`encode`] makes it, [`unpack`]
 //! reads it back. Version 2 (`SSM2`): no framing, the message is the signed `text/plain` part
 //! itself; [`unpack_v2`] takes it out of what the signature covers.
 //!
@@ -33,20 +34,21 @@ const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 thread_local! {
-    /// One compressor per thread, reset between messages. A new one is a zeroed allocation of
-    /// about 300 KB whose page faults (and the unmapping when it is freed) cost more CPU than
-    /// compressing a 10 KB message.
-    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), true));
+    /// One compressor per thread, reset before each message. A new one is a zeroed allocation
+    /// of about 300 KB whose page faults (and the unmapping when it is freed) cost more CPU
+    /// than compressing a 10 KB message. The fastest level: any zlib stream is valid to every
+    /// receiver, and the default level (Python's) cost a sender 4.4M instructions per 10 KB of
+    /// APEL text (miniz), two thirds of its RSA signature, for output a quarter smaller
+    /// (level 1 with zlib-rs: 0.9M instructions; `docs/performance.md`).
+    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), true));
 }
 
-/// The version 1 framing: zlib (default level, as Python's `zlib.compress`) then base64.
+/// The version 1 framing: zlib (fastest level) then base64.
 pub(crate) fn encode(msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let compressed = DEFLATE.with_borrow_mut(|z| {
+        // Whatever the last message left (an error half-way), this one starts clean.
         z.reset();
-        let result = deflate(z, msg);
-        // Whatever happened, the next message starts from a clean state.
-        z.reset();
-        result
+        deflate(z, msg)
     })?;
     Ok(base64::engine::general_purpose::STANDARD
         .encode(compressed)
@@ -175,19 +177,16 @@ fn strip_mime_header(content: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use base64::Engine;
-    use flate2::write::ZlibEncoder;
     use flate2::Compression;
 
     use super::*;
 
+    /// What a new compressor, used as `encode` uses one, makes of `msg`.
     fn fresh(msg: &[u8]) -> Vec<u8> {
-        let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
-        z.write_all(msg).unwrap();
+        let mut z = Compress::new(Compression::fast(), true);
         base64::engine::general_purpose::STANDARD
-            .encode(z.finish().unwrap())
+            .encode(deflate(&mut z, msg).unwrap())
             .into_bytes()
     }
 
@@ -213,6 +212,12 @@ mod tests {
         ] {
             // Twice each: the second use starts from the state the first one left.
             assert_eq!(encode(msg).unwrap(), fresh(msg), "{} bytes", msg.len());
+            assert_eq!(
+                decode(&encode(msg).unwrap(), 2 << 20).unwrap(),
+                msg,
+                "{} bytes round trip",
+                msg.len()
+            );
             assert_eq!(
                 encode(msg).unwrap(),
                 fresh(msg),
