@@ -39,7 +39,7 @@
 //! - [`measure`]: CPU and memory of processes, from `/proc` and `getrusage`;
 //! - [`report`]: [`BenchReport`], its text and its JSON;
 //! - [`bound`]: [`CryptoCosts`], the cryptographic bound measured in the same run (issue #17);
-//! - [`ready`]: the `NOTIFY_SOCKET` a receiver child says `READY=1` on;
+//! - `ready`: the `NOTIFY_SOCKET` a receiver child says `READY=1` on;
 //! - [`senders`]: the senders' child (`--role senders`) and what it reports.
 
 use std::path::PathBuf;

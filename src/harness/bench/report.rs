@@ -316,7 +316,7 @@ struct JsonReport<'a> {
     /// Drain mode only.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     drain: Option<JsonDrain>,
-    /// Not STOMP only (the STOMP runs' keys are as they were before AMS).
+    /// AMS runs only (the STOMP runs' keys are as they were before AMS).
     #[serde(skip_serializing_if = "Option::is_none")]
     transport: Option<&'static str>,
 }
@@ -331,7 +331,7 @@ struct JsonDrain {
 }
 
 /// `x` rounded to `places` decimals (what the report's figures mean, not float noise).
-pub(super) fn round(x: f64, places: i32) -> f64 {
+fn round(x: f64, places: i32) -> f64 {
     let scale = 10f64.powi(places);
     (x * scale).round() / scale
 }
@@ -439,6 +439,31 @@ mod tests {
         let text = report(Mode::Live).to_string();
         assert!(
             text.contains("senders 2.00x one signature, receiver 4.00x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_an_ams_run_names_its_transport() {
+        let stomp = report(Mode::Drain);
+        assert!(
+            !stomp.to_json().contains("transport"),
+            "{}",
+            stomp.to_json()
+        );
+        assert!(!stomp.to_string().contains("AMS"), "{stomp}");
+        let ams = BenchReport {
+            transport: Transport::Ams,
+            ..report(Mode::Drain)
+        };
+        let json = ams.to_json();
+        // The drain keys stay where they were; the transport comes last.
+        assert!(json.contains("\"drain_msgs_per_s\":400.0,"), "{json}");
+        assert!(json.ends_with(",\"transport\":\"ams\"}"), "{json}");
+        let text = ams.to_string();
+        assert!(text.contains("window 64, over AMS;"), "{text}");
+        assert!(
+            text.contains("(into ssm ams-server, no receiver)"),
             "{text}"
         );
     }

@@ -8,7 +8,7 @@
 //!   receiver starts only after the senders' child has exited with every message confirmed.
 //! - The receiver is always stopped (SIGTERM, then SIGKILL after 20 s), and the broker or AMS
 //!   server shut down, whatever happened.
-//! - STOMP and AMS runs differ only in what carries the messages ([`Carrier`]): the same
+//! - STOMP and AMS runs differ only in what carries the messages (`Carrier`): the same
 //!   children, the same measurements, the same checks.
 
 use std::path::PathBuf;

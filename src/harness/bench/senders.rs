@@ -4,7 +4,7 @@
 //! Guarantees:
 //! - The child reports only if every sender finished; a failed sender fails the child.
 //! - Its report is `key value` lines the parent parses back exactly
-//!   ([`SendersResult::parse`]); an incomplete one is an error, not zeros.
+//!   (`SendersResult::parse`); an incomplete one is an error, not zeros.
 
 use std::time::{Duration, Instant};
 
