@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 
 use crate::config::{Loadable, SenderConfig};
 use crate::crypto::Cipher;
-use crate::harness::bench::{self, BenchOptions, Mode};
+use crate::harness::bench::{self, BenchOptions, Mode, Transport};
 use crate::protocol::Version;
 use crate::stomp::BrokerAddr;
 
@@ -34,6 +34,10 @@ pub struct Args {
     /// Envelope cipher: des3, aes128, aes192 or aes256.
     #[arg(long, default_value = "aes128")]
     pub cipher: Cipher,
+    /// What carries the messages: `stomp` (the embedded broker, or --broker) or `ams` (SSM2
+    /// through `ssm ams-server` in this process; implies --ssm-version 2).
+    #[arg(long, value_enum, default_value = "stomp", conflicts_with = "broker")]
+    pub transport: Transport,
     /// Use this broker instead of starting the embedded one.
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<BrokerAddr>,
@@ -44,13 +48,15 @@ pub struct Args {
     #[arg(long, default_value = "guest", requires = "broker")]
     pub passcode: Option<String>,
     /// The destination [default: /topic/ssm.bench for v1; /queue/ssm.bench for SSM2, as a
-    /// topic keeps nothing for a receiver that is not subscribed or lags behind].
+    /// topic keeps nothing for a receiver that is not subscribed or lags behind; over AMS the
+    /// topic ssm-bench, with its subscription ssm-bench-sub].
     #[arg(long)]
     pub destination: Option<String>,
     /// The protocol the senders speak: 1 (each message acked by the receiver) or 2 (SSM2: each
-    /// confirmed by the broker's receipt, many in flight). The receiver takes both.
-    #[arg(long, value_name = "N", default_value = "1", value_parser = crate::config::values::parse_ssm_version)]
-    pub ssm_version: Version,
+    /// confirmed by the broker's receipt, many in flight). The receiver takes both. [default:
+    /// 1; 2 over AMS]
+    #[arg(long, value_name = "N", value_parser = crate::config::values::parse_ssm_version)]
+    pub ssm_version: Option<Version>,
     /// SSM2: messages each sender has waiting for their broker receipt at once.
     #[arg(long, default_value_t = crate::config::DEFAULT_WINDOW)]
     pub window: u32,
@@ -94,13 +100,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.window == 0 {
         bail!("--window must be at least 1");
     }
-    if args.mode == Mode::Drain && args.ssm_version == Version::V1 {
+    let version = match (args.transport, args.ssm_version) {
+        (Transport::Ams, Some(Version::V1)) => {
+            bail!("--transport ams carries SSM2 only (--ssm-version 2)")
+        }
+        (Transport::Ams, _) => Version::V2,
+        (Transport::Stomp, v) => v.unwrap_or(Version::V1),
+    };
+    if args.mode == Mode::Drain && version == Version::V1 {
         bail!("--mode drain needs --ssm-version 2: a v1 sender waits for the receiver's ack");
     }
     let destination = args.destination.unwrap_or_else(|| {
-        match args.ssm_version {
-            Version::V1 => "/topic/ssm.bench",
-            Version::V2 => "/queue/ssm.bench",
+        match (args.transport, version) {
+            (Transport::Ams, _) => "ssm-bench",
+            (Transport::Stomp, Version::V1) => "/topic/ssm.bench",
+            (Transport::Stomp, Version::V2) => "/queue/ssm.bench",
         }
         .to_string()
     });
@@ -122,9 +136,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         login: args.broker.as_ref().and(args.login.zip(args.passcode)),
         broker: args.broker,
         destination,
-        version: args.ssm_version,
+        version,
         window: args.window,
         mode: args.mode,
+        transport: args.transport,
         exe: std::env::current_exe().context("cannot find the ssm executable")?,
     };
     if !args.json {
@@ -142,7 +157,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Mode::Live => "live",
                 Mode::Drain => "drain",
             },
-            opts.destination,
+            match opts.transport {
+                Transport::Stomp => opts.destination.clone(),
+                Transport::Ams => format!(
+                    "AMS topic {} (subscription {}-sub) on ssm ams-server",
+                    opts.destination, opts.destination
+                ),
+            },
             dir.display()
         );
     }

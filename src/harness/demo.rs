@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::broker::{self, BrokerConfig, BrokerHandle};
 use crate::config::{Loadable, ReceiverConfig, SenderConfig};
 use crate::crypto::{self, Cipher};
+use crate::harness::ams::AmsRun;
 use crate::harness::pki::{CertFiles, Pki};
 use crate::protocol::Version;
 use crate::queue::{MessageStore, Outgoing, PathType};
@@ -55,46 +56,6 @@ pub struct DemoOptions {
 /// The AMS topic and subscription of `ssm demo --transport ams`.
 const AMS_TOPIC: &str = "ssm-demo";
 const AMS_SUBSCRIPTION: &str = "ssm-demo-sub";
-
-/// A configuration file the demo wrote for STOMP, as the same file says it for AMS (as an
-/// operator would change it: `protocol: AMS`, `[broker] host`, `ams_project`, `token`, SSM2).
-fn ams_config(text: &str, port: u16, token: &str, destination: &str, server_cert: &Path) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let (key, _) = line.split_once(" = ").unwrap_or((line, ""));
-        let line = match key {
-            "protocol" => "protocol = AMS".to_string(),
-            "brokers" => format!("host = localhost:{port}"),
-            "use_ssl" => "use_ssl = true".to_string(),
-            "server_dn" => format!("server_cert = {}", server_cert.display()),
-            "destination" => {
-                format!("destination = {destination}\nams_project = accounting\ntoken = {token}")
-            }
-            "ssm_version" => "ssm_version = 2".to_string(),
-            _ => line.to_string(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-/// Rewrites a written configuration file for AMS (see [`ams_config`]).
-fn rewrite_for_ams(
-    path: &Path,
-    port: u16,
-    token: &str,
-    destination: &str,
-    server_cert: &Path,
-) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    std::fs::write(
-        path,
-        ams_config(&text, port, token, destination, server_cert),
-    )
-    .with_context(|| format!("cannot write {}", path.display()))
-}
 
 /// What happened.
 #[derive(Debug, Clone)]
@@ -422,28 +383,10 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
     let addr = match &opts.broker {
         Some(addr) => addr.clone(),
         None if opts.ams => {
-            use crate::ams_server::{self, AmsServerConfig, Role, StateConfig};
-            let token = uuid::Uuid::new_v4().to_string();
-            let state = StateConfig {
-                tokens: vec![(token, Role::Both)],
-                topics: vec![AMS_TOPIC.into()],
-                subscriptions: vec![(AMS_SUBSCRIPTION.into(), AMS_TOPIC.into())],
-                ..StateConfig::default()
-            };
-            let handle = ams_server::start(AmsServerConfig::new(
-                "127.0.0.1:0".parse()?,
-                setup.pki.server.cert.clone(),
-                setup.pki.server.key.clone(),
-                state,
-            ))
-            .await
-            .context("starting ssm ams-server")?;
-            let local = handle.local_addr();
-            ams_server = Some(handle);
-            BrokerAddr {
-                host: local.ip().to_string(),
-                port: local.port(),
-            }
+            let run = AmsRun::start(&setup, AMS_TOPIC, AMS_SUBSCRIPTION).await?;
+            let addr = run.addr().clone();
+            ams_server = Some(run);
+            addr
         }
         None => {
             let (handle, addr) = start_embedded_broker().await?;
@@ -452,16 +395,10 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
         }
     };
     // The receiver is configured and built as `ssm receive -c` builds it.
-    let rcfg_path = setup.write_receiver_config(&addr, opts.login.as_ref(), &opts.destination)?;
-    if let Some(h) = &ams_server {
-        rewrite_for_ams(
-            &rcfg_path,
-            addr.port,
-            h.token(),
-            AMS_SUBSCRIPTION,
-            &setup.pki.server.cert,
-        )?;
-    }
+    let rcfg_path = match &ams_server {
+        Some(run) => run.write_receiver_config(&setup)?,
+        None => setup.write_receiver_config(&addr, opts.login.as_ref(), &opts.destination)?,
+    };
     let (rcfg, _warnings) = ReceiverConfig::load(&rcfg_path)?;
     let rsettings = crate::setup::start_receiver(&rcfg, ReceiverRun::default())?.settings;
     let store_path = setup.store_path.clone();
@@ -481,32 +418,21 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
 
     // Fill the queues, then send from every sender at once.
     setup.fill_queues(opts.messages, opts.size)?;
-    let configs = setup.write_sender_configs(&SenderOptions {
-        broker: &addr,
-        login: opts.login.as_ref(),
-        destination: &opts.destination,
-        cipher: opts.cipher,
-        // The first sender asks for the server certificate with certreq; the others have it.
-        // (Not over AMS: SSM2 has no certreq.)
-        certreq_first: !opts.ams,
-        ssm_version: if opts.ams { Version::V2 } else { Version::V1 },
-        window: if opts.ams {
-            crate::config::DEFAULT_WINDOW
-        } else {
-            1
-        },
-    })?;
-    if let Some(h) = &ams_server {
-        for path in &configs {
-            rewrite_for_ams(
-                path,
-                addr.port,
-                h.token(),
-                AMS_TOPIC,
-                &setup.pki.server.cert,
-            )?;
+    let configs = match &ams_server {
+        Some(run) => {
+            run.write_sender_configs(&setup, opts.cipher, crate::config::DEFAULT_WINDOW)?
         }
-    }
+        None => setup.write_sender_configs(&SenderOptions {
+            broker: &addr,
+            login: opts.login.as_ref(),
+            destination: &opts.destination,
+            cipher: opts.cipher,
+            // The first sender asks for the server certificate with certreq; the others have it.
+            certreq_first: true,
+            ssm_version: Version::V1,
+            window: 1,
+        })?,
+    };
     let mut tasks = Vec::new();
     for path in &configs {
         let (cfg, _warnings) = SenderConfig::load(path)?;
@@ -551,9 +477,9 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
     if let Some(h) = embedded {
         h.shutdown().await;
     }
-    let over_ams = ams_server.is_some();
-    if let Some(h) = ams_server {
-        h.shutdown().await;
+    let ams_label = ams_server.as_ref().map(AmsRun::label);
+    if let Some(run) = ams_server {
+        run.shutdown().await;
     }
     if let Some(e) = failure {
         return Err(e).context("a sender failed");
@@ -568,10 +494,9 @@ pub async fn run(opts: DemoOptions, build: BuildSender<'_>) -> anyhow::Result<De
         sent: total,
         elapsed,
         incoming: store_path.join("incoming"),
-        broker: match embedded_label(&opts.broker) {
-            Some(_) if over_ams => format!("ssm ams-server (in-process, {addr}), SSM2 over AMS"),
-            Some(l) => l,
-            None => addr.to_string(),
+        broker: match (ams_label, embedded_label(&opts.broker)) {
+            (Some(l), _) | (None, Some(l)) => l,
+            (None, None) => addr.to_string(),
         },
     })
 }

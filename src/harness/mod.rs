@@ -23,8 +23,11 @@
 //!   ([`demo::Setup`]: PKI, queues, DN file, store) the benchmark shares.
 //! - [`bench`](mod@bench): throughput, ack latency, CPU and memory with the receiver and the senders as
 //!   child processes of their own (`ssm bench`).
+//! - [`ams`]: the in-process `ssm ams-server` and the configuration files said for it, shared
+//!   by `ssm demo --transport ams` and `ssm bench --transport ams`.
 //! - [`pki`]: throwaway certificate authorities and certificates.
 
+pub mod ams;
 pub mod bench;
 pub mod demo;
 pub mod pki;

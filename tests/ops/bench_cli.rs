@@ -118,3 +118,74 @@ fn bench_refuses_bad_arguments() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn bench_over_ams_reports_both_sides_and_the_bound() {
+    // A very short drain: the senders fill the subscription of an in-process ssm ams-server,
+    // then the receiver empties it; both rates, CPU, the RSA ratio and memory must be there.
+    let out = Command::new(crate::support::process::SSM)
+        .args([
+            "bench",
+            "--json",
+            "--transport",
+            "ams",
+            "--mode",
+            "drain",
+            "--messages",
+            "20",
+            "--size",
+            "2k",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ssm bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ssm bench --transport ams failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("some output");
+    let json = parse_flat_json(last).unwrap_or_else(|| panic!("not flat JSON: {last}"));
+    let num = |k: &str| match json.get(k) {
+        Some(Value::Num(n)) => *n,
+        other => panic!("{k}: {other:?} in {last}"),
+    };
+    assert_eq!(json.get("transport"), Some(&Value::Str("ams".into())));
+    assert_eq!(json.get("mode"), Some(&Value::Str("drain".into())));
+    match json.get("broker") {
+        Some(Value::Str(b)) => assert!(b.contains("ssm ams-server"), "{b}"),
+        other => panic!("broker: {other:?}"),
+    }
+    // AMS carries SSM2 only: the bench chose it without being told.
+    assert_eq!(num("ssm_version"), 2.0);
+    assert_eq!(num("acked"), 20.0);
+    assert_eq!(num("retried"), 0.0);
+    assert!(num("msgs_per_s") > 0.0, "{last}");
+    assert!(num("drain_msgs_per_s") > 0.0, "{last}");
+    // Each side does at least its one private-key operation per message, and more besides.
+    assert!(
+        num("rsa_sign_ms") > 0.0 && num("rsa_decrypt_ms") > 0.0,
+        "{last}"
+    );
+    assert!(num("sender_rsa_ratio") > 1.0, "{last}");
+    assert!(num("receiver_rsa_ratio") > 1.0, "{last}");
+    assert!(num("sender_peak_rss_kb") > 1000.0, "{last}");
+    assert!(num("receiver_peak_rss_kb") > 1000.0, "{last}");
+    assert!(num("p99_ms") >= num("p50_ms"), "{last}");
+}
+
+#[test]
+fn bench_over_ams_refuses_v1_and_a_stomp_broker() {
+    for args in [
+        &["bench", "--transport", "ams", "--ssm-version", "1"][..],
+        &["bench", "--transport", "ams", "--broker", "localhost:61613"],
+    ] {
+        let out = Command::new(crate::support::process::SSM)
+            .args(args)
+            .output()
+            .expect("run ssm bench");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!out.stderr.is_empty());
+    }
+}
