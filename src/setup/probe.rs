@@ -193,17 +193,9 @@ pub(super) fn broker(
     if !checks.probe_broker() {
         return Ok(());
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            return checks.fail(
-                Rule::Broker,
-                Failure::msg(format!("cannot start the runtime: {e}")),
-            )
-        }
+        Err(failure) => return checks.fail(Rule::Broker, failure),
     };
     let mut probed = false;
     for (host, port) in &settings.brokers {
@@ -309,17 +301,9 @@ pub(super) fn ams(
         AmsResource::Topic => format!("topic {name}"),
         AmsResource::Subscription => format!("subscription {name}"),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            return checks.fail(
-                Rule::Broker,
-                Failure::msg(format!("cannot start the runtime: {e}")),
-            )
-        }
+        Err(failure) => return checks.fail(Rule::Broker, failure),
     };
     let client = match AmsClient::new(cfg) {
         Ok(c) => c,
@@ -385,4 +369,12 @@ pub(super) fn ams(
 fn missing_resource(e: &crate::transport::ams::AmsError) -> bool {
     matches!(e, crate::transport::ams::AmsError::NotFound { what, .. }
         if what.starts_with("topic ") || what.starts_with("subscription "))
+}
+
+/// The single-threaded runtime a probe runs its network checks on.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::msg(format!("cannot start the runtime: {e}")))
 }
