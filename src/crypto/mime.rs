@@ -13,8 +13,8 @@
 //!   `multi_split` builds it (every line's trailing CR and LF removed, lines joined with CRLF,
 //!   lines longer than 1,023 bytes taken in pieces of that size as OpenSSL takes them).
 //! - A shape not read exactly here (a continued header, another encoding, a missing closing
-//!   boundary, more or fewer than two parts) gives `None`: callers
-//!   then use OpenSSL's reader, so nothing is accepted or refused here that OpenSSL decides.
+//!   boundary, more or fewer than two parts) gives `None`: callers then use OpenSSL's reader,
+//!   so nothing is accepted or refused here that OpenSSL decides.
 //! - Nothing here verifies anything: the caller checks the signature over exactly the content
 //!   returned, so a difference could only make a good message fail (and fall back), never let
 //!   unsigned content through.
