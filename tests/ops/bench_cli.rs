@@ -105,13 +105,18 @@ fn bench_json_only_prints_one_line() {
 
 #[test]
 fn bench_refuses_bad_arguments() {
-    for args in [
+    refused(&[
         &["bench", "--size", "ten"][..],
         &["bench", "--senders", "0"],
         &["bench", "--cipher", "rc4"],
-    ] {
+    ]);
+}
+
+/// Each of these command lines fails, with a message on standard error.
+fn refused(cases: &[&[&str]]) {
+    for args in cases {
         let out = Command::new(crate::support::process::SSM)
-            .args(args)
+            .args(*args)
             .output()
             .expect("run ssm bench");
         assert!(!out.status.success(), "{args:?} was accepted");
@@ -177,15 +182,8 @@ fn bench_over_ams_reports_both_sides_and_the_bound() {
 
 #[test]
 fn bench_over_ams_refuses_v1_and_a_stomp_broker() {
-    for args in [
+    refused(&[
         &["bench", "--transport", "ams", "--ssm-version", "1"][..],
         &["bench", "--transport", "ams", "--broker", "localhost:61613"],
-    ] {
-        let out = Command::new(crate::support::process::SSM)
-            .args(args)
-            .output()
-            .expect("run ssm bench");
-        assert!(!out.status.success(), "{args:?} was accepted");
-        assert!(!out.stderr.is_empty());
-    }
+    ]);
 }

@@ -28,37 +28,36 @@ pub fn python() -> PathBuf {
 /// Path of the `python` of venv `name` holding `packages`, built once (per machine, and per
 /// process) and accepted only when the Python statement `check` runs.
 pub fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
+    static BUILT: Memo = OnceLock::new();
+    once(&BUILT, name, || build(name, packages, check))
+}
+
+/// Paths made once per process, by name.
+type Memo = OnceLock<Mutex<HashMap<String, PathBuf>>>;
+
+/// `make()` the first time `name` is asked of `memo` in this process, the same path after.
+fn once(memo: &Memo, name: &str, make: impl FnOnce() -> PathBuf) -> PathBuf {
+    let mut made = memo
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(python) = built.get(name) {
-        return python.clone();
-    }
-    let python = build(name, packages, check);
-    built.insert(name.to_string(), python.clone());
-    python
+    made.entry(name.to_string()).or_insert_with(make).clone()
 }
 
 /// A file in `$CARGO_TARGET_TMPDIR` holding `content`, written once per process (atomically:
 /// other test binaries may be running the one written before).
 pub fn file(name: &str, content: &str) -> PathBuf {
-    static WRITTEN: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut written = WRITTEN
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = written.get(name) {
-        return path.clone();
-    }
+    static WRITTEN: Memo = OnceLock::new();
+    once(&WRITTEN, name, || write(name, content))
+}
+
+fn write(name: &str, content: &str) -> PathBuf {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(base).expect("pyenv: create CARGO_TARGET_TMPDIR");
     let path = base.join(name);
     let tmp = base.join(format!(".{name}.{}", std::process::id()));
     fs::write(&tmp, content).unwrap_or_else(|e| panic!("pyenv: write {tmp:?}: {e}"));
     fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("pyenv: rename to {path:?}: {e}"));
-    written.insert(name.to_string(), path.clone());
     path
 }
 
