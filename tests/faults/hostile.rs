@@ -621,8 +621,20 @@ fn flood(b: &Target) {
         let content = message(9, 1);
         let id = "after-flood";
         peer.send(peer.msg(id, None, ctx.good_msg(&content))).await;
+        let answer = peer.answer(Some(id), Duration::from_secs(300)).await;
+        if answer != Answer::Stored(message_id(&content)) {
+            // Seen once in CI (embedded broker): say what the receiver was doing.
+            let log = r.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "[{}] receiver alive: {}; last lines of its log:\n{}",
+                b.name,
+                r.is_running(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         assert_eq!(
-            peer.answer(Some(id), Duration::from_secs(300)).await,
+            answer,
             Answer::Stored(message_id(&content)),
             "[{}] no good message stored within 300 s of 100 000 tiny frames",
             b.name
