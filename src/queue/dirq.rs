@@ -596,24 +596,43 @@ fn next_directory(dir: &str) -> String {
 }
 
 /// Deletes an element directory that is out of the queue (in `temporary/` or `obsolete/`).
+///
+/// A consumer that lost the race for an element can still create `locked` inside it after it
+/// was moved here: its `mkdir` resolved the element's old path just before the rename (the
+/// RACE noted in [`Dirq::lock`]), and the directory itself moved, not its name. The final
+/// `rmdir` then finds it not empty; everything in these two directories is meant to go, so it
+/// is emptied again (a handful of times: each intrusion needs a new losing `lock` on a name
+/// that is already gone from the queue).
 fn delete_element_dir(dir: &Path) -> Result<(), QueueError> {
+    const ATTEMPTS: usize = 8;
+    let mut attempt = 1;
+    loop {
+        empty_element_dir(dir)?;
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && attempt < ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(io_err("remove directory", dir)(e)),
+        }
+    }
+}
+
+/// Removes an element directory's files, then its `locked` directory.
+fn empty_element_dir(dir: &Path) -> Result<(), QueueError> {
     for n in durable::list_dir(dir)? {
-        let p = dir.join(&n);
         if n == LOCKED {
             continue;
         }
+        let p = dir.join(&n);
         durable::remove_if_exists(&p).map_err(io_err("remove", &p))?;
     }
     let locked = dir.join(LOCKED);
     match fs::remove_dir(&locked) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("remove directory", &locked)(e)),
-    }
-    match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove directory", dir)(e)),
+        Err(e) => Err(io_err("remove directory", &locked)(e)),
     }
 }
 
