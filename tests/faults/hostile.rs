@@ -563,6 +563,37 @@ fn hostile_input_is_rejected_and_the_receiver_keeps_working() {
     on_every_broker(&[], run_all);
 }
 
+/// Sends a new good message every few seconds until one is stored and acked, and says whether
+/// one was within `limit`: what follows an overload may be dropped or arrive late, one good
+/// message need not get through, but one of them must.
+async fn stored_within(ctx: &Ctx, peer: &mut Peer, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let mut sent = Vec::new();
+    loop {
+        let content = message(9, rand_between(0, 1 << 40) as usize);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        peer.send(peer.msg(&id, None, ctx.good_msg(&content))).await;
+        sent.push(message_id(&content));
+        // Any of them will do: an answer to an earlier one means the receiver got through.
+        let slice = std::time::Instant::now() + Duration::from_secs(5);
+        while let Some(left) = slice.checked_duration_since(std::time::Instant::now()) {
+            match peer.answer(None, left).await {
+                Answer::Stored(m) if sent.contains(&m) => return true,
+                Answer::Nothing => break,
+                _ => {}
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "[{}] none of {} good messages stored",
+                peer.name,
+                sent.len()
+            );
+            return false;
+        }
+    }
+}
+
 /// A 100 MiB frame and then 100 000 tiny frames: the receiver may lose its connection (its
 /// client refuses bodies over 64 MiB) but must reconnect and keep storing good messages.
 fn flood(b: &Target) {
@@ -585,20 +616,11 @@ fn flood(b: &Target) {
             let _ = big.disconnect().await;
         }
         // Give the receiver time to choke on it and reconnect (or reject it).
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let content = message(9, rand_between(0, 1 << 40) as usize);
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            peer.send(peer.msg(&id, None, ctx.good_msg(&content))).await;
-            match peer.answer(Some(&id), Duration::from_secs(3)).await {
-                Answer::Stored(m) if m == message_id(&content) => break,
-                other => assert!(
-                    std::time::Instant::now() < deadline,
-                    "[{}] no good message stored within 60 s of the 100 MiB frame: {other:?}",
-                    b.name
-                ),
-            }
-        }
+        assert!(
+            stored_within(&ctx, &mut peer, Duration::from_secs(60)).await,
+            "[{}] no good message stored within 60 s of the 100 MiB frame",
+            b.name
+        );
         assert!(
             r.is_running(),
             "[{}] the receiver died of a 100 MiB frame",
@@ -618,12 +640,11 @@ fn flood(b: &Target) {
                 .with_header("ssm-reack", format!("{:032x}", i));
             h.send(f).await.unwrap();
         }
-        let content = message(9, 1);
-        let id = "after-flood";
-        peer.send(peer.msg(id, None, ctx.good_msg(&content))).await;
-        let answer = peer.answer(Some(id), Duration::from_secs(300)).await;
-        if answer != Answer::Stored(message_id(&content)) {
-            // Seen once in CI (embedded broker): say what the receiver was doing.
+        // The receiver may be far behind here: a broker that caps a slow topic consumer's
+        // outstanding copies (ours does, at 1000) drops messages for it meanwhile, so one good
+        // message may never arrive. Liveness is that one of several is stored.
+        let stored = stored_within(&ctx, &mut peer, Duration::from_secs(300)).await;
+        if !stored {
             let log = r.log_text();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
@@ -633,9 +654,8 @@ fn flood(b: &Target) {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        assert_eq!(
-            answer,
-            Answer::Stored(message_id(&content)),
+        assert!(
+            stored,
             "[{}] no good message stored within 300 s of 100 000 tiny frames",
             b.name
         );
