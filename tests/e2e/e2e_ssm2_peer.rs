@@ -1,7 +1,8 @@
 //! SSM2 between our processes and the tests' own SSM2 peer (`support::ssm2peer`: stomp.py
 //! 4.1.24 and the `openssl smime` CLI, as the Python SSM 4.0 works):
 //!
-//! - the peer sends to a running `ssm receive`, signed only and signed + encrypted, with
+//! - the peer sends to a running `ssm receive` (configured by an unchanged Python SSM 4.0
+//!   `receiver.cfg` and `-d`), signed only and signed + encrypted, with
 //!   non-ASCII UTF-8 text; `incoming/` holds `{body, signer, empaid}` byte for byte, read both
 //!   with our reader and with the Python `dirq` package (what APEL's loader uses);
 //! - a running `ssm send`, configured by an unchanged Python SSM 4.0 `sender.cfg` (protocol
@@ -9,7 +10,7 @@
 //!
 //! Runs on a fresh `ssm broker` process and on every real broker in `SSM_TEST_BROKERS`.
 
-use crate::support::faults::{self, on_every_broker, wait_child, Target, World};
+use crate::support::faults::{self, on_every_broker, wait_child, ReceiverProc, Target, World};
 use crate::support::ssm2peer::{py_dirq_read, Msg, Peer, Seal};
 
 use std::process::Command;
@@ -47,7 +48,9 @@ fn wait_stored(w: &World, b: &Target, n: usize) {
 fn the_stomppy_peer_sends_ssm2_to_ssm_receive() {
     on_every_broker(&[], |b| {
         let w = World::new("ssm2peer-rx");
-        let mut r = w.receiver(b, &[]);
+        let cfg = w.path("receiver.cfg");
+        std::fs::write(&cfg, python_receiver_cfg(&w, b)).unwrap();
+        let mut r = ReceiverProc::from_config(&w, b, &cfg, &w.path("ssmreceive.log"));
         let peer = Peer::new(&w.path("peer"), b);
         let p = &w.pki;
         let mut msgs = Vec::new();
@@ -113,6 +116,28 @@ fn the_stomppy_peer_sends_ssm2_to_ssm_receive() {
     });
 }
 
+/// An unchanged Python SSM 4.0 `receiver.cfg` (protocol STOMP, the layout of apel/ssm's
+/// conf/receiver.cfg; no `ssm_version`: version 2 is the default there and here).
+fn python_receiver_cfg(w: &World, b: &Target) -> String {
+    let addr = b.socket_addr();
+    format!(
+        "[receiver]\n# Either 'STOMP' for STOMP message brokers or 'AMS' for Argo Messaging Service\n\
+         protocol: STOMP\n\n[broker]\nhost: {}\nport: {}\nuse_ssl: false\n\n[certificates]\n\
+         certificate: {}\nkey: {}\ncapath: {}\ncheck_crls: false\n\n[messaging]\n\
+         ams_project: accounting\ndestination: {}\n#token:\npath: {}\n\n\
+         [logging]\nlogfile: {}\nlevel: INFO\nconsole: false\n\n[daemon]\npidfile: {}\n",
+        addr.ip(),
+        addr.port(),
+        w.pki.server.cert.display(),
+        w.pki.server.key.display(),
+        w.pki.capath.display(),
+        w.topic,
+        w.store.display(),
+        w.path("ssmreceive.log").display(),
+        w.path("ssmreceive.pid").display(),
+    )
+}
+
 /// An unchanged Python SSM 4.0 `sender.cfg` (protocol STOMP, the layout and `:` separators
 /// of apel/ssm's conf/sender.cfg).
 fn python_sender_cfg(w: &World, b: &Target, dest: &str, outq: &str, encrypt: bool) -> String {
@@ -166,14 +191,10 @@ fn ssm_send_with_a_python_sender_cfg_ships_ssm2_to_the_stomppy_peer() {
                 Duration::from_secs(90),
             );
             let mut send = Command::new(faults::ssm_bin());
-            send.arg("send").arg("-c").arg(&cfg);
-            // The cfg of the Python SSM has no login: the brokers here take none, but a CI
-            // that names credentials gets them as flags (which win over the file).
-            if std::env::var_os("SSM_TEST_BROKER_LOGIN").is_some() {
-                if let Some((l, p)) = &b.login {
-                    send.args(["--login", l, "--passcode", p]);
-                }
-            }
+            send.arg("send")
+                .arg("-c")
+                .arg(&cfg)
+                .args(b.python_cfg_login_flags());
             let mut child = send
                 .env("NO_COLOR", "1")
                 .stderr(std::fs::File::create(w.path("send.err")).unwrap())

@@ -89,6 +89,18 @@ impl Target {
         v
     }
 
+    /// The login flags to add to a command configured by an unchanged Python SSM file: such a
+    /// file has no login (the brokers here take none), but a CI that names credentials in
+    /// `SSM_TEST_BROKER_LOGIN` gets them as flags, which win over the file.
+    pub fn python_cfg_login_flags(&self) -> Vec<String> {
+        match &self.login {
+            Some((l, p)) if std::env::var_os("SSM_TEST_BROKER_LOGIN").is_some() => {
+                vec!["--login".into(), l.clone(), "--passcode".into(), p.clone()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The socket address (loopback brokers only; anything else fails the test).
     pub fn socket_addr(&self) -> SocketAddr {
         self.addr

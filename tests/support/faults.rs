@@ -424,6 +424,27 @@ impl ReceiverProc {
         r
     }
 
+    /// `ssm receive -c <cfg> -d <the world's DN file>`: configured by a file only (plus
+    /// [`Target::python_cfg_login_flags`]), as a repository runs it; `log` is the file's
+    /// `logfile`, which also takes the process's stderr.
+    pub fn from_config(w: &World, broker: &Target, cfg: &Path, log: &Path) -> ReceiverProc {
+        let mut args = vec![
+            "receive".to_string(),
+            "-c".into(),
+            cfg.display().to_string(),
+        ];
+        args.extend(["-d".into(), w.dn_file.display().to_string()]);
+        args.extend(broker.python_cfg_login_flags());
+        let mut r = ReceiverProc {
+            child: None,
+            log: log.to_path_buf(),
+            args,
+            envs: Vec::new(),
+        };
+        r.spawn();
+        r
+    }
+
     /// Like [`World::receiver`] with more environment (e.g. `RUST_LOG=debug`).
     pub fn start_with_env(
         w: &World,
