@@ -24,7 +24,8 @@
 //!           │              protocol (Version; v1 SsmMessage, v2 Ssm2Message ↔ Envelope)
 //!           │                        │
 //!           │              transport (Envelope, Delivery, AckToken, Connection, Publisher)
-//!           │                        │  one adapter per service: stomp (reply-queue rule once)
+//!           │                        │  one adapter per service: stomp (reply-queue rule
+//!           │                        │  once), ams (HTTPS/JSON client) ── ams_server
 //!   queue (dirq formats,   crypto (smime primitives,   stomp (frame codec, vocab, client,
 //!   depth, store layout;   payload framing, recipes    TLS) ── broker (embedded STOMP
 //!   durable writes)        per version, trust, DNs)            broker: router + session)
@@ -51,8 +52,9 @@
 //!   [`transport::Envelope`]; no I/O, and no wire format.
 //! - [`transport`] is the seam between the protocols and the services that carry them: an
 //!   envelope out, deliveries in with how to answer and acknowledge them, what a service can
-//!   do ([`transport::Capabilities`]). Enum dispatch over adapters; today STOMP, where the
-//!   reply-queue rule, receipts and broker-level `ACK`s live.
+//!   do ([`transport::Capabilities`]). Enum dispatch over two adapters: STOMP, where the
+//!   reply-queue rule, receipts and broker-level `ACK`s live, and the ARGO Messaging Service
+//!   (publish, pull, acknowledge over keep-alive HTTPS, retries, token exchange).
 //! - [`crypto`] turns bytes into a protected body and back and says who signed it: S/MIME
 //!   primitives over OpenSSL, v1's zlib + base64 framing, one seal/open recipe per protocol
 //!   version, the reloadable trust store, DNs compared RDN by RDN.

@@ -102,6 +102,10 @@ pub struct AmsMessaging {
     /// `[messaging] ams_authn_port` (ours, not the Python SSM's): the port of the
     /// certificate-for-token exchange on the same host; default 8443, as the service has it.
     pub authn_port: u16,
+    /// `[messaging] ams_token_in_url` (ours): send the token as the deprecated `?key=` URL
+    /// parameter instead of the `x-api-key` header, for a service that needs it. Off by
+    /// default: a URL ends up in proxies' and servers' access logs, a header does not.
+    pub token_in_url: bool,
 }
 
 impl std::fmt::Debug for AmsMessaging {
@@ -111,6 +115,7 @@ impl std::fmt::Debug for AmsMessaging {
             .field("project", &self.project)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("authn_port", &self.authn_port)
+            .field("token_in_url", &self.token_in_url)
             .finish()
     }
 }
@@ -172,7 +177,7 @@ impl CommonSettings {
         };
         let broker = r.broker(protocol)?;
         if flags.protocol == Some(Protocol::Stomp) {
-            for key in ["ams_project", "token", "ams_authn_port"] {
+            for key in ["ams_project", "token", "ams_authn_port", "ams_token_in_url"] {
                 let _ = r.plain("messaging", key);
             }
         }
@@ -196,6 +201,7 @@ impl CommonSettings {
                     authn_port: r
                         .parsed("messaging", "ams_authn_port", super::values::parse_port)?
                         .unwrap_or(8443),
+                    token_in_url: r.bool("messaging", "ams_token_in_url")?.unwrap_or(false),
                 })
             }
         };
@@ -238,6 +244,7 @@ impl CommonSettings {
                     project: String::new(),
                     token: None,
                     authn_port: 8443,
+                    token_in_url: false,
                 });
             }
             _ => {}

@@ -1054,6 +1054,15 @@ fn an_ams_sender_cfg_of_the_python_ssm_loads() {
     assert_eq!(ams.project, "accounting");
     assert_eq!(ams.token.as_deref(), Some("abc"));
     assert_eq!(ams.authn_port, 8443);
+    assert!(!ams.token_in_url, "the x-api-key header unless asked");
+    let (c, _) =
+        sender(&PY_AMS_SENDER.replace("token: abc\n", "token: abc\nams_token_in_url: yes\n"))
+            .unwrap();
+    let transport = crate::setup::ams_transport(&c.common).unwrap();
+    let crate::transport::TransportConfig::Ams(a) = transport else {
+        panic!("not AMS: {transport:?}")
+    };
+    assert!(a.client.key_in_url, "ams_token_in_url reaches the client");
     assert!(
         !format!("{ams:?}").contains("abc"),
         "the token stays out of logs"

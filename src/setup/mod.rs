@@ -65,6 +65,7 @@ pub fn ams_transport(
     cfg.port = *port;
     cfg.token.clone_from(&ams.token);
     cfg.authn_port = ams.authn_port;
+    cfg.key_in_url = ams.token_in_url;
     let (capath, cafile) = match &common.broker.broker_capath {
         Some(dir) => (Some(dir.clone()), None),
         None => (id.capath.clone(), id.cafile.clone()),

@@ -7,7 +7,7 @@
 //! RECEIPT, and everything not receipted is sent again; the receiver acks only what it stored
 //! and stores a redelivery or a resend once. What it cannot promise: a message the broker
 //! receipted and then lost in its restart (the embedded broker is in memory, the test ActiveMQ
-//! is non-persistent, SSM2 sends no `persistent` header, as the Python SSM) — broker
+//! is configured non-persistent, whatever the `persistent: true` our sends carry) — broker
 //! durability, not ours. So the check is: nothing stored twice; nothing lost whose RECEIPT came
 //! after the broker was back; what the broker dropped (receipted before or while it went
 //! down) is reported as `broker_dropped`, not as `lost`.
