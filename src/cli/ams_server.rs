@@ -89,14 +89,7 @@ fn parse_role_token(s: &str) -> Result<(String, Role), String> {
 
 /// Runs `ssm ams-server`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Another subscriber may already be installed (e.g. when embedded); keep it then.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .fmt_fields(crate::logging::EscapedFields)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init_stderr();
 
     let mut tokens: Vec<(String, Role)> = args
         .tokens

@@ -89,6 +89,19 @@ pub fn init(level: &str, logfile: Option<&Path>, console: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// Logging of the servers that take no configuration file (`ssm broker`, `ssm ams-server`):
+/// `RUST_LOG` or else `info`, to stderr, fields escaped as everywhere. Another subscriber may
+/// already be installed (e.g. when a server is embedded in a test or the demo): it is kept.
+pub fn init_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .fmt_fields(EscapedFields)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Reopens the log file at its configured path (after logrotate moved it). Returns the path,
 /// or `None` when no log file is in use. On failure the old file stays in use.
 pub fn reopen() -> anyhow::Result<Option<PathBuf>> {
