@@ -95,14 +95,7 @@ fn enqueue(dir: &Path, outq: &Path, n: usize, size: usize) -> Vec<Vec<u8>> {
 /// stored, then the exactly-once check.
 fn report_and_check(fault: &str, bodies: &[Vec<u8>], stored: Vec<Vec<u8>>) {
     let t = Tally::of(bodies.iter().cloned(), stored.iter().cloned());
-    report(&format!(
-        "fault={fault} broker=ams-server sent={} stored={} duplicated={} lost={} unknown={}",
-        t.sent,
-        t.stored(),
-        t.duplicated(),
-        t.lost.len(),
-        t.unknown.len()
-    ));
+    report(&t.line(fault, "ams-server"));
     assert_exactly_once(&format!("[{fault}]"), bodies, stored);
 }
 

@@ -115,15 +115,7 @@ fn ssm2_receiver_killed_mid_stream() {
         wait_for(&w, b, msgs.len(), Duration::from_secs(120));
         r.stop();
         let t = Tally::of(want, stored_records(&w.store));
-        report(&format!(
-            "fault=ssm2-receiver-kill9 broker={} sent={} stored={} duplicated={} lost={} unknown={}",
-            b.name,
-            t.sent,
-            t.stored(),
-            t.duplicated(),
-            t.lost.len(),
-            t.unknown.len()
-        ));
+        report(&t.line("ssm2-receiver-kill9", &b.name));
         assert!(
             t.is_exact(),
             "[{}] {} lost, {} twice (logs in {})",

@@ -45,17 +45,8 @@ impl SlowDiskReceiver {
             ))
             .arg(ssm_bin())
             .arg("receive")
-            .args(b.flags());
-        for (flag, val) in [
-            ("--destination", w.topic.clone()),
-            ("--cert", w.pki.server.cert.display().to_string()),
-            ("--key", w.pki.server.key.display().to_string()),
-            ("--capath", w.pki.capath.display().to_string()),
-            ("--path", w.store.display().to_string()),
-            ("--dn-file", w.dn_file.display().to_string()),
-        ] {
-            cmd.arg(flag).arg(val);
-        }
+            .args(b.flags())
+            .args(w.receiver_flags());
         let mut child = cmd
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

@@ -195,6 +195,24 @@ impl World {
         out
     }
 
+    /// The flags of an `ssm receive` of this world (after the broker's): its topic, the server
+    /// identity, the CAs, the store and the DN file.
+    pub fn receiver_flags(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, val) in [
+            ("--destination", self.topic.clone()),
+            ("--cert", self.pki.server.cert.display().to_string()),
+            ("--key", self.pki.server.key.display().to_string()),
+            ("--capath", self.pki.capath.display().to_string()),
+            ("--path", self.store.display().to_string()),
+            ("--dn-file", self.dn_file.display().to_string()),
+        ] {
+            args.push(flag.into());
+            args.push(val);
+        }
+        args
+    }
+
     /// Spawns `ssm receive` on `broker` with this world's store; `extra` are more flags.
     /// Returns once it is subscribed.
     pub fn receiver(&self, broker: &Target, extra: &[&str]) -> ReceiverProc {
@@ -283,15 +301,7 @@ impl World {
         }
         let stored = stored_records(&self.store);
         let t = Tally::of(want, stored.iter().cloned());
-        report(&format!(
-            "fault={} broker={broker} sent={} stored={} duplicated={} lost={} unknown={}",
-            self.tag,
-            t.sent,
-            t.stored(),
-            t.duplicated(),
-            t.lost.len(),
-            t.unknown.len()
-        ));
+        report(&t.line(&self.tag, broker));
         assert!(
             t.is_exact(),
             "[{broker}] {} lost, {} stored more than once, {} never queued (of {}); logs in {}\nlost: {:?}\ntwice: {:?}",
@@ -402,17 +412,7 @@ impl ReceiverProc {
     fn start(w: &World, broker: &Target, extra: &[&str]) -> ReceiverProc {
         let mut args = vec!["receive".to_string()];
         args.extend(broker.flags());
-        for (flag, val) in [
-            ("--destination", w.topic.clone()),
-            ("--cert", w.pki.server.cert.display().to_string()),
-            ("--key", w.pki.server.key.display().to_string()),
-            ("--capath", w.pki.capath.display().to_string()),
-            ("--path", w.store.display().to_string()),
-            ("--dn-file", w.dn_file.display().to_string()),
-        ] {
-            args.push(flag.into());
-            args.push(val);
-        }
+        args.extend(w.receiver_flags());
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut r = ReceiverProc {
             child: None,

@@ -42,6 +42,18 @@ pub struct Tally<K> {
 }
 
 impl<K: Ord + Clone + Debug> Tally<K> {
+    /// The fault-report line of this tally (`.ci/run` prints these after the tests).
+    pub fn line(&self, fault: &str, broker: &str) -> String {
+        format!(
+            "fault={fault} broker={broker} sent={} stored={} duplicated={} lost={} unknown={}",
+            self.sent,
+            self.stored(),
+            self.duplicated(),
+            self.lost.len(),
+            self.unknown.len()
+        )
+    }
+
     /// Compares the keys `sent` (each counted once) with the keys `stored` (each copy counted).
     pub fn of(sent: impl IntoIterator<Item = K>, stored: impl IntoIterator<Item = K>) -> Tally<K> {
         let mut seen: BTreeMap<K, usize> = sent.into_iter().map(|k| (k, 0)).collect();
