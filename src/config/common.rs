@@ -160,7 +160,7 @@ impl CommonSettings {
     /// Reads `[{role}] protocol` (unless `--protocol` gives it), `[broker]`, `[logging]`, the
     /// identity options of `[certificates]` and `[daemon]`, and for AMS `[messaging]
     /// ams_project` (required, unless `--ams-project` gives it) and `token`. The AMS options
-    /// are read (so not reported as unknown) even when a flag turns the file's AMS off.
+    /// are read (so not reported as unknown) with STOMP too, whether the file or a flag says so.
     pub(crate) fn read(
         r: &mut IniReader,
         role: &'static str,
@@ -176,7 +176,9 @@ impl CommonSettings {
             }
         };
         let broker = r.broker(protocol)?;
-        if flags.protocol == Some(Protocol::Stomp) {
+        if protocol == Protocol::Stomp {
+            // Known options that STOMP does not use: the Python SSM's shipped STOMP files carry
+            // `ams_project` too, and switching `protocol` back must not make them warnings.
             for key in ["ams_project", "token", "ams_authn_port", "ams_token_in_url"] {
                 let _ = r.plain("messaging", key);
             }
