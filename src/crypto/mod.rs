@@ -20,6 +20,7 @@
 //! Everything here is synchronous CPU work (a few RSA operations per message); the key material
 //! and trust store are loaded once and shared.
 
+mod carried;
 mod cipher;
 pub(crate) mod der;
 mod dn;
@@ -47,6 +48,12 @@ pub use trust::TrustStore;
 /// OpenSSL's reasons for an error, in one short line (for other modules' error messages).
 pub fn openssl_reason(err: &openssl::error::ErrorStack) -> String {
     error::ssl_reason(err)
+}
+
+/// The DER of an S/MIME envelope (`application/pkcs7-mime`), read as opening reads it: the
+/// common form decoded at once, anything else by OpenSSL's reader; `None` if `body` is not one.
+pub fn envelope_der(body: &[u8]) -> Option<Vec<u8>> {
+    smime::envelope_der(body)
 }
 
 /// The protocol's message id: the MD5 of the original message bytes, 32 lowercase hex digits.

@@ -10,7 +10,11 @@
 //! - A panic inside OpenSSL's bindings on hostile bytes is caught and becomes
 //!   [`CryptoError::Decrypt`] ("internal error"): opening never unwinds into the caller.
 
+use std::sync::Arc;
+
 use openssl::x509::X509;
+
+use super::carried::Carried;
 
 use super::dn::subject_dn;
 use super::error::CryptoError;
@@ -48,6 +52,8 @@ pub struct Opener {
     trust: TrustStore,
     max_size: usize,
     allow_weak_digests: bool,
+    /// Shared by the clones: the signers' certificates, parsed once ([`super::carried`]).
+    carried: Arc<Carried>,
 }
 
 impl Opener {
@@ -59,6 +65,7 @@ impl Opener {
             trust,
             max_size: DEFAULT_MAX_SIZE,
             allow_weak_digests: false,
+            carried: Arc::default(),
         }
     }
 
@@ -124,6 +131,7 @@ impl Opener {
             };
             let (text, signer_cert) = smime::verify(
                 signed,
+                &self.carried,
                 &self.trust,
                 self.allow_weak_digests,
                 smime::Content::Any,
@@ -158,6 +166,7 @@ impl Opener {
         let signed = smime::decrypt(body, &self.identity)?;
         let (text, signer_cert) = smime::verify(
             &signed,
+            &self.carried,
             &self.trust,
             self.allow_weak_digests,
             smime::Content::Ascii,

@@ -16,6 +16,7 @@ use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
 use openssl::x509::X509;
 
+use super::carried::{self, Carried};
 use super::cipher::Cipher;
 use super::error::{ssl_reason, CryptoError};
 use super::identity::Identity;
@@ -125,6 +126,19 @@ fn read_envelope(body: &[u8]) -> Result<Pkcs7, openssl::error::ErrorStack> {
     Pkcs7::from_smime(body).map(|(p7, _)| p7)
 }
 
+/// The DER of the S/MIME envelope `body`, read as [`decrypt`] reads it (the common form by
+/// [`mime`], anything else by OpenSSL's reader); `None` if it is not one.
+pub(crate) fn envelope_der(body: &[u8]) -> Option<Vec<u8>> {
+    if !body.is_ascii() {
+        return None;
+    }
+    mime::pkcs7_mime_der(body).or_else(|| {
+        Pkcs7::from_smime(body)
+            .ok()
+            .and_then(|(p7, _)| p7.to_der().ok())
+    })
+}
+
 /// What a signed message may hold besides its (always ASCII) MIME headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Content {
@@ -147,6 +161,7 @@ fn headers_are_ascii(body: &[u8]) -> bool {
 /// exactly as signed (with a `-text` header, if any) and the first signer's certificate.
 pub(crate) fn verify(
     signed: &[u8],
+    carried: &Carried,
     trust: &TrustStore,
     allow_weak_digests: bool,
     content: Content,
@@ -170,25 +185,54 @@ pub(crate) fn verify(
     // The common forms are read by `mime` (one decode of the whole text); if that fails to
     // give a verified message, OpenSSL's reader has the last word (and gives the error).
     let fast = mime::multipart_signed(signed)
-        .and_then(|(content, der)| Some((Pkcs7::from_der(&der).ok()?, Some(content))))
-        .or_else(|| {
-            mime::pkcs7_mime_der(signed).and_then(|der| Some((Pkcs7::from_der(&der).ok()?, None)))
-        });
-    if let Some((p7, detached)) = fast {
-        if let Ok(verified) = verify_parsed(&p7, detached.as_deref(), trust, allow_weak_digests) {
+        .map(|(content, der)| (der, Some(content)))
+        .or_else(|| mime::pkcs7_mime_der(signed).map(|der| (der, None)));
+    if let Some((der, detached)) = fast {
+        if let Some(verified) = verify_der(
+            &der,
+            detached.as_deref(),
+            carried,
+            trust,
+            allow_weak_digests,
+        ) {
             return Ok(verified);
         }
     }
     let (p7, detached) = Pkcs7::from_smime(signed).map_err(|e| CryptoError::NotSigned {
         reason: format!("not an S/MIME message ({})", ssl_reason(&e)),
     })?;
-    verify_parsed(&p7, detached.as_deref(), trust, allow_weak_digests)
+    verify_parsed(&p7, detached.as_deref(), None, trust, allow_weak_digests)
 }
 
-/// [`verify`] of a parsed message and its detached content.
+/// [`verify`] of the DER of a signature read by `mime`, its certificates taken from `carried`
+/// when it has them (see [`super::carried`]); `None` if it does not verify this way.
+fn verify_der(
+    der: &[u8],
+    detached: Option<&[u8]>,
+    carried: &Carried,
+    trust: &TrustStore,
+    allow_weak_digests: bool,
+) -> Option<(Vec<u8>, X509)> {
+    let Some(split) = carried::split(der) else {
+        let p7 = Pkcs7::from_der(der).ok()?;
+        return verify_parsed(&p7, detached, None, trust, allow_weak_digests).ok();
+    };
+    let (certs, cached) = carried.get(split.certs)?;
+    let p7 = Pkcs7::from_der(&split.without_certs).ok()?;
+    let verified = verify_parsed(&p7, detached, Some(&certs), trust, allow_weak_digests).ok()?;
+    if !cached {
+        carried.keep(split.certs, certs);
+    }
+    Some(verified)
+}
+
+/// [`verify`] of a parsed message and its detached content. The signer is looked for in
+/// `certs` (the certificates the message carried, parsed apart) or, if `None`, in the
+/// certificates inside `p7`; either list is the untrusted chain.
 fn verify_parsed(
     p7: &Pkcs7,
     detached: Option<&[u8]>,
+    certs: Option<&[X509]>,
     trust: &TrustStore,
     allow_weak_digests: bool,
 ) -> Result<(Vec<u8>, X509), CryptoError> {
@@ -200,10 +244,13 @@ fn verify_parsed(
     let bad = |e: openssl::error::ErrorStack| CryptoError::BadSignature {
         reason: ssl_reason(&e),
     };
-    let no_certs = Stack::new().map_err(bad)?;
+    let mut given = Stack::new().map_err(bad)?;
+    for cert in certs.unwrap_or_default() {
+        given.push(cert.clone()).map_err(bad)?;
+    }
     let mut content = Vec::new();
     p7.verify(
-        &no_certs,
+        &given,
         &trust.store(),
         detached,
         Some(&mut content),
@@ -221,12 +268,15 @@ fn verify_parsed(
             }
         }
     }
-    let signers = p7.signers(&no_certs, Pkcs7Flags::empty()).map_err(bad)?;
-    let embedded: Vec<X509> = p7
-        .signed()
-        .and_then(|s| s.certificates())
-        .map(|certs| certs.iter().map(|c| c.to_owned()).collect())
-        .unwrap_or_default();
+    let signers = p7.signers(&given, Pkcs7Flags::empty()).map_err(bad)?;
+    let embedded: Vec<X509> = match certs {
+        Some(certs) => certs.to_vec(),
+        None => p7
+            .signed()
+            .and_then(|s| s.certificates())
+            .map(|certs| certs.iter().map(|c| c.to_owned()).collect())
+            .unwrap_or_default(),
+    };
     let mut first = None;
     for signer in &signers {
         let signer = signer.to_owned();
@@ -344,6 +394,7 @@ mod tests {
         let pki = Pki::generate(dir.path()).unwrap();
         let client = Identity::load(&pki.client.cert, &pki.client.key).unwrap();
         let trust = TrustStore::new(Some(&pki.capath), None, false).unwrap();
+        let carried = Carried::default();
         // Version 1 signs its base64 payload as one line of thousands of bytes.
         let long_line = format!("{}\n", "QUJD".repeat(1500));
         let texts: [&[u8]; 5] = [
@@ -365,12 +416,16 @@ mod tests {
                 assert_eq!(Some(&content), theirs.as_ref(), "{text:?}");
                 assert_eq!(der, p7.to_der().unwrap());
                 let ours = Pkcs7::from_der(&der).unwrap();
-                let (verified, _) = verify_parsed(&ours, Some(&content), &trust, false).unwrap();
+                let (verified, _) =
+                    verify_parsed(&ours, Some(&content), None, &trust, false).unwrap();
                 assert_eq!(
-                    verify(body, &trust, false, Content::Any).unwrap().0,
+                    verify(body, &carried, &trust, false, Content::Any)
+                        .unwrap()
+                        .0,
                     verified
                 );
-                let (by_openssl, _) = verify_parsed(&p7, theirs.as_deref(), &trust, false).unwrap();
+                let (by_openssl, _) =
+                    verify_parsed(&p7, theirs.as_deref(), None, &trust, false).unwrap();
                 assert_eq!(verified, by_openssl);
             }
         }
@@ -378,7 +433,59 @@ mod tests {
         let signed = String::from_utf8(sign(b"Site: A\n", &client).unwrap()).unwrap();
         let forged = signed.replacen("Site: A", "Site: B", 1);
         assert!(matches!(
-            verify(forged.as_bytes(), &trust, false, Content::Any),
+            verify(forged.as_bytes(), &carried, &trust, false, Content::Any),
+            Err(CryptoError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn carried_certificates_are_parsed_once_and_only_kept_after_a_verified_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path()).unwrap();
+        let client = Identity::load(&pki.client.cert, &pki.client.key).unwrap();
+        let trust = TrustStore::new(Some(&pki.capath), None, false).unwrap();
+        let carried = Carried::default();
+
+        let signed = sign(b"Site: A\n", &client).unwrap();
+        let (_, der) = mime::multipart_signed(&signed).unwrap();
+        let split = carried::split(&der).expect("OpenSSL's signatures are split");
+        assert_eq!(split.certs, &client.cert.to_der().unwrap()[..]);
+        let bare = Pkcs7::from_der(&split.without_certs).unwrap();
+        assert!(bare.signed().and_then(|s| s.certificates()).is_none());
+        assert!(der.len() > split.without_certs.len());
+
+        // A forgery carrying the same certificate does not get it kept.
+        let forged = String::from_utf8(signed.clone())
+            .unwrap()
+            .replacen("Site: A", "Site: B", 1);
+        assert!(verify(forged.as_bytes(), &carried, &trust, false, Content::Any).is_err());
+        assert_eq!(carried.len(), 0);
+        // Nor does a signer the store does not trust.
+        let other = Pki::generate(&dir.path().join("other")).unwrap();
+        let stranger = Identity::load(&other.client.cert, &other.client.key).unwrap();
+        let foreign = sign(b"Site: A\n", &stranger).unwrap();
+        assert!(matches!(
+            verify(&foreign, &carried, &trust, false, Content::Any),
+            Err(CryptoError::UntrustedSigner { .. })
+        ));
+        assert_eq!(carried.len(), 0);
+
+        // A good message: kept, and the next one with the same certificate gives the same.
+        let (first, signer) = verify(&signed, &carried, &trust, false, Content::Any).unwrap();
+        assert_eq!(carried.len(), 1);
+        assert_eq!(signer.to_der().unwrap(), client.cert.to_der().unwrap());
+        let again = sign(b"Site: C\n", &client).unwrap();
+        let (second, signer) = verify(&again, &carried, &trust, false, Content::Any).unwrap();
+        assert_eq!(carried.len(), 1);
+        assert_eq!(signer.to_der().unwrap(), client.cert.to_der().unwrap());
+        assert_ne!(first, second);
+        assert!(second.ends_with(b"Site: C\r\n"), "{second:?}");
+        // And a forgery now, with the certificate in the cache: still refused.
+        let forged = String::from_utf8(again)
+            .unwrap()
+            .replacen("Site: C", "Site: D", 1);
+        assert!(matches!(
+            verify(forged.as_bytes(), &carried, &trust, false, Content::Any),
             Err(CryptoError::BadSignature { .. })
         ));
     }
