@@ -302,6 +302,7 @@ async fn drain(
 ) -> anyhow::Result<(Samples, DrainReport)> {
     notify.wait_until_ready(receiver, READY_TIMEOUT).await?;
     let ready = spawned_at.elapsed();
+    let ready_cpu_ms = receiver.id().and_then(proc_cpu_ms).unwrap_or_default();
     let parent_start_ms = self_cpu_ms();
     let samples: Samples = Arc::default();
     // The receiver created its store before it subscribed; what it stored before it said
@@ -315,6 +316,7 @@ async fn drain(
             elapsed: spawned_at.elapsed(),
             ready,
             stored_at_ready: at_ready,
+            ready_cpu_ms,
             broker_cpu_ms: self_cpu_ms().saturating_sub(parent_start_ms),
         },
     ))
