@@ -80,7 +80,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ready: Some(ready_tx),
             stats,
         };
-        let result = receiver::run(settings, control).await;
+        // On a worker thread, not this one: the dispatcher, the lanes and the committer then
+        // hand messages to each other within the runtime's workers (a task woken by a task of
+        // the same worker runs there next), where from `block_on`'s thread every message
+        // crossed threads twice more (measured with one sender: 2 of 28 context switches per
+        // message on the main thread, and 3 more on the workers).
+        let result = match tokio::spawn(receiver::run(settings, control)).await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => anyhow::bail!("the receiver's task ended: {join}"),
+        };
         shutdown.cancel();
         Ok::<_, anyhow::Error>(result?)
     });
