@@ -7,6 +7,7 @@
 
 use crate::support::e2e;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use ssm::transport::stomp::frame_of;
 use tokio::process::Command;
 
 use crate::support::process::{p, SSM};
+use crate::support::python_cfg::PythonCfg;
 
 /// A directory holding `ssmsend` and `ssmreceive`, symlinks to the binary under test.
 fn links(dir: &Path) -> (PathBuf, PathBuf) {
@@ -45,46 +47,34 @@ fn command(program: &Path, args: &[&str]) -> Command {
 /// A receiver.cfg as the Python SSM 4.0 ships it, with this test's values.
 fn receiver_cfg(t: &Target, topic: &str, dir: &Path) -> String {
     let pk = &pki().pki;
-    let a = t.socket_addr();
-    format!(
-        "[receiver]\n\
-         # Either 'STOMP' for STOMP message brokers or 'AMS' for Argo Messaging Service\n\
-         protocol: STOMP\n\n\
-         [broker]\nhost: {}\nport: {}\nuse_ssl: false\n\n\
-         [certificates]\ncertificate: {}\nkey: {}\ncapath: {}\ncheck_crls: false\n\n\
-         [messaging]\nams_project: accounting\ndestination: {topic}\npath: {}\n\n\
-         [logging]\nlogfile: {}\nlevel: INFO\nconsole: false\n\n\
-         [daemon]\npidfile: {}\n",
-        a.ip(),
-        a.port(),
-        p(&pk.server.cert),
-        p(&pk.server.key),
-        p(&pk.capath),
-        p(&dir.join("store")),
-        p(&dir.join("ssmreceive.log")),
-        p(&dir.join("ssmreceive.pid")),
-    )
+    let (store, log) = (dir.join("store"), dir.join("ssmreceive.log"));
+    PythonCfg {
+        broker: t.socket_addr(),
+        cert: &pk.server.cert,
+        key: &pk.server.key,
+        capath: &pk.capath,
+        destination: topic,
+        path: &store,
+        logfile: &log,
+    }
+    .receiver(&dir.join("ssmreceive.pid"))
 }
 
 /// A sender.cfg as the Python SSM 4.0 ships it, with this test's values (encrypting to the
 /// test server), sending to `port`.
 fn sender_cfg(t: &Target, port: u16, topic: &str, dir: &Path) -> String {
     let pk = &pki().pki;
-    format!(
-        "[sender]\nprotocol: STOMP\n\n\
-         [broker]\nhost: {}\nport: {port}\nuse_ssl: false\n\n\
-         [certificates]\ncertificate: {}\nkey: {}\ncapath: {}\nserver_cert: {}\n\n\
-         [messaging]\nams_project: accounting\ndestination: {topic}\n\
-         path: {}\npath_type: dirq\n\n\
-         [logging]\nlogfile: {}\nlevel: INFO\nconsole: false\n",
-        t.socket_addr().ip(),
-        p(&pk.client.cert),
-        p(&pk.client.key),
-        p(&pk.capath),
-        p(&pk.server.cert),
-        p(&dir.join("outgoing")),
-        p(&dir.join("ssmsend.log")),
-    )
+    let (outgoing, log) = (dir.join("outgoing"), dir.join("ssmsend.log"));
+    PythonCfg {
+        broker: SocketAddr::new(t.socket_addr().ip(), port),
+        cert: &pk.client.cert,
+        key: &pk.client.key,
+        capath: &pk.capath,
+        destination: topic,
+        path: &outgoing,
+        logfile: &log,
+    }
+    .sender(Some(&pk.server.cert), false)
 }
 
 fn read(path: &Path) -> String {

@@ -11,8 +11,10 @@
 //! Runs on a fresh `ssm broker` process and on every real broker in `SSM_TEST_BROKERS`.
 
 use crate::support::faults::{self, on_every_broker, wait_child, ReceiverProc, Target, World};
+use crate::support::python_cfg::PythonCfg;
 use crate::support::ssm2peer::{py_dirq_read, Msg, Peer, Seal};
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -49,8 +51,11 @@ fn the_stomppy_peer_sends_ssm2_to_ssm_receive() {
     on_every_broker(&[], |b| {
         let w = World::new("ssm2peer-rx");
         let cfg = w.path("receiver.cfg");
-        std::fs::write(&cfg, python_receiver_cfg(&w, b)).unwrap();
-        let mut r = ReceiverProc::from_config(&w, b, &cfg, &w.path("ssmreceive.log"));
+        let log = w.path("ssmreceive.log");
+        let file =
+            python_cfg(&w, b, true, &w.topic, &w.store, &log).receiver(&w.path("ssmreceive.pid"));
+        std::fs::write(&cfg, file).unwrap();
+        let mut r = ReceiverProc::from_config(&w, b, &cfg, &log);
         let peer = Peer::new(&w.path("peer"), b);
         let p = &w.pki;
         let mut msgs = Vec::new();
@@ -116,50 +121,26 @@ fn the_stomppy_peer_sends_ssm2_to_ssm_receive() {
     });
 }
 
-/// An unchanged Python SSM 4.0 `receiver.cfg` (protocol STOMP, the layout of apel/ssm's
-/// conf/receiver.cfg; no `ssm_version`: version 2 is the default there and here).
-fn python_receiver_cfg(w: &World, b: &Target) -> String {
-    let addr = b.socket_addr();
-    format!(
-        "[receiver]\n# Either 'STOMP' for STOMP message brokers or 'AMS' for Argo Messaging Service\n\
-         protocol: STOMP\n\n[broker]\nhost: {}\nport: {}\nuse_ssl: false\n\n[certificates]\n\
-         certificate: {}\nkey: {}\ncapath: {}\ncheck_crls: false\n\n[messaging]\n\
-         ams_project: accounting\ndestination: {}\n#token:\npath: {}\n\n\
-         [logging]\nlogfile: {}\nlevel: INFO\nconsole: false\n\n[daemon]\npidfile: {}\n",
-        addr.ip(),
-        addr.port(),
-        w.pki.server.cert.display(),
-        w.pki.server.key.display(),
-        w.pki.capath.display(),
-        w.topic,
-        w.store.display(),
-        w.path("ssmreceive.log").display(),
-        w.path("ssmreceive.pid").display(),
-    )
-}
-
-/// An unchanged Python SSM 4.0 `sender.cfg` (protocol STOMP, the layout and `:` separators
-/// of apel/ssm's conf/sender.cfg).
-fn python_sender_cfg(w: &World, b: &Target, dest: &str, outq: &str, encrypt: bool) -> String {
-    let addr = b.socket_addr();
-    let server_cert = if encrypt {
-        format!("server_cert: {}\n", w.pki.server.cert.display())
-    } else {
-        "#server_cert: /etc/grid-security/servercert.pem\n".into()
-    };
-    format!(
-        "[sender]\n# Either 'STOMP' for STOMP message brokers or 'AMS' for Argo Messaging Service\n\
-         protocol: STOMP\n\n[broker]\nhost: {}\nport: {}\nuse_ssl: false\n\n[certificates]\n\
-         certificate: {}\nkey: {}\ncapath: {}\n{server_cert}\n[messaging]\n\
-         ams_project: accounting\ndestination: {dest}\n#token:\npath: {outq}\npath_type: dirq\n\n\
-         [logging]\nlogfile: {}\nlevel: INFO\nconsole: true\n",
-        addr.ip(),
-        addr.port(),
-        w.pki.client.cert.display(),
-        w.pki.client.key.display(),
-        w.pki.capath.display(),
-        w.path("ssmsend.log").display(),
-    )
+/// The Python SSM 4.0's files with this world's values: its server's credentials and store
+/// (receiver.cfg) or its client's (sender.cfg).
+fn python_cfg<'a>(
+    w: &'a World,
+    b: &Target,
+    server: bool,
+    destination: &'a str,
+    path: &'a Path,
+    logfile: &'a Path,
+) -> PythonCfg<'a> {
+    let who = if server { &w.pki.server } else { &w.pki.client };
+    PythonCfg {
+        broker: b.socket_addr(),
+        cert: &who.cert,
+        key: &who.key,
+        capath: &w.pki.capath,
+        destination,
+        path,
+        logfile,
+    }
 }
 
 #[test]
@@ -178,11 +159,10 @@ fn ssm_send_with_a_python_sender_cfg_ships_ssm2_to_the_stomppy_peer() {
                 want.push((name, body));
             }
             let cfg = w.path("sender.cfg");
-            std::fs::write(
-                &cfg,
-                python_sender_cfg(&w, b, &dest, &outq.display().to_string(), encrypt),
-            )
-            .unwrap();
+            let log = w.path("ssmsend.log");
+            let server_cert = encrypt.then_some(w.pki.server.cert.as_path());
+            let file = python_cfg(&w, b, false, &dest, &outq, &log).sender(server_cert, true);
+            std::fs::write(&cfg, file).unwrap();
             let recv = Peer::new(&w.path("peer"), b).spawn_recv(
                 &dest,
                 &w.pki.capath,

@@ -414,9 +414,14 @@ impl ReceiverProc {
         args.extend(broker.flags());
         args.extend(w.receiver_flags());
         args.extend(extra.iter().map(|s| s.to_string()));
+        ReceiverProc::spawned(args, w.path("receiver.log"))
+    }
+
+    /// `ssm` with `args`, started, its stderr appended to `log`.
+    fn spawned(args: Vec<String>, log: PathBuf) -> ReceiverProc {
         let mut r = ReceiverProc {
             child: None,
-            log: w.path("receiver.log"),
+            log,
             args,
             envs: Vec::new(),
         };
@@ -435,14 +440,7 @@ impl ReceiverProc {
         ];
         args.extend(["-d".into(), w.dn_file.display().to_string()]);
         args.extend(broker.python_cfg_login_flags());
-        let mut r = ReceiverProc {
-            child: None,
-            log: log.to_path_buf(),
-            args,
-            envs: Vec::new(),
-        };
-        r.spawn();
-        r
+        ReceiverProc::spawned(args, log.to_path_buf())
     }
 
     /// Like [`World::receiver`] with more environment (e.g. `RUST_LOG=debug`).

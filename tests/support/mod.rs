@@ -27,6 +27,7 @@ pub mod openssl_cli;
 pub mod peer;
 pub mod process;
 pub mod pyenv;
+pub mod python_cfg;
 pub mod ssm2peer;
 pub mod stomp_raw;
 pub mod stomppy;
