@@ -24,17 +24,13 @@ use std::sync::{Arc, Mutex};
 
 use openssl::x509::X509;
 
-use super::der::{self, SEQUENCE, SET};
+use super::der::{self, expect, CONTEXT_0, CONTEXT_1, INTEGER, OID, SEQUENCE, SET};
 
 /// How many certificate sets are kept at most.
 pub const CAPACITY: usize = 1024;
 
 /// 1.2.840.113549.1.7.2, signed-data.
 const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
-const OID: u8 = 0x06;
-const INTEGER: u8 = 0x02;
-const CONTEXT_0: u8 = 0xa0;
-const CONTEXT_1: u8 = 0xa1;
 
 /// A signed-data PKCS#7 taken apart: the DER without its certificates, and the bytes of its
 /// `certificates` field (the certificates' DER one after the other).
@@ -50,45 +46,23 @@ pub(crate) struct Split<'a> {
 /// shape OpenSSL writes (definite lengths; version, digest algorithms, content, certificates,
 /// optional CRLs, signer infos).
 pub(crate) fn split(der: &[u8]) -> Option<Split<'_>> {
-    let (tag, content_info, trailing) = der::element(der)?;
-    if tag != SEQUENCE || !trailing.is_empty() {
-        return None;
-    }
-    let (tag, oid, rest) = der::element(content_info)?;
-    if tag != OID || oid != SIGNED_DATA {
-        return None;
-    }
-    let (tag, explicit, rest) = der::element(rest)?;
-    if tag != CONTEXT_0 || !rest.is_empty() {
-        return None;
-    }
-    let (tag, signed, rest) = der::element(explicit)?;
-    if tag != SEQUENCE || !rest.is_empty() {
+    let (content_info, trailing) = expect(der, SEQUENCE)?;
+    let (oid, rest) = expect(content_info, OID)?;
+    let (explicit, after) = expect(rest, CONTEXT_0)?;
+    let (signed, inside) = expect(explicit, SEQUENCE)?;
+    if oid != SIGNED_DATA || !(trailing.is_empty() && after.is_empty() && inside.is_empty()) {
         return None;
     }
     // version, digestAlgorithms, contentInfo: kept as they are.
     let mut at = signed;
     for want in [INTEGER, SET, SEQUENCE] {
-        let (tag, _, rest) = der::element(at)?;
-        if tag != want {
-            return None;
-        }
-        at = rest;
+        at = expect(at, want)?.1;
     }
     let head = &signed[..signed.len() - at.len()];
-    let (tag, certs, tail) = der::element(at)?;
-    if tag != CONTEXT_0 || certs.is_empty() {
-        return None;
-    }
+    let (certs, tail) = expect(at, CONTEXT_0)?;
     // What follows must be [crls] and signerInfos, nothing else.
-    let (tag, _, rest) = der::element(tail)?;
-    let rest = if tag == CONTEXT_1 {
-        let (tag, _, rest) = der::element(rest)?;
-        (tag == SET).then_some(rest)?
-    } else {
-        (tag == SET).then_some(rest)?
-    };
-    if !rest.is_empty() {
+    let signer_infos = expect(tail, CONTEXT_1).map_or(tail, |(_, rest)| rest);
+    if certs.is_empty() || !expect(signer_infos, SET)?.1.is_empty() {
         return None;
     }
     let mut body = Vec::with_capacity(head.len() + tail.len());
@@ -96,10 +70,7 @@ pub(crate) fn split(der: &[u8]) -> Option<Split<'_>> {
     body.extend_from_slice(tail);
     let signed = wrap(SEQUENCE, &body);
     let explicit = wrap(CONTEXT_0, &signed);
-    let mut inner = Vec::with_capacity(2 + oid.len() + explicit.len());
-    inner.push(OID);
-    push_len(&mut inner, oid.len());
-    inner.extend_from_slice(oid);
+    let mut inner = wrap(OID, oid);
     inner.extend_from_slice(&explicit);
     Some(Split {
         without_certs: wrap(SEQUENCE, &inner),

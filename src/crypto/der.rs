@@ -1,6 +1,7 @@
-//! Just enough DER to read the two things the `openssl` crate does not expose: how a Name's
-//! attributes are grouped into RDNs (for comparing DNs RDN by RDN, `dn`) and the encrypted
-//! content keys of an enveloped message (the receiver's seal ids, `receiver::acked`).
+//! Just enough DER to read the things the `openssl` crate does not expose: how a Name's
+//! attributes are grouped into RDNs (for comparing DNs RDN by RDN, `dn`), the encrypted
+//! content keys of an enveloped message (the receiver's seal ids, `receiver::acked`) and the
+//! fields of a signed-data message (its certificates apart, `carried`).
 //!
 //! Guarantees: every function reads only inside the slice it is given and returns `None` on
 //! anything it does not understand (indefinite or over-long lengths, multi-byte tags, short
@@ -10,9 +11,10 @@
 pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const SET: u8 = 0x31;
 const OCTET_STRING: u8 = 0x04;
-const INTEGER: u8 = 0x02;
-const OID: u8 = 0x06;
-const CONTEXT_0: u8 = 0xa0;
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const OID: u8 = 0x06;
+pub(crate) const CONTEXT_0: u8 = 0xa0;
+pub(crate) const CONTEXT_1: u8 = 0xa1;
 /// 1.2.840.113549.1.7.3, enveloped-data.
 const ENVELOPED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03];
 
@@ -37,7 +39,7 @@ pub(crate) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// The contents of an element tagged `want`, and what follows it.
-fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
+pub(crate) fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
     let (tag, inner, rest) = element(input)?;
     (tag == want).then_some((inner, rest))
 }
