@@ -37,7 +37,7 @@ impl Sender {
         for attempt in 1..=self.settings.max_attempts {
             let req = SsmMessage::CertReq {
                 reply_to: self.settings.reply_queue.clone(),
-                reack: self.reack.clone(),
+                reack: self.reacks.oldest(),
             };
             let envelope = req.to_envelope(&self.settings.destination);
             let timeout = self.settings.ack_timeout;

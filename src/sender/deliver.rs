@@ -45,6 +45,7 @@ impl Sender {
             .map_err(|e| SenderError::Task("seal", e.to_string()))??;
         let body = Bytes::from(sealed);
         let msg_id = wire_id(name);
+        let reack = self.reacks.for_next(&md5).await?;
         let started = Instant::now();
         let mut attempts = 0;
         let mut sends = 0;
@@ -56,7 +57,7 @@ impl Sender {
             let msg = SsmMessage::Msg {
                 id: msg_id.clone(),
                 reply_to: Some(self.settings.reply_queue.clone()),
-                reack: self.reack.clone(),
+                reack: reack.clone(),
                 body: body.clone(),
             };
             let envelope = msg.to_envelope(&self.settings.destination);
@@ -83,11 +84,12 @@ impl Sender {
             SenderStats::bump(&self.stats.sent);
             match self.wait_for_ack(&msg_id, &md5).await {
                 Wait::Acked => {
-                    // Send to ack, without the removal's fsync below.
+                    // Send to ack, without the removal's fsync.
                     let latency = started.elapsed();
                     self.stats.ack_latency.observe(latency);
-                    self.remove(name).await?;
-                    self.reack = Some(md5.clone());
+                    self.reacks.confirmed(reack.as_deref());
+                    // Runs while the next message is sent; confirmed only once it is done.
+                    self.reacks.remove_acked(&self.outgoing, name, &md5).await?;
                     SenderStats::bump(&self.stats.acked);
                     info!(
                         id = %name,
@@ -132,10 +134,9 @@ impl Sender {
         }
     }
 
-    /// Removes a delivered element. Its fsync runs on the blocking pool so that it does not
-    /// hold a runtime thread that other senders of the process (the bench's, a daemon's) need.
-    /// Awaited before anything else happens: the next message's `ssm-reack` for this one must
-    /// mean that it is gone from the queue.
+    /// Removes a delivered element (a rejected one, an SSM2 one), awaited. Its fsync runs on
+    /// the blocking pool so that it does not hold a runtime thread that other senders of the
+    /// process (the bench's, a daemon's) need.
     pub(super) async fn remove(&self, name: &str) -> Result<(), SenderError> {
         let outgoing = self.outgoing.clone();
         let name = name.to_string();

@@ -22,19 +22,25 @@
 //! - A `msg`'s `ssm-msg-id` is its queue element's name (stable across resends), with bytes
 //!   outside printable ASCII `%`-encoded so that any file name of a `directory` queue is a
 //!   valid header value.
-//! - Each `msg` carries the MD5 of the previous acked message in `ssm-reack`; a final `ping`
-//!   carries the last one, so that the receiver can forget its bookkeeping.
+//! - `ssm-reack` names only a message whose removal from the outgoing queue is durable. The
+//!   removal of the message just acked runs while the next one is sent, so a `msg` normally
+//!   confirms the message acked before the last; one with the same content as a message not
+//!   yet confirmed waits for that removal and confirms it (so that the receiver stores it
+//!   again, as meant); the pass ends with a `ping` for each confirmation still due (see
+//!   `reack`).
 //! - [`Sender::stats`] counts what [`Summary`] counts, live: it can be read (by the metrics
 //!   endpoint) while the sender runs, and it is never reset between passes; a run's summary is
 //!   a snapshot of it.
 //!
 //! Layout: this file holds the runs (once, daemon) and a pass over the queue; `prepare` locks,
 //! reads and seals the next message (no network); `deliver` publishes one and waits for its
-//! confirmation; `certreq` obtains the receiver's certificate; `stats` holds the counters.
+//! confirmation; `reack` keeps which acked messages the receiver may forget and the removals
+//! they wait for; `certreq` obtains the receiver's certificate; `stats` holds the counters.
 
 mod certreq;
 mod deliver;
 mod prepare;
+mod reack;
 mod receipts;
 mod stats;
 
@@ -119,7 +125,8 @@ pub struct Sender {
     settings: SenderSettings,
     outgoing: Outgoing,
     reject: Dirq,
-    reack: Option<String>,
+    /// SSM v1's `ssm-reack` confirmations and the removal they wait for.
+    reacks: reack::Reacks,
     conn: Option<Connection>,
     /// Numbers our connections, so that a late failure of an old one cannot close a new one.
     conn_id: u64,
@@ -136,7 +143,7 @@ impl Sender {
             settings,
             outgoing,
             reject,
-            reack: None,
+            reacks: reack::Reacks::default(),
             conn: None,
             conn_id: 0,
             server_cert,
@@ -194,10 +201,52 @@ impl Sender {
         if self.settings.version == Version::V2 {
             return self.pass_receipted(names, shutdown).await;
         }
+        let result = self.pass_v1(names, shutdown).await;
+        // The last removal may still run; a pass that failed reports its own error first.
+        match (result, self.reacks.settle().await) {
+            (Err(e), Err(removal)) => {
+                warn!(err = %removal, "removal of an acked message failed");
+                return Err(e);
+            }
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(())) => {}
+        }
+        // Closing pings, one per confirmation due (one without any when none is): the
+        // receiver may forget what they confirm.
+        let due = self.reacks.due();
+        let reacks: Vec<Option<String>> = if due.is_empty() {
+            vec![None]
+        } else {
+            due.iter().cloned().map(Some).collect()
+        };
+        let mut sent = 0;
+        if let Some(conn) = &self.conn {
+            for reack in reacks {
+                let ping = SsmMessage::Ping { reack };
+                let envelope = ping.to_envelope(&self.settings.destination).with_header(
+                    crate::protocol::headers::REPLY_TO,
+                    self.settings.reply_queue.clone(),
+                );
+                if let Err(err) = conn.publisher().send(envelope).await {
+                    debug!(%err, "ping not sent");
+                    break;
+                }
+                sent += 1;
+            }
+        }
+        self.reacks.pinged(sent);
+        Ok(())
+    }
+
+    /// SSM v1: one message in flight; the next one is locked and sealed meanwhile.
+    async fn pass_v1(
+        &mut self,
+        names: Vec<String>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SenderError> {
         let total = names.len();
         let mut names = names.into_iter();
         let mut done = 0;
-        // One message in flight; the next one is locked and sealed meanwhile.
         let mut next = self.prepare_next(&mut names).await?;
         while let Some(current) = next.take() {
             if shutdown.is_cancelled() {
@@ -223,18 +272,6 @@ impl Sender {
             done += 1;
             if total >= 100 && done % 100 == 0 {
                 info!("progress: {}/{} messages", done, total);
-            }
-        }
-        if let Some(conn) = &self.conn {
-            let ping = SsmMessage::Ping {
-                reack: self.reack.clone(),
-            };
-            let envelope = ping.to_envelope(&self.settings.destination).with_header(
-                crate::protocol::headers::REPLY_TO,
-                self.settings.reply_queue.clone(),
-            );
-            if let Err(err) = conn.publisher().send(envelope).await {
-                debug!(%err, "ping not sent");
             }
         }
         Ok(())
