@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::prepare::{wire_id, Preparing};
+use super::reack;
 use super::stats::SenderStats;
 use super::{Sender, SenderError};
 use crate::protocol::{AckOutcome, SsmMessage};
@@ -134,16 +135,10 @@ impl Sender {
         }
     }
 
-    /// Removes a delivered element (a rejected one, an SSM2 one), awaited. Its fsync runs on
-    /// the blocking pool so that it does not hold a runtime thread that other senders of the
-    /// process (the bench's, a daemon's) need.
+    /// Removes a delivered element (a rejected one, an SSM2 one), awaited, on the blocking
+    /// pool.
     pub(super) async fn remove(&self, name: &str) -> Result<(), SenderError> {
-        let outgoing = self.outgoing.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || outgoing.remove(&name))
-            .await
-            .map_err(|e| SenderError::Task("remove", e.to_string()))??;
-        Ok(())
+        reack::finish_removal(reack::start_removal(&self.outgoing, name)).await
     }
 
     /// Waits for the ack of the `msg` sent with `ssm-msg-id: msg_id`.

@@ -22,6 +22,23 @@ use tokio::task::JoinHandle;
 use super::SenderError;
 use crate::queue::{Outgoing, QueueError};
 
+/// Starts removing `name` from `outgoing` on the blocking pool, so that its fsync does not
+/// hold a runtime thread that other senders of the process (the bench's, a daemon's) need.
+pub(super) fn start_removal(outgoing: &Outgoing, name: &str) -> JoinHandle<Result<(), QueueError>> {
+    let outgoing = outgoing.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || outgoing.remove(&name))
+}
+
+/// Waits for a removal that [`start_removal`] started.
+pub(super) async fn finish_removal(
+    task: JoinHandle<Result<(), QueueError>>,
+) -> Result<(), SenderError> {
+    task.await
+        .map_err(|e| SenderError::Task("remove", e.to_string()))??;
+    Ok(())
+}
+
 /// The removal of an acked message, running on the blocking pool.
 struct Removal {
     md5: String,
@@ -48,11 +65,9 @@ impl Reacks {
         md5: &str,
     ) -> Result<(), SenderError> {
         self.settle().await?;
-        let outgoing = outgoing.clone();
-        let name = name.to_string();
         self.removing = Some(Removal {
             md5: md5.to_string(),
-            task: tokio::task::spawn_blocking(move || outgoing.remove(&name)),
+            task: start_removal(outgoing, name),
         });
         Ok(())
     }
@@ -60,10 +75,7 @@ impl Reacks {
     /// Waits for the running removal, if any; its MD5 is then due for confirmation.
     pub async fn settle(&mut self) -> Result<(), SenderError> {
         if let Some(removal) = self.removing.take() {
-            removal
-                .task
-                .await
-                .map_err(|e| SenderError::Task("remove", e.to_string()))??;
+            finish_removal(removal.task).await?;
             self.due.push(removal.md5);
         }
         Ok(())
