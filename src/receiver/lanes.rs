@@ -82,7 +82,7 @@ pub(crate) struct LaneContext {
     pub committer: Committer,
     pub replies: Arc<Replies>,
     pub stats: Arc<Stats>,
-    pub done: mpsc::UnboundedSender<()>,
+    pub done: mpsc::UnboundedSender<Handled>,
 }
 
 struct Shared {
@@ -91,8 +91,29 @@ struct Shared {
     committer: Committer,
     replies: Arc<Replies>,
     stats: Arc<Stats>,
-    done: mpsc::UnboundedSender<()>,
+    done: mpsc::UnboundedSender<Handled>,
     pending: Arc<Semaphore>,
+}
+
+/// What became of a job, for the receiver's `max_messages` count, which counts what was
+/// stored or rejected: a duplicate stores nothing new, and a message not stored comes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// Stored, or rejected into the reject queue.
+    Counted,
+    /// Acked again as a duplicate, or not stored (it comes again).
+    NotCounted,
+}
+
+impl Handled {
+    fn of(outcome: &Outcome) -> Handled {
+        match outcome {
+            Outcome::Stored(..) | Outcome::Rejected(..) => Handled::Counted,
+            Outcome::Duplicate(_) | Outcome::StoreFailed(_) | Outcome::TrustUnavailable(_) => {
+                Handled::NotCounted
+            }
+        }
+    }
 }
 
 /// A job and its share of [`MAX_WAITING_BYTES`], released when it is handled.
@@ -301,7 +322,7 @@ enum Pending {
     Done(Outcome),
 }
 
-/// Acks (or not) according to the outcome, and counts the message as handled.
+/// Acks (or not) according to the outcome, and reports the message handled.
 async fn finish_job(
     shared: &Shared,
     job: Job,
@@ -355,5 +376,5 @@ async fn finish_job(
         ms = started.elapsed().as_millis() as u64,
         "handled message"
     );
-    let _ = shared.done.send(());
+    let _ = shared.done.send(Handled::of(&outcome));
 }

@@ -75,8 +75,9 @@ pub struct ReceiverSettings {
     pub store_path: PathBuf,
     /// How long an acked MD5 is remembered when the sender never confirms it.
     pub reack_max_age: Duration,
-    /// Stop after this many messages were handled: stored, acked again as duplicates, or
-    /// rejected (malformed SSM messages included).
+    /// Stop after this many messages were stored or rejected (malformed SSM messages
+    /// included). Duplicates acked again do not count, nor messages that could not be stored
+    /// (they come again): a service that delivers a message twice does not end the run early.
     pub max_messages: Option<u64>,
     /// Stop after this long.
     pub run_for: Option<Duration>,
@@ -121,7 +122,7 @@ const PREFETCH: u32 = 200;
 /// Pause before reconnecting to have an unstored SSM2 message delivered again.
 const REDELIVERY_PAUSE: Duration = Duration::from_secs(5);
 
-/// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were handled or
+/// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were stored or rejected, or
 /// `run_for` elapsed. Returns the counters.
 pub async fn run(
     settings: ReceiverSettings,
@@ -150,7 +151,7 @@ pub async fn run(
     } else {
         settings.lanes
     };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<lanes::Handled>();
     let lanes = lanes::Lanes::start(
         lane_count,
         lanes::LaneContext {
@@ -190,7 +191,11 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sleep_until(deadline) => break,
-            Some(()) = done_rx.recv() => handled += 1,
+            Some(h) = done_rx.recv() => match h {
+                lanes::Handled::Counted => handled += 1,
+                // Frees its place among the deliveries taken, so that one more is received.
+                lanes::Handled::NotCounted => dispatched = dispatched.saturating_sub(1),
+            },
             () = replies.redelivery_requested() => {
                 // An SSM2 message could not be stored (full disk, our CRL): only the broker
                 // holds it now. A new connection makes the broker deliver again everything not

@@ -461,6 +461,42 @@ async fn max_messages_counts_rejected_malformed_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_messages_does_not_count_duplicates() {
+    for t in targets().await {
+        let dir = tmp();
+        let topic = topic();
+        let store = dir.path().join("store");
+        let rx = receiver(&t, &topic, &store, &["--max-messages", "2"]).await;
+        let mut peer = e2e::Peer::connect(&t).await;
+        let first = message("dup", 0);
+        // The same message twice (a service delivering again, a sender resending): stored
+        // once, acked twice, counted once.
+        for _ in 0..2 {
+            peer.send_msg(&topic, "dup-0", &e2e::seal(&first), None)
+                .await;
+            peer.expect_stored(&e2e::md5(&first)).await;
+        }
+        let second = message("dup", 1);
+        peer.send_msg(&topic, "dup-1", &e2e::seal(&second), None)
+            .await;
+        peer.expect_stored(&e2e::md5(&second)).await;
+        let (status, err) = rx.finish().await;
+        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
+        assert!(
+            err.contains("stored 2, duplicates 1, rejected 0"),
+            "[{}] {err}",
+            t.name
+        );
+        assert_eq!(
+            records(&MessageStore::open(&store).unwrap().incoming).len(),
+            2,
+            "[{}]",
+            t.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crl_check_rejects_a_revoked_sender() {
     for t in targets().await {
         let dir = tmp();
