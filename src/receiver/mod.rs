@@ -122,8 +122,8 @@ const PREFETCH: u32 = 200;
 /// Pause before reconnecting to have an unstored SSM2 message delivered again.
 const REDELIVERY_PAUSE: Duration = Duration::from_secs(5);
 
-/// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were stored or rejected, or
-/// `run_for` elapsed. Returns the counters.
+/// Runs the receiver until `control.shutdown` is cancelled, `max_messages` were stored or
+/// rejected, or `run_for` elapsed. Returns the counters.
 pub async fn run(
     settings: ReceiverSettings,
     control: Control,
