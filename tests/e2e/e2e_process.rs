@@ -114,6 +114,22 @@ impl Background {
         let text = self.stderr.lock().unwrap().clone();
         (status, text)
     }
+
+    /// Waits for the process to exit 0 with `summary` in its stderr (a receiver's closing
+    /// line). `name` names the broker in failures.
+    async fn finish_ok(self, name: &str, summary: impl AsRef<str>) {
+        let (status, err) = self.finish().await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "[{name}] exit status; stderr:\n{err}"
+        );
+        let summary = summary.as_ref();
+        assert!(
+            err.contains(summary),
+            "[{name}] no {summary:?} in stderr:\n{err}"
+        );
+    }
 }
 
 /// `ssm receive` on `topic` storing under `store`, plus `extra` arguments; waits until it is
@@ -192,15 +208,13 @@ async fn enqueue_send_and_receive_as_processes() {
             t.name
         );
 
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] receive:\n{err}", t.name);
-        assert!(
-            err.contains(&format!(
+        rx.finish_ok(
+            &t.name,
+            format!(
                 "ssm receive: received {N}, stored {N}, duplicates 0, rejected 0, store failures 0"
-            )),
-            "[{}] receive summary:\n{err}",
-            t.name
-        );
+            ),
+        )
+        .await;
         let stored = records(&MessageStore::open(&store).unwrap().incoming);
         let got: Vec<Vec<u8>> = stored.iter().map(|r| r.body.clone()).collect();
         assert_eq!(got, bodies, "[{}] incoming, in order", t.name);
@@ -220,13 +234,8 @@ async fn sigterm_stops_a_receiver_with_exit_code_zero() {
         let pid = rx.child.id().expect("running") as libc::pid_t;
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] receive:\n{err}", t.name);
-        assert!(
-            err.contains("ssm receive: received 0, stored 0"),
-            "[{}] summary:\n{err}",
-            t.name
-        );
+        rx.finish_ok(&t.name, "ssm receive: received 0, stored 0")
+            .await;
     }
 }
 
@@ -367,13 +376,11 @@ async fn sighup_rereads_the_allowed_dns() {
 
         // SAFETY: as above.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
-        assert!(
-            err.contains("ssm receive: received 2, stored 1, duplicates 0, rejected 1"),
-            "[{}] {err}",
-            t.name
-        );
+        rx.finish_ok(
+            &t.name,
+            "ssm receive: received 2, stored 1, duplicates 0, rejected 1",
+        )
+        .await;
         let stored = records(&MessageStore::open(&store).unwrap().incoming);
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].body, message("after", 0));
@@ -450,13 +457,8 @@ async fn max_messages_counts_rejected_malformed_messages() {
         let good = message("max", 1);
         peer.send_msg(&topic, "good", &e2e::seal(&good), None).await;
         peer.expect_stored(&e2e::md5(&good)).await;
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
-        assert!(
-            err.contains("stored 1, duplicates 0, rejected 1"),
-            "[{}] {err}",
-            t.name
-        );
+        rx.finish_ok(&t.name, "stored 1, duplicates 0, rejected 1")
+            .await;
     }
 }
 
@@ -480,13 +482,8 @@ async fn max_messages_does_not_count_duplicates() {
         peer.send_msg(&topic, "dup-1", &e2e::seal(&second), None)
             .await;
         peer.expect_stored(&e2e::md5(&second)).await;
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
-        assert!(
-            err.contains("stored 2, duplicates 1, rejected 0"),
-            "[{}] {err}",
-            t.name
-        );
+        rx.finish_ok(&t.name, "stored 2, duplicates 1, rejected 0")
+            .await;
         assert_eq!(
             records(&MessageStore::open(&store).unwrap().incoming).len(),
             2,
@@ -516,13 +513,8 @@ async fn crl_check_rejects_a_revoked_sender() {
                 assert!(why.contains("revoked"), "[{}] {why}", t.name);
             }
         }
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
-        assert!(
-            err.contains("stored 1, duplicates 0, rejected 1"),
-            "[{}] {err}",
-            t.name
-        );
+        rx.finish_ok(&t.name, "stored 1, duplicates 0, rejected 1")
+            .await;
     }
 }
 
@@ -531,12 +523,6 @@ async fn for_secs_stops_the_receiver_by_itself() {
     for t in targets().await {
         let dir = tmp();
         let rx = receiver(&t, &topic(), &dir.path().join("store"), &["--for", "1"]).await;
-        let (status, err) = rx.finish().await;
-        assert_eq!(status.code(), Some(0), "[{}] {err}", t.name);
-        assert!(
-            err.contains("ssm receive: received 0"),
-            "[{}] {err}",
-            t.name
-        );
+        rx.finish_ok(&t.name, "ssm receive: received 0").await;
     }
 }
