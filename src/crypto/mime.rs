@@ -22,7 +22,7 @@
 use base64::Engine;
 
 /// OpenSSL's S/MIME reader takes lines of at most this many bytes at a time (`MAX_SMLEN - 1`).
-const MAX_LINE: usize = 1023;
+pub(super) const MAX_LINE: usize = 1023;
 
 /// The MIME header block of `body` (without its final empty line) and what follows it.
 pub(crate) fn split_header(body: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -185,7 +185,7 @@ fn split_parts(body: &[u8], boundary: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 /// OpenSSL's `strip_eol` (flags 0): the line without its trailing CR and LF bytes, and whether
 /// it ended with a LF.
-fn strip_eol(line: &[u8]) -> (&[u8], bool) {
+pub(super) fn strip_eol(line: &[u8]) -> (&[u8], bool) {
     let mut len = line.len();
     let mut eol = false;
     while len > 0 {
