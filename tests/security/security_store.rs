@@ -93,17 +93,17 @@ impl SlowDiskReceiver {
 
     /// The pid of `ssm receive` itself (the child of strace).
     fn ssm_pid(&self) -> u32 {
-        let strace = self.child.id();
-        for task in fs::read_dir(format!("/proc/{strace}/task"))
-            .unwrap()
-            .flatten()
-        {
-            let children = read_text(&task.path().join("children"));
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().unwrap();
-            }
-        }
-        panic!("strace ({strace}) has no child");
+        self.traced_pid()
+            .unwrap_or_else(|| panic!("strace ({}) has no child", self.child.id()))
+    }
+
+    /// The pid of strace's child, if it still has one.
+    fn traced_pid(&self) -> Option<u32> {
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        tasks.flatten().find_map(|task| {
+            let children = fs::read_to_string(task.path().join("children")).ok()?;
+            children.split_whitespace().next()?.parse().ok()
+        })
     }
 
     /// The peak resident size of `ssm receive`, in bytes (`VmHWM`).
@@ -121,6 +121,14 @@ impl SlowDiskReceiver {
 
 impl Drop for SlowDiskReceiver {
     fn drop(&mut self) {
+        // strace detaches from its tracee when it is stopped, which would leave `ssm receive`
+        // running after the test: stop the receiver first, and strace exits with it.
+        if let Some(pid) = self.traced_pid() {
+            // SAFETY: plain kill(2) on the pid of strace's child, read just above.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
         terminate(&mut self.child, Duration::from_secs(30));
     }
 }
