@@ -69,6 +69,22 @@ fn per_call_ms(
 }
 
 impl CryptoCosts {
+    /// The mean of two measurements, field by field: the bench measures before the children
+    /// start and again after they stop, because this virtual machine's speed drifts within
+    /// minutes (one RSA operation 0.27–0.43 ms in one hour) and a single measurement before
+    /// the run moved the ratios by as much as the changes they were to show.
+    pub fn mean(&self, other: &CryptoCosts) -> CryptoCosts {
+        let m = |a: f64, b: f64| (a + b) / 2.0;
+        CryptoCosts {
+            rsa_sign_ms: m(self.rsa_sign_ms, other.rsa_sign_ms),
+            rsa_decrypt_ms: m(self.rsa_decrypt_ms, other.rsa_decrypt_ms),
+            aes_ms: m(self.aes_ms, other.aes_ms),
+            md5_ms: m(self.md5_ms, other.md5_ms),
+            zlib_ms: m(self.zlib_ms, other.zlib_ms),
+            base64_ms: m(self.base64_ms, other.base64_ms),
+        }
+    }
+
     /// Measures each operation with the keys of `setup` and a message of `size` bytes (the
     /// bench's own APEL text). Takes about `6 x budget` of CPU.
     pub fn measure(
@@ -171,6 +187,12 @@ mod tests {
         ] {
             assert!(ms > 0.0 && ms < 100.0, "{name}: {ms} ms");
         }
+        let twice = c.mean(&CryptoCosts {
+            rsa_sign_ms: c.rsa_sign_ms * 3.0,
+            ..c.clone()
+        });
+        assert!((twice.rsa_sign_ms - 2.0 * c.rsa_sign_ms).abs() < 1e-12);
+        assert!((twice.md5_ms - c.md5_ms).abs() < 1e-12);
         // A private-key operation costs far more than hashing 10 KB.
         assert!(
             c.rsa_sign_ms > c.md5_ms && c.rsa_decrypt_ms > c.md5_ms,

@@ -64,8 +64,12 @@ pub struct BenchReport {
     pub mode: Mode,
     /// Drain mode: the receiver's figures while it emptied the filled queue.
     pub drain: Option<DrainReport>,
-    /// The cryptographic bound, measured in this run with its own keys.
+    /// The cryptographic bound, measured in this run with its own keys: the mean of a
+    /// measurement before the run and one after it.
     pub costs: CryptoCosts,
+    /// The RSA signature's and decryption's cost as measured before and after the run, ms
+    /// (their means are in `costs`).
+    pub rsa_measured: [(f64, f64); 2],
     /// What carried the messages.
     pub transport: Transport,
 }
@@ -169,6 +173,10 @@ impl BenchReport {
             receiver_cpu_per_msg_ms: round(self.receiver_cpu_per_msg_ms(), 4),
             rsa_sign_ms: round(self.costs.rsa_sign_ms, 4),
             rsa_decrypt_ms: round(self.costs.rsa_decrypt_ms, 4),
+            rsa_sign_before_ms: round(self.rsa_measured[0].0, 4),
+            rsa_sign_after_ms: round(self.rsa_measured[0].1, 4),
+            rsa_decrypt_before_ms: round(self.rsa_measured[1].0, 4),
+            rsa_decrypt_after_ms: round(self.rsa_measured[1].1, 4),
             aes_ms: round(self.costs.aes_ms, 4),
             md5_ms: round(self.costs.md5_ms, 4),
             zlib_ms: round(self.costs.zlib_ms, 4),
@@ -271,11 +279,16 @@ impl std::fmt::Display for BenchReport {
         let c = &self.costs;
         write!(
             f,
-            "\nbound (CPU):   RSA-2048 sign {:.3} ms (sender key), decrypt {:.3} ms (server key); \
+            "\nbound (CPU):   RSA-2048 sign {:.3} ms (sender key; {:.3} before the run, {:.3} \
+             after), decrypt {:.3} ms (server key; {:.3}, {:.3}); \
              per {} bytes: {} {:.3} ms, MD5 {:.3} ms, zlib {:.3} ms, base64 {:.3} ms\
              \nvs RSA:        senders {:.2}x one signature, receiver {:.2}x one decryption",
             c.rsa_sign_ms,
+            self.rsa_measured[0].0,
+            self.rsa_measured[0].1,
             c.rsa_decrypt_ms,
+            self.rsa_measured[1].0,
+            self.rsa_measured[1].1,
             self.size,
             self.cipher,
             c.aes_ms,
@@ -320,6 +333,10 @@ struct JsonReport<'a> {
     receiver_cpu_per_msg_ms: f64,
     rsa_sign_ms: f64,
     rsa_decrypt_ms: f64,
+    rsa_sign_before_ms: f64,
+    rsa_sign_after_ms: f64,
+    rsa_decrypt_before_ms: f64,
+    rsa_decrypt_after_ms: f64,
     aes_ms: f64,
     md5_ms: f64,
     zlib_ms: f64,
@@ -428,6 +445,7 @@ mod tests {
                 zlib_ms: 0.03,
                 base64_ms: 0.004,
             },
+            rsa_measured: [(0.2, 0.3), (0.15, 0.25)],
             transport: Transport::Stomp,
         }
     }
@@ -444,6 +462,8 @@ mod tests {
             "\"mode\":\"live\"",
             "\"sender_cpu_per_msg_ms\":0.5,",
             "\"rsa_sign_ms\":0.25,",
+            "\"rsa_sign_before_ms\":0.2,\"rsa_sign_after_ms\":0.3,",
+            "\"rsa_decrypt_before_ms\":0.15,\"rsa_decrypt_after_ms\":0.25,",
             "\"sender_rsa_ratio\":2.0,",
             "\"receiver_rsa_ratio\":4.0",
         ] {

@@ -164,13 +164,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let setup = Setup::prepare(&opts.dir, opts.senders)?;
     setup.fill_queues(opts.messages, opts.size)?;
-    // Measured before anything else runs, so that nothing competes with it for the CPU.
-    let costs = {
-        let (setup, size, cipher) = (setup.clone(), opts.size, opts.cipher);
-        tokio::task::spawn_blocking(move || CryptoCosts::measure(&setup, size, cipher, COST_BUDGET))
-            .await
-            .context("measuring the cryptographic bound")??
-    };
+    // Measured before anything else runs, so that nothing competes with it for the CPU, and
+    // again once everything has stopped.
+    let costs_before = measure_costs(&opts, &setup).await?;
 
     let carrier = Carrier::start(&opts, &setup).await?;
     let broker_label = carrier.label();
@@ -243,6 +239,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .or_else(children_max_rss_kb)
         .unwrap_or_default();
 
+    let costs_after = measure_costs(&opts, &setup).await?;
+
     let stored = setup.check_stored(opts.messages, opts.size)?;
     if senders.acked != queued || stored as u64 != queued {
         bail!(
@@ -280,9 +278,22 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         },
         mode: opts.mode,
         drain: drained,
-        costs,
+        costs: costs_before.mean(&costs_after),
+        rsa_measured: [
+            (costs_before.rsa_sign_ms, costs_after.rsa_sign_ms),
+            (costs_before.rsa_decrypt_ms, costs_after.rsa_decrypt_ms),
+        ],
         transport: opts.transport,
     })
+}
+
+/// The cryptographic bound with the run's keys, size and cipher, measured on the blocking pool
+/// while nothing else of the bench runs.
+async fn measure_costs(opts: &BenchOptions, setup: &Setup) -> anyhow::Result<CryptoCosts> {
+    let (setup, size, cipher) = (setup.clone(), opts.size, opts.cipher);
+    tokio::task::spawn_blocking(move || CryptoCosts::measure(&setup, size, cipher, COST_BUDGET))
+        .await
+        .context("measuring the cryptographic bound")?
 }
 
 /// CPU time spent measuring each operation of the bound.
