@@ -29,7 +29,7 @@
 //!   queue (dirq formats,   crypto (smime primitives,   stomp (frame codec, vocab, client,
 //!   depth, store layout;   payload framing, recipes    TLS) ── broker (embedded STOMP
 //!   durable writes)        per version, trust, DNs)            broker: router + session)
-//!   ops (pidfile, notify, metrics, histogram, filesystem)      logging
+//!   ops (pidfile, notify, metrics, histogram, filesystem)      logging      civil
 //! ```
 //!
 //! - [`cli`] is the command line only: each command's `run()` is [`setup`] and then a run.
@@ -69,6 +69,7 @@
 //! - [`ops`] is what running as a service needs: PID file, systemd notification, the metrics
 //!   endpoint, latency histograms, file-system checks.
 //! - [`logging`] sets up logs for the long-running commands (one escaping field formatter).
+//! - [`civil`] dates Unix time (UTC) for the formats that spell dates out (DER, RFC 3339).
 //! - [`harness`] is outside the core: `ssm demo` (the whole protocol on one machine), `ssm
 //!   bench` (throughput, latency and memory, receiver and senders as processes of their own)
 //!   and [`harness::pki`] (throwaway certificate authorities for both and for the tests).
@@ -76,6 +77,7 @@
 
 pub mod ams_server;
 pub mod broker;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod crypto;

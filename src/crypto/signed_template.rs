@@ -207,14 +207,14 @@ impl Places {
 fn utc_time(t: SystemTime) -> Option<[u8; 13]> {
     let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::civil::from_days(i64::try_from(days).ok()?);
     if year >= 2050 {
         return None;
     }
     let fields = [
-        year % 100,
-        month,
-        day,
+        u64::try_from(year % 100).ok()?,
+        u64::from(month),
+        u64::from(day),
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
@@ -225,21 +225,6 @@ fn utc_time(t: SystemTime) -> Option<[u8; 13]> {
         out[2 * i + 1] = b'0' + (field % 10) as u8;
     }
     Some(out)
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
