@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn boundary_digits_are_openssls() {
-        let b = boundary(std::array::from_fn(|i| i as u8 * 17));
+        let b = boundary(std::array::from_fn(|i| (i as u8).wrapping_mul(17)));
         assert!(b
             .iter()
             .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)));

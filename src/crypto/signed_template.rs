@@ -46,11 +46,13 @@ static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
 /// The DER of a detached PKCS#7 signature of `content` by `signer` (SHA-256), exactly as
 /// `PKCS7_sign` with `DETACHED | BINARY` writes it.
 pub(crate) fn signature_der(content: &[u8], signer: &Identity) -> Result<Vec<u8>, ErrorStack> {
-    if let Some(time) = utc_time(SystemTime::now()) {
-        if let Some(template) = template_for(signer) {
-            return template.fill(content, &time);
+    let time = utc_time(SystemTime::now());
+    if let Some((time, template)) = time.zip(template_for(signer)) {
+        if let Ok(der) = template.fill(content, &time) {
+            return Ok(der);
         }
     }
+    // No template, or filling it in failed: OpenSSL's own signature, with OpenSSL's errors.
     openssl_signature(content, signer)
 }
 
@@ -130,7 +132,8 @@ impl Template {
         let signature = signer.sign_oneshot_to_vec(&attributes)?;
         if signature.len() != self.signature.len() {
             // Cannot happen with the RSA key the template was made with; refuse rather than
-            // write a length that the DER around it does not say.
+            // write a length that the DER around it does not say (the caller then signs with
+            // `PKCS7_sign`).
             return Err(ErrorStack::get());
         }
         der[self.signature.clone()].copy_from_slice(&signature);
