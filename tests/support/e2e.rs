@@ -147,6 +147,25 @@ impl RunningReceiver {
         records(&self.store().incoming)
     }
 
+    /// Elements in the incoming queue once there are at least `n` (messages of different
+    /// senders are opened in different lanes, so one may be stored after another sender's
+    /// message was acked); fails the test after [`WAIT`].
+    pub async fn wait_incoming(&self, n: usize) -> Vec<Record> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.incoming();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} messages stored within {WAIT:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Elements in the reject queue.
     pub fn rejected(&self) -> Vec<Record> {
         records(&self.store().reject)
