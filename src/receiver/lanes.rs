@@ -3,10 +3,13 @@
 //!
 //! A message goes to the lane chosen by hashing its `reply-to` (unique per sender connection),
 //! so one sender's messages are handled one after the other while different senders' messages
-//! use every core. Decryption and verification run on the blocking pool, never on the I/O
-//! threads. A lane hands a verified message to the committer (whose queue keeps arrival order)
-//! and goes on with the next message at once; a task per message waits for the committer's
-//! outcome and then acks, so that the messages of many senders are committed together. At most
+//! use every core. Decryption and verification of a large message run on the blocking pool;
+//! a small one (at most [`INLINE_OPEN_BYTES`] sealed, about a millisecond of CPU) is opened
+//! by the lane's task itself, as a hand-over to the pool and back would cost more than a
+//! sixth of the whole message's CPU in wake-ups. A lane hands a verified message to the
+//! committer (whose queue keeps arrival order) and goes on with the next message at once; a
+//! task per message waits for the committer's outcome and then acks, so that the messages of
+//! many senders are committed together. At most
 //! [`MAX_PENDING`] messages wait for their outcome at once, and the frames queued in or handled
 //! by all lanes hold at most [`MAX_WAITING_BYTES`] (a larger frame passes alone): beyond that
 //! [`Lanes::submit`] waits, so the receiver stops reading from the broker (back-pressure; the
@@ -40,6 +43,17 @@ const LANE_DEPTH: usize = 64;
 
 /// Messages opened and waiting for their store outcome and ack, across all lanes.
 const MAX_PENDING: u32 = 256;
+
+/// Sealed bodies up to this size are opened by the lane's own task, larger ones on the
+/// blocking pool. Opening 64 KiB costs about 1 ms of CPU at most (one RSA decryption, AES,
+/// a digest and inflate over the body), which the runtime's other workers absorb (they steal
+/// the tasks queued behind it); the hand-over to the pool and back costs two thread wake-ups,
+/// which measured 15–20 % of the receiver's CPU per 10 KB message (docs/performance.md,
+/// "Fourth round"). A larger body would hold a worker for longer and goes to the pool. The
+/// worst a small body can do is inflate to about a thousand times its size before the size
+/// cap refuses it (some 50 ms), and only once its signature verified against a trusted CA:
+/// the content is inflated after the signature check.
+pub(crate) const INLINE_OPEN_BYTES: usize = 64 * 1024;
 
 /// Bytes of frames queued in or handled by the lanes at once (sealed bodies as received).
 pub(crate) const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
@@ -212,12 +226,16 @@ async fn handle_job(shared: &Arc<Shared>, job: Job, bytes: OwnedSemaphorePermit)
     };
     // The seal ids are only needed (and the envelope only parsed again) for a message that
     // opened.
-    let opened = tokio::task::spawn_blocking(move || {
+    let open = move || {
         opener
             .open_with(recipe, &body)
             .map(|opened| (opened, seal_ids(&body)))
-    })
-    .await;
+    };
+    let opened = if job.body.len() <= INLINE_OPEN_BYTES {
+        Ok(open())
+    } else {
+        tokio::task::spawn_blocking(open).await
+    };
     shared.stats.open_latency.observe(started.elapsed());
     if let Ok(Err(err)) = &opened {
         if err.is_own_fault() {
