@@ -48,7 +48,7 @@ const MAX_PENDING: u32 = 256;
 /// blocking pool. Opening 64 KiB costs about 1 ms of CPU at most (one RSA decryption, AES,
 /// a digest and inflate over the body), which the runtime's other workers absorb (they steal
 /// the tasks queued behind it); the hand-over to the pool and back costs two thread wake-ups,
-/// which measured 15–20 % of the receiver's CPU per 10 KB message (docs/performance.md,
+/// which measured 12–28 % of the receiver's CPU per 10 KB message (docs/performance.md,
 /// "Fourth round"). A larger body would hold a worker for longer and goes to the pool. The
 /// worst a small body can do is inflate to about a thousand times its size before the size
 /// cap refuses it (some 50 ms), and only once its signature verified against a trusted CA:
