@@ -5,8 +5,8 @@
 //! so one sender's messages are handled one after the other while different senders' messages
 //! use every core. Decryption and verification of a large message run on the blocking pool;
 //! a small one (at most [`INLINE_OPEN_BYTES`] sealed, about a millisecond of CPU) is opened
-//! by the lane's task itself, as a hand-over to the pool and back would cost more than a
-//! sixth of the whole message's CPU in wake-ups. A lane hands a verified message to the
+//! by the lane's task itself, as a hand-over to the pool and back would cost an eighth to a
+//! quarter of the whole message's CPU in wake-ups. A lane hands a verified message to the
 //! committer (whose queue keeps arrival order) and goes on with the next message at once; a
 //! task per message waits for the committer's outcome and then acks, so that the messages of
 //! many senders are committed together. At most
