@@ -53,7 +53,7 @@ const MAX_PENDING: u32 = 256;
 /// worst a small body can do is inflate to about a thousand times its size before the size
 /// cap refuses it (some 50 ms), and only once its signature verified against a trusted CA:
 /// the content is inflated after the signature check.
-pub(crate) const INLINE_OPEN_BYTES: usize = 64 * 1024;
+const INLINE_OPEN_BYTES: usize = 64 * 1024;
 
 /// Bytes of frames queued in or handled by the lanes at once (sealed bodies as received).
 pub(crate) const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;

@@ -86,7 +86,7 @@ async fn an_ack_to_a_departed_sender_does_not_stop_the_receiver() {
         // The departed sender's message is stored too, exactly once; in either order, as the
         // two senders' messages are opened in different lanes.
         let mut bodies: Vec<Vec<u8>> = rx
-            .wait_incoming(2)
+            .wait_incoming(&t.name, 2, e2e::WAIT)
             .await
             .into_iter()
             .map(|r| r.body)

@@ -364,16 +364,7 @@ async fn a_receiver_started_on_a_large_backlog_drains_it() {
             bodies.push(body.into_bytes());
         }
         let rx = start_receiver(&t, &queue, &dir.path().join("store")).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while rx.incoming().len() < N {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "[{}] stored {} of {N} from the backlog",
-                t.name,
-                rx.incoming().len()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        rx.wait_incoming(&t.name, N, Duration::from_secs(120)).await;
         let stats = rx.stop().await;
         assert_eq!(
             ssm::receiver::Stats::get(&stats.stored),

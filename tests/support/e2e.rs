@@ -149,9 +149,10 @@ impl RunningReceiver {
 
     /// Elements in the incoming queue once there are at least `n` (messages of different
     /// senders are opened in different lanes, so one may be stored after another sender's
-    /// message was acked); fails the test after [`WAIT`].
-    pub async fn wait_incoming(&self, n: usize) -> Vec<Record> {
-        let deadline = tokio::time::Instant::now() + WAIT;
+    /// message was acked, and a backlog takes a while); fails the test, naming `target`, after
+    /// `within`.
+    pub async fn wait_incoming(&self, target: &str, n: usize, within: Duration) -> Vec<Record> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let got = self.incoming();
             if got.len() >= n {
@@ -159,7 +160,7 @@ impl RunningReceiver {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "only {} of {n} messages stored within {WAIT:?}",
+                "[{target}] only {} of {n} messages stored within {within:?}",
                 got.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
