@@ -16,16 +16,24 @@ use std::time::Duration;
 
 use faults::*;
 
-/// Three senders ship 100 messages each while `restart` runs once, at a random moment.
+/// Three senders ship 100 messages each while `restart` runs once, after a random number of
+/// them has been sent.
 fn restart_mid_stream(w: &World, b: &Target, restart: impl FnOnce() + Send) {
     let senders = w.senders(3, 100);
     let mut r = w.receiver(b, &[]);
     let drained = AtomicBool::new(false);
     thread::scope(|s| {
         s.spawn(|| {
-            thread::sleep(Duration::from_millis(rand_between(300, 1500)));
-            if !drained.load(Ordering::SeqCst) {
-                restart();
+            // Mid-stream by construction: once a random number of the 300 messages has left
+            // the senders' queues (a random delay alone could outlast the whole stream).
+            let after = rand_between(10, 150) as usize;
+            while !drained.load(Ordering::SeqCst) {
+                let left: usize = senders.iter().map(|s| s.count()).sum();
+                if 300 - left.min(300) >= after {
+                    restart();
+                    return;
+                }
+                thread::sleep(Duration::from_millis(5));
             }
         });
         w.drain(b, &senders, 20);
