@@ -122,11 +122,18 @@ fn ssm2_restart_mid_stream(b: &Target, restart: impl FnOnce() + Send) {
     let window = Mutex::new(None);
     thread::scope(|s| {
         s.spawn(|| {
-            thread::sleep(Duration::from_millis(rand_between(100, 600)));
-            if !done.load(Ordering::SeqCst) {
-                let t0 = SystemTime::now();
-                restart();
-                *window.lock().unwrap() = Some((t0, SystemTime::now()));
+            // Mid-stream by construction: once a random number of the 600 messages has left
+            // the senders' queues (a random delay alone could outlast the whole stream).
+            let after = rand_between(20, 300) as usize;
+            while !done.load(Ordering::SeqCst) {
+                let left: usize = queues.iter().map(Queue::count).sum();
+                if 600 - left.min(600) >= after {
+                    let t0 = SystemTime::now();
+                    restart();
+                    *window.lock().unwrap() = Some((t0, SystemTime::now()));
+                    return;
+                }
+                thread::sleep(Duration::from_millis(5));
             }
         });
         // Cron: passes until every queue is empty (a pass fails while the broker is away).
